@@ -1,0 +1,61 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SharedKit
+
+enum Commands {
+    static func printUsage() {
+        print("""
+            usage: atelier <command> [options]
+
+              migrate [--dir Migrations]     apply pending database migrations (DATABASE_URL)
+              supervise --sockets DIR --bin DIR --functions name=N,… [--cron name=SECONDS,…] [--logs DIR]
+                                             run each function under FastCGI with N processes, restart
+                                             them when they die, run cron functions on a timer
+            """)
+    }
+
+    static func fail(_ line: String) -> Never {
+        var bytes = Array(("atelier: " + line + "\n").utf8)
+        _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+        exit(1)
+    }
+
+    /// Reads `--name value` options.
+    static func options(_ arguments: [String]) throws -> [String: String] {
+        var result: [String: String] = [:]
+        var index = 0
+        while index < arguments.count {
+            let key = arguments[index]
+            guard key.hasPrefix("--") else { throw UsageError(message: "unexpected argument \(key)") }
+            guard index + 1 < arguments.count else { throw UsageError(message: "\(key) needs a value") }
+            result[String(key.dropFirst(2))] = arguments[index + 1]
+            index += 2
+        }
+        return result
+    }
+
+    struct UsageError: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
+
+    static func environment(_ name: String) throws -> String {
+        guard let value = getenv(name).map({ String(cString: $0) }), !value.isEmpty else {
+            throw UsageError(message: "\(name) is required but not set")
+        }
+        return value
+    }
+
+    static func migrate(_ arguments: [String]) throws -> Int32 {
+        let options = try options(arguments)
+        let folder = options["dir"] ?? getenv("MIGRATIONS_DIR").map { String(cString: $0) } ?? "Migrations"
+        let db = PostgresConnection(url: try environment("DATABASE_URL"), timeoutMs: 10_000)
+        let migrations = try Migrator.load(folder: folder)
+        let applied = try Migrator(db: db).migrate(migrations)
+        print(applied.isEmpty
+              ? "migrate: up to date (\(migrations.count) migrations)"
+              : "migrate: applied \(applied.joined(separator: ", "))")
+        return 0
+    }
+}

@@ -1,0 +1,22 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SharedKit
+
+// The operator CLI: `atelier <command> [options]`. Each command exits 0 on success and non-zero with one
+// line on stderr otherwise.
+let arguments = Array(CommandLine.arguments.dropFirst())
+let commands: [String: ([String]) throws -> Int32] = [
+    "migrate": Commands.migrate,
+    "supervise": Supervisor.main,
+]
+
+guard let name = arguments.first, let command = commands[name] else {
+    Commands.printUsage()
+    exit(64)
+}
+do {
+    exit(try command(Array(arguments.dropFirst())))
+} catch {
+    Commands.fail("\(name): \(error)")
+}

@@ -1,0 +1,6 @@
+import SharedKit
+
+FunctionRuntime(name: "health").serve(
+    Router()
+        .get("/api/v1/health", Health.check)
+)

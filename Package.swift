@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// The upcoming features Hummingbird builds with: C modules stay internal imports of the kit and never
+// leak into the functions that link it.
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+/// Every HTTP function: one executable under Functions/<name>/ linking the kit.
+let functions = ["health"]
+
+func system(_ name: String, _ pkg: String, _ apt: String) -> Target {
+    .systemLibrary(name: name, path: "CLibs/\(name)", pkgConfig: pkg, providers: [.apt([apt])])
+}
+
+let package = Package(
+    name: "Atelier",
+    products: [
+        .library(name: "SharedKit", targets: ["SharedKit", "SharedKitHTTP", "SharedKitMedia"]),
+        .executable(name: "atelier", targets: ["atelier"]),
+    ] + functions.map { .executable(name: $0, targets: [$0]) },
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        system("CFastCGI", "fcgi", "libfcgi-dev"),
+        system("CPostgres", "libpq", "libpq-dev"),
+        system("CRedis", "hiredis", "libhiredis-dev"),
+        system("CCurl", "libcurl", "libcurl4-openssl-dev"),
+        system("CSodium", "libsodium", "libsodium-dev"),
+        system("CVips", "vips", "libvips-dev"),
+
+        // The kit proper: runtime, PostgreSQL, Redis, crypto, configuration. libcurl and libvips live in
+        // their own modules of the kit so that a function which needs neither does not load them (each
+        // pulls dozens of shared libraries, which shows in cold start and RSS).
+        .target(
+            name: "SharedKit",
+            dependencies: ["CFastCGI", "CPostgres", "CRedis", "CSodium", .product(name: "Logging", package: "swift-log")],
+            path: "SharedKit",
+            exclude: ["HTTP", "Media"],
+            swiftSettings: strict
+        ),
+        .target(name: "SharedKitHTTP", dependencies: ["SharedKit", "CCurl"], path: "SharedKit/HTTP", swiftSettings: strict),
+        .target(name: "SharedKitMedia", dependencies: ["SharedKit", "CVips"], path: "SharedKit/Media", swiftSettings: strict),
+
+        .executableTarget(name: "atelier", dependencies: ["SharedKit"], path: "CLI/atelier", swiftSettings: strict),
+        .executableTarget(name: "runtime-probe", dependencies: ["SharedKit"], path: "Tests/Fixtures/runtime-probe", swiftSettings: strict),
+        .testTarget(
+            name: "SharedKitTests",
+            dependencies: ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
+            path: "Tests/SharedKitTests",
+            swiftSettings: strict
+        ),
+    ] + functions.map {
+        .executableTarget(name: $0, dependencies: ["SharedKit"], path: "Functions/\($0)", swiftSettings: strict)
+    }
+)

@@ -1,0 +1,89 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Configuration from environment variables only. Functions read typed values through the accessors
+/// below; a missing or malformed required value stops the process at start with one line naming it.
+public struct Config: Sendable {
+    public struct Invalid: Error, CustomStringConvertible {
+        public let variable: String
+        public let problem: String
+        public var description: String { "\(variable) \(problem)" }
+    }
+
+    public let environment: [String: String]
+
+    public let databaseURL: String
+    public let redisURL: String
+    public let publicBaseURL: String
+    public let appSecret: String
+    public let runDir: String
+    /// Client-side bound on one PostgreSQL or Redis round trip, so a hung dependency costs a 503, not a hang.
+    public let dependencyTimeoutMs: Int
+    public let logLevel: String
+
+    public init(environment: [String: String]) throws {
+        self.environment = environment
+        databaseURL = try Self.required(environment, "DATABASE_URL", "must be a postgres:// or postgresql:// URL") {
+            $0.hasPrefix("postgres://") || $0.hasPrefix("postgresql://")
+        }
+        redisURL = try Self.required(environment, "REDIS_URL", "must be a redis:// or unix:// URL") {
+            $0.hasPrefix("redis://") || $0.hasPrefix("unix://")
+        }
+        let base = try Self.required(environment, "PUBLIC_BASE_URL", "must be an http:// or https:// URL") {
+            ($0.hasPrefix("http://") || $0.hasPrefix("https://")) && !$0.contains(" ")
+        }
+        publicBaseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
+        appSecret = try Self.required(environment, "APP_SECRET", "must be at least 32 characters") { $0.utf8.count >= 32 }
+        runDir = environment["RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? ".run"
+        dependencyTimeoutMs = try Self.integer(environment, "DEPENDENCY_TIMEOUT_MS", default: 1500, range: 50...60_000)
+        logLevel = environment["LOG_LEVEL"] ?? "info"
+        guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
+            throw Invalid(variable: "LOG_LEVEL", problem: "must be one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    /// The process environment.
+    public static func fromProcess() throws -> Config {
+        try Config(environment: processEnvironment())
+    }
+
+    /// Whether cookies and links are for an https deployment.
+    public var isHTTPS: Bool { publicBaseURL.hasPrefix("https://") }
+
+    public func string(_ name: String) -> String? {
+        guard let value = environment[name], !value.isEmpty else { return nil }
+        return value
+    }
+
+    public func integer(_ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+        try Self.integer(environment, name, default: value, range: range)
+    }
+
+    static func required(_ env: [String: String], _ name: String, _ rule: String, _ valid: (String) -> Bool) throws -> String {
+        guard let value = env[name], !value.isEmpty else { throw Invalid(variable: name, problem: "is required but not set") }
+        guard valid(value) else { throw Invalid(variable: name, problem: rule) }
+        return value
+    }
+
+    static func integer(_ env: [String: String], _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let text = env[name], !text.isEmpty else { return value }
+        guard let number = Int(text), range.contains(number) else {
+            throw Invalid(variable: name, problem: "must be an integer from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+
+    public static func processEnvironment() -> [String: String] {
+        var result: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let eq = text.firstIndex(of: "=") {
+                result[String(text[..<eq])] = String(text[text.index(after: eq)...])
+            }
+            pointer += 1
+        }
+        return result
+    }
+}

@@ -1,0 +1,186 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
+
+/// A value that can be bound as a query parameter, in PostgreSQL's text format.
+public protocol PostgresEncodable: Sendable {
+    var postgresText: String { get }
+}
+
+/// A value that can be read from a result column in text format; `nil` text is SQL NULL.
+public protocol PostgresDecodable {
+    static func decode(postgresText: String?) throws -> Self
+}
+
+public struct PostgresDecodingError: Error, CustomStringConvertible {
+    public let column: String
+    public let expected: String
+    public var description: String { "column \(column): cannot read as \(expected)" }
+}
+
+extension String: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String { self }
+    public static func decode(postgresText: String?) throws -> String {
+        guard let postgresText else { throw PostgresDecodingError(column: "", expected: "String (got NULL)") }
+        return postgresText
+    }
+}
+
+extension Int: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String { String(self) }
+    public static func decode(postgresText: String?) throws -> Int {
+        guard let text = postgresText, let value = Int(text) else { throw PostgresDecodingError(column: "", expected: "Int") }
+        return value
+    }
+}
+
+extension Int64: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String { String(self) }
+    public static func decode(postgresText: String?) throws -> Int64 {
+        guard let text = postgresText, let value = Int64(text) else { throw PostgresDecodingError(column: "", expected: "Int64") }
+        return value
+    }
+}
+
+extension Int32: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String { String(self) }
+    public static func decode(postgresText: String?) throws -> Int32 {
+        guard let text = postgresText, let value = Int32(text) else { throw PostgresDecodingError(column: "", expected: "Int32") }
+        return value
+    }
+}
+
+extension Double: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String { String(self) }
+    public static func decode(postgresText: String?) throws -> Double {
+        guard let text = postgresText, let value = Double(text) else { throw PostgresDecodingError(column: "", expected: "Double") }
+        return value
+    }
+}
+
+extension Bool: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String { self ? "true" : "false" }
+    public static func decode(postgresText: String?) throws -> Bool {
+        switch postgresText {
+        case "t", "true": return true
+        case "f", "false": return false
+        default: throw PostgresDecodingError(column: "", expected: "Bool")
+        }
+    }
+}
+
+extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
+    public static func decode(postgresText: String?) throws -> Wrapped? {
+        guard let postgresText else { return nil }
+        return try Wrapped.decode(postgresText: postgresText)
+    }
+}
+
+/// `timestamptz` as a `Date`. Sessions are set to UTC and ISO DateStyle, so the text is
+/// `2026-11-25 16:50:51.123456+00`.
+extension Date: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String { PostgresTimestamp.format(self) }
+    public static func decode(postgresText: String?) throws -> Date {
+        guard let text = postgresText, let date = PostgresTimestamp.parse(text) else {
+            throw PostgresDecodingError(column: "", expected: "timestamptz")
+        }
+        return date
+    }
+}
+
+/// `bytea` in hex format.
+public struct PostgresBytes: PostgresEncodable, PostgresDecodable, Equatable {
+    public let bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public var postgresText: String { "\\x" + Encoding.hex(bytes) }
+    public static func decode(postgresText: String?) throws -> PostgresBytes {
+        guard let text = postgresText, text.hasPrefix("\\x"), let bytes = Encoding.fromHex(String(text.dropFirst(2))) else {
+            throw PostgresDecodingError(column: "", expected: "bytea")
+        }
+        return PostgresBytes(bytes)
+    }
+}
+
+/// A `json`/`jsonb` value holding any Codable type.
+public struct PostgresJSON<Value: Codable & Sendable>: PostgresEncodable, PostgresDecodable, Sendable {
+    public let value: Value
+    public init(_ value: Value) { self.value = value }
+    public var postgresText: String { String(decoding: (try? JSON.encode(value)) ?? Array("null".utf8), as: UTF8.self) }
+    public static func decode(postgresText: String?) throws -> PostgresJSON<Value> {
+        guard let text = postgresText else { throw PostgresDecodingError(column: "", expected: "json") }
+        return PostgresJSON(try JSON.decoder().decode(Value.self, from: Data(text.utf8)))
+    }
+}
+
+/// A one-dimensional `text[]` literal.
+extension Array: PostgresEncodable where Element == String {
+    public var postgresText: String {
+        "{" + map { "\"" + $0.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\"" }
+            .joined(separator: ",") + "}"
+    }
+}
+
+enum PostgresTimestamp {
+    static func format(_ date: Date) -> String {
+        let interval = date.timeIntervalSince1970
+        var seconds = Int(interval.rounded(.down))
+        let micros = Int(((interval - Double(seconds)) * 1_000_000).rounded())
+        var parts = tm()
+        var t = time_t(seconds)
+        gmtime_r(&t, &parts)
+        seconds = 0
+        func pad(_ n: Int, _ w: Int = 2) -> String { let s = String(n); return String(repeating: "0", count: max(0, w - s.count)) + s }
+        return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1))-\(pad(Int(parts.tm_mday)))T"
+            + "\(pad(Int(parts.tm_hour))):\(pad(Int(parts.tm_min))):\(pad(Int(parts.tm_sec))).\(pad(micros, 6))Z"
+    }
+
+    /// Parses `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]]` (and the `T` form, and `Z`).
+    static func parse(_ text: String) -> Date? {
+        let chars = Array(text.utf8)
+        guard chars.count >= 19 else { return nil }
+        func number(_ from: Int, _ length: Int) -> Int? {
+            guard from + length <= chars.count else { return nil }
+            var value = 0
+            for c in chars[from..<(from + length)] {
+                guard c >= 48, c <= 57 else { return nil }
+                value = value * 10 + Int(c - 48)
+            }
+            return value
+        }
+        guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
+              let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2) else { return nil }
+        var index = 19
+        var fraction = 0.0
+        if index < chars.count, chars[index] == UInt8(ascii: ".") {
+            index += 1
+            var scale = 0.1
+            while index < chars.count, chars[index] >= 48, chars[index] <= 57 {
+                fraction += Double(chars[index] - 48) * scale
+                scale /= 10
+                index += 1
+            }
+        }
+        var offset = 0
+        if index < chars.count, chars[index] == UInt8(ascii: "+") || chars[index] == UInt8(ascii: "-") {
+            let sign = chars[index] == UInt8(ascii: "-") ? -1 : 1
+            guard let hours = number(index + 1, 2) else { return nil }
+            var minutes = 0
+            if index + 3 < chars.count, chars[index + 3] == UInt8(ascii: ":") { minutes = number(index + 4, 2) ?? 0 }
+            offset = sign * (hours * 3600 + minutes * 60)
+        }
+        var parts = tm()
+        parts.tm_year = Int32(year - 1900)
+        parts.tm_mon = Int32(month - 1)
+        parts.tm_mday = Int32(day)
+        parts.tm_hour = Int32(hour)
+        parts.tm_min = Int32(minute)
+        parts.tm_sec = Int32(second)
+        let epoch = Int(timegm(&parts)) - offset
+        return Date(timeIntervalSince1970: Double(epoch) + fraction)
+    }
+}

@@ -1,0 +1,232 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPostgres
+
+/// One libpq connection, owned by one function process. It connects on first use, checks before each
+/// statement outside a transaction that the server has not closed it (a restart, `pg_terminate_backend`)
+/// and reconnects if so, and bounds every connect and round trip with a client-side deadline so a hung
+/// server costs a 503 rather than a hung request.
+///
+/// `@unchecked Sendable`: used by one request at a time on the accept loop's thread; the `PGconn` has
+/// exactly this owner, which frees it.
+public final class PostgresConnection: @unchecked Sendable {
+    private let url: String
+    public let timeoutMs: Int
+    private var connection: OpaquePointer?
+    private var transactionDepth = 0
+    /// Backend pid of the current connection, for diagnostics and tests.
+    public private(set) var backendPID: Int32 = 0
+
+    public init(url: String, timeoutMs: Int = 1500) {
+        self.url = url
+        self.timeoutMs = timeoutMs
+    }
+
+    deinit {
+        if let connection { PQfinish(connection) }
+    }
+
+    // MARK: Statements
+
+    /// Runs one statement and returns its rows.
+    @discardableResult
+    public func query(_ query: SQLQuery) throws -> PostgresResult {
+        let conn = try ready()
+        var values: [UnsafeMutablePointer<CChar>?] = query.binds.map { $0.flatMap { strdup($0) } }
+        defer { values.forEach { free($0) } }
+        let sent: Int32
+        if values.isEmpty {
+            sent = PQsendQueryParams(conn, query.sql, 0, nil, nil, nil, nil, 0)
+        } else {
+            sent = values.withUnsafeMutableBufferPointer { buffer in
+                buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) { params in
+                    PQsendQueryParams(conn, query.sql, Int32(buffer.count), nil, params, nil, nil, 0)
+                }
+            }
+        }
+        guard sent == 1 else { throw lost("send failed: \(lastMessage(conn))") }
+        return try collect(conn)
+    }
+
+    /// Runs one statement and returns the number of rows it affected.
+    @discardableResult
+    public func execute(_ query: SQLQuery) throws -> Int {
+        try self.query(query).affectedRows
+    }
+
+    /// Runs a script of several statements with no parameters (migrations). Never pass user input.
+    public func execute(unsafeScript script: String) throws {
+        let conn = try ready()
+        guard PQsendQuery(conn, script) == 1 else { throw lost("send failed: \(lastMessage(conn))") }
+        _ = try collect(conn, timeoutMs: max(timeoutMs, 60_000))
+    }
+
+    /// Runs `body` in a transaction that commits when it returns and rolls back when it throws. Nested
+    /// calls become savepoints.
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        let depth = transactionDepth
+        try execute(depth == 0 ? "BEGIN" : SQLQuery(unsafeSQL: "SAVEPOINT s\(depth)"))
+        transactionDepth += 1
+        do {
+            let result = try body()
+            transactionDepth -= 1
+            try execute(depth == 0 ? "COMMIT" : SQLQuery(unsafeSQL: "RELEASE SAVEPOINT s\(depth)"))
+            return result
+        } catch {
+            transactionDepth -= 1
+            if connection != nil {
+                _ = try? execute(depth == 0 ? "ROLLBACK" : SQLQuery(unsafeSQL: "ROLLBACK TO SAVEPOINT s\(depth)"))
+            }
+            throw error
+        }
+    }
+
+    /// Closes the connection; the next statement opens a new one.
+    public func close() {
+        if let connection { PQfinish(connection) }
+        connection = nil
+        transactionDepth = 0
+    }
+
+    // MARK: Connection state
+
+    /// A live connection: opened if there is none, replaced if the server closed the idle one.
+    private func ready() throws -> OpaquePointer {
+        if let conn = connection {
+            if transactionDepth > 0 { return conn }
+            if PQstatus(conn) == CONNECTION_OK, idleSocketIsQuiet(conn) { return conn }
+            close()
+        }
+        let conn = try connect()
+        connection = conn
+        return conn
+    }
+
+    /// An idle connection has nothing to read; readable means the server sent an error (e.g. FATAL
+    /// terminating connection) or closed the socket.
+    private func idleSocketIsQuiet(_ conn: OpaquePointer) -> Bool {
+        var pfd = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, 0) > 0 else { return true }
+        if PQconsumeInput(conn) == 0 { return false }
+        while let notice = PQnotifies(conn) { PQfreemem(notice) }
+        return PQstatus(conn) == CONNECTION_OK && !PQisBusy(conn).isTrue
+    }
+
+    private func connect() throws -> OpaquePointer {
+        let keys = ["dbname", "options", "application_name"]
+        let values = [url, "-c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=\(max(timeoutMs * 20, 30_000))", "atelier"]
+        let conn: OpaquePointer? = withCStrings(keys) { k in withCStrings(values) { v in PQconnectStartParams(k, v, 1) } }
+        guard let conn else { throw DependencyUnavailable(.database, detail: "out of memory") }
+        let deadline = Monotonic.now() + Int64(timeoutMs) * 1_000_000
+        var state = PGRES_POLLING_WRITING
+        while true {
+            if PQstatus(conn) == CONNECTION_BAD || state == PGRES_POLLING_FAILED {
+                let message = lastMessage(conn)
+                PQfinish(conn)
+                throw DependencyUnavailable(.database, detail: "connect: \(message)")
+            }
+            if state == PGRES_POLLING_OK { break }
+            let events = state == PGRES_POLLING_READING ? POLLIN : POLLOUT
+            guard wait(PQsocket(conn), Int16(events), until: deadline) else {
+                PQfinish(conn)
+                throw DependencyUnavailable(.database, detail: "connect timed out after \(timeoutMs) ms")
+            }
+            state = PQconnectPoll(conn)
+        }
+        backendPID = PQbackendPID(conn)
+        return conn
+    }
+
+    /// Reads every result of the statement in flight, within the deadline.
+    private func collect(_ conn: OpaquePointer, timeoutMs: Int? = nil) throws -> PostgresResult {
+        let deadline = Monotonic.now() + Int64(timeoutMs ?? self.timeoutMs) * 1_000_000
+        var last: PostgresResult?
+        var failure: PostgresError?
+        while true {
+            while PQisBusy(conn).isTrue {
+                guard wait(PQsocket(conn), Int16(POLLIN), until: deadline) else {
+                    cancel(conn)
+                    throw lost("no answer within \(timeoutMs ?? self.timeoutMs) ms")
+                }
+                guard PQconsumeInput(conn) == 1 else { throw lost(lastMessage(conn)) }
+            }
+            guard let result = PQgetResult(conn) else { break }
+            let status = PQresultStatus(result)
+            switch status {
+            case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+                last = PostgresResult(result)
+            default:
+                if failure == nil { failure = Self.error(from: result, conn: conn) }
+                PQclear(result)
+            }
+        }
+        if PQstatus(conn) != CONNECTION_OK {
+            throw lost(failure?.description ?? lastMessage(conn))
+        }
+        if let failure {
+            if failure.meansUnavailable {
+                if failure.sqlState != "57014" { close() }
+                throw DependencyUnavailable(.database, detail: failure.description)
+            }
+            throw failure
+        }
+        return last ?? PostgresResult(nil)
+    }
+
+    private static func error(from result: OpaquePointer, conn: OpaquePointer) -> PostgresError {
+        func field(_ code: Int32) -> String? {
+            guard let text = PQresultErrorField(result, code) else { return nil }
+            return String(cString: text)
+        }
+        return PostgresError(
+            sqlState: field(Int32(UInt8(ascii: "C"))) ?? "XX000",
+            message: field(Int32(UInt8(ascii: "M"))) ?? "unknown error",
+            constraint: field(Int32(UInt8(ascii: "n"))))
+    }
+
+    /// Best effort: ask the server to stop the statement, then drop the connection either way.
+    private func cancel(_ conn: OpaquePointer) {
+        if let handle = PQgetCancel(conn) {
+            var buffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(handle, &buffer, 256)
+            PQfreeCancel(handle)
+        }
+    }
+
+    private func lost(_ detail: String) -> DependencyUnavailable {
+        close()
+        return DependencyUnavailable(.database, detail: detail)
+    }
+
+    private func lastMessage(_ conn: OpaquePointer) -> String {
+        guard let text = PQerrorMessage(conn) else { return "unknown" }
+        return String(cString: text).trimmingWhitespace().description
+    }
+
+    private func wait(_ fd: Int32, _ events: Int16, until deadline: Int64) -> Bool {
+        while true {
+            let remaining = (deadline - Monotonic.now()) / 1_000_000
+            if remaining <= 0 { return false }
+            var pfd = pollfd(fd: fd, events: events, revents: 0)
+            let n = poll(&pfd, 1, Int32(remaining))
+            if n > 0 { return true }
+            if n < 0, errno == EINTR { continue }
+            if n == 0 { return false }
+            return true  // an error on the socket: let libpq report it
+        }
+    }
+}
+
+private extension Int32 {
+    var isTrue: Bool { self != 0 }
+}
+
+private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { pointers.forEach { free($0) } }
+    return pointers.withUnsafeBufferPointer { buffer in
+        buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) { body($0) }
+    }
+}

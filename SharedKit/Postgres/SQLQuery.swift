@@ -1,0 +1,92 @@
+/// SQL written by string interpolation: every interpolated value becomes a `$n` placeholder and a bound
+/// parameter, so a value can never change the statement. The one way to splice text into SQL is the
+/// explicitly named `unsafeSQL:` interpolation, for identifiers and fragments the code itself chooses.
+public struct SQLQuery: ExpressibleByStringInterpolation, Sendable, CustomStringConvertible {
+    public private(set) var sql: String
+    /// Parameters in text format; nil is SQL NULL.
+    public private(set) var binds: [String?]
+
+    public init(unsafeSQL sql: String) {
+        self.sql = sql
+        self.binds = []
+    }
+
+    public init(stringLiteral value: String) {
+        self.init(unsafeSQL: value)
+    }
+
+    public init(stringInterpolation: StringInterpolation) {
+        sql = stringInterpolation.sql
+        binds = stringInterpolation.binds
+    }
+
+    /// The statement only: parameters never appear in descriptions or logs.
+    public var description: String { sql }
+
+    /// Appends another query, renumbering its placeholders after this one's.
+    public mutating func append(_ other: SQLQuery) {
+        sql += Self.renumber(other.sql, offset: binds.count)
+        binds += other.binds
+    }
+
+    public static func + (lhs: SQLQuery, rhs: SQLQuery) -> SQLQuery {
+        var copy = lhs
+        copy.append(rhs)
+        return copy
+    }
+
+    public struct StringInterpolation: StringInterpolationProtocol {
+        var sql = ""
+        var binds: [String?] = []
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+        }
+
+        public mutating func appendLiteral(_ literal: String) {
+            sql += literal
+        }
+
+        public mutating func appendInterpolation<T: PostgresEncodable>(_ value: T) {
+            binds.append(value.postgresText)
+            sql += "$\(binds.count)"
+        }
+
+        public mutating func appendInterpolation<T: PostgresEncodable>(_ value: T?) {
+            binds.append(value?.postgresText)
+            sql += "$\(binds.count)"
+        }
+
+        /// A fragment built elsewhere with its own parameters.
+        public mutating func appendInterpolation(_ fragment: SQLQuery) {
+            sql += SQLQuery.renumber(fragment.sql, offset: binds.count)
+            binds += fragment.binds
+        }
+
+        /// Text spliced into the statement as written. Never pass user input.
+        public mutating func appendInterpolation(unsafeSQL text: String) {
+            sql += text
+        }
+    }
+
+    static func renumber(_ sql: String, offset: Int) -> String {
+        guard offset > 0, sql.contains("$") else { return sql }
+        var out = ""
+        var index = sql.startIndex
+        while index < sql.endIndex {
+            let character = sql[index]
+            if character == "$" {
+                var end = sql.index(after: index)
+                while end < sql.endIndex, sql[end].isASCII, sql[end].isNumber { end = sql.index(after: end) }
+                if end > sql.index(after: index), let number = Int(sql[sql.index(after: index)..<end]) {
+                    out += "$\(number + offset)"
+                    index = end
+                    continue
+                }
+            }
+            out.append(character)
+            index = sql.index(after: index)
+        }
+        return out
+    }
+}

@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import Logging
+
+/// What every handler gets besides the request: configuration, a logger carrying the request id, and
+/// this process's PostgreSQL and Redis connections (opened lazily, reopened when found broken).
+///
+/// `@unchecked Sendable`: a function process serves one request at a time from a single thread (the
+/// FastCGI accept loop), so the mutable per-request state is never touched concurrently.
+public final class Context: @unchecked Sendable {
+    public let config: Config
+    public let functionName: String
+    public private(set) var logger: Logger
+    public let db: PostgresConnection
+    public let redis: RedisConnection
+    /// The time source for rules with deadlines; tests substitute a fixed clock.
+    public var now: @Sendable () -> Int64 = { WallClock.nowSeconds() }
+    private let baseLogger: Logger
+
+    public init(config: Config, functionName: String, logger: Logger) {
+        self.config = config
+        self.functionName = functionName
+        self.baseLogger = logger
+        self.logger = logger
+        self.db = PostgresConnection(url: config.databaseURL, timeoutMs: config.dependencyTimeoutMs)
+        self.redis = RedisConnection(url: config.redisURL, timeoutMs: config.dependencyTimeoutMs)
+    }
+
+    /// Called by the dispatcher as a request starts: the logger carries its id from here on.
+    func beginRequest(_ request: Request) {
+        var logger = baseLogger
+        logger[metadataKey: "request.id"] = .string(request.id)
+        self.logger = logger
+    }
+}
+
+/// Wall-clock time without Foundation.
+public enum WallClock {
+    public static func nowSeconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec)
+    }
+}

@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFastCGI
+public import Logging
+
+/// Set from the SIGTERM handler; read by the accept loop between requests.
+nonisolated(unsafe) private var terminationRequested: sig_atomic_t = 0
+
+/// The process around a function: configuration, logging, then a blocking FastCGI accept loop on fd 0
+/// (the listening socket systemd or the supervisor hands over), one request at a time. Started without
+/// a socket it answers one request as plain CGI from the environment and stdin.
+public struct FunctionRuntime {
+    public let name: String
+
+    public init(name: String) {
+        self.name = name
+    }
+
+    public func serve(_ router: Router) -> Never {
+        let context = Self.bootstrap(name: name)
+        let dispatcher = Dispatcher(router: router)
+
+        if FCGX_IsCGI() != 0 {
+            serveCGI(dispatcher, context)
+            exit(0)
+        }
+        Self.installSignalHandlers()
+        var request = FCGX_Request()
+        guard FCGX_InitRequest(&request, 0, 0) == 0 else {
+            Self.fail("\(name): cannot initialise the FastCGI request")
+        }
+        // libfcgi retries accept() after EINTR unless a shutdown is pending, which the SIGTERM handler sets.
+        while terminationRequested == 0, FCGX_Accept_r(&request) >= 0 {
+            serveFastCGI(&request, dispatcher, context)
+            FCGX_Finish_r(&request)
+        }
+        context.logger.info("stopping", metadata: ["reason": "SIGTERM"])
+        exit(0)
+    }
+
+    /// Logging, libsodium and configuration: everything a function needs before its first request.
+    /// A configuration problem ends the process here with one line naming the variable.
+    public static func bootstrap(name: String) -> Context {
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
+        var logger = Logger(label: name)
+        Random.initialise()
+        let config: Config
+        do {
+            config = try Config.fromProcess()
+        } catch {
+            fail("\(name): configuration error: \(error)")
+        }
+        logger.logLevel = Logger.Level(rawValue: config.logLevel) ?? .info
+        return Context(config: config, functionName: name, logger: logger)
+    }
+
+    static func fail(_ line: String) -> Never {
+        var bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+        exit(78)  // EX_CONFIG
+    }
+
+    private static func installSignalHandlers() {
+        signal(SIGPIPE, SIG_IGN)
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in
+            terminationRequested = 1
+            FCGX_ShutdownPending()
+        }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0  // no SA_RESTART: a blocked accept() returns so the loop can end
+        sigaction(SIGTERM, &action, nil)
+        sigaction(SIGINT, &action, nil)
+    }
+
+    private func serveFastCGI(_ request: inout FCGX_Request, _ dispatcher: Dispatcher, _ context: Context) {
+        var params: [String: String] = [:]
+        if var pointer = request.envp {
+            while let entry = pointer.pointee {
+                let text = String(cString: entry)
+                if let eq = text.firstIndex(of: "=") {
+                    params[String(text[..<eq])] = String(text[text.index(after: eq)...])
+                }
+                pointer += 1
+            }
+        }
+        let input = request.in
+        let response = dispatcher.respond(to: params, readBody: { limit in
+            var body = [UInt8](repeating: 0, count: limit)
+            var filled = 0
+            while filled < limit {
+                let n = body.withUnsafeMutableBytes { raw in
+                    FCGX_GetStr(raw.baseAddress!.assumingMemoryBound(to: CChar.self) + filled, Int32(limit - filled), input)
+                }
+                if n <= 0 { break }
+                filled += Int(n)
+            }
+            return Array(body[..<filled])
+        }, context: context)
+        var bytes = response.cgiBytes(includeBody: params["REQUEST_METHOD"] != "HEAD")
+        let output = request.out
+        _ = bytes.withUnsafeMutableBytes { raw in
+            FCGX_PutStr(raw.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(raw.count), output)
+        }
+    }
+
+    private func serveCGI(_ dispatcher: Dispatcher, _ context: Context) {
+        let params = Config.processEnvironment()
+        let response = dispatcher.respond(to: params, readBody: { limit in
+            var body = [UInt8](repeating: 0, count: limit)
+            var filled = 0
+            while filled < limit {
+                let n = body.withUnsafeMutableBytes { read(0, $0.baseAddress! + filled, limit - filled) }
+                if n <= 0 { break }
+                filled += n
+            }
+            return Array(body[..<filled])
+        }, context: context)
+        var bytes = response.cgiBytes(includeBody: params["REQUEST_METHOD"] != "HEAD")
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress! + written, $0.count - written) }
+            if n <= 0 { break }
+            written += n
+        }
+    }
+}

@@ -1,0 +1,33 @@
+/// An HTTP status code with its reason phrase, as written in the CGI `Status:` line.
+public struct HTTPStatus: Sendable, Equatable, Hashable {
+    public let code: Int
+    public let reason: String
+
+    public init(_ code: Int, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public static let ok = HTTPStatus(200, "OK")
+    public static let created = HTTPStatus(201, "Created")
+    public static let accepted = HTTPStatus(202, "Accepted")
+    public static let noContent = HTTPStatus(204, "No Content")
+    public static let found = HTTPStatus(302, "Found")
+    public static let seeOther = HTTPStatus(303, "See Other")
+    public static let badRequest = HTTPStatus(400, "Bad Request")
+    public static let unauthorized = HTTPStatus(401, "Unauthorized")
+    public static let paymentRequired = HTTPStatus(402, "Payment Required")
+    public static let forbidden = HTTPStatus(403, "Forbidden")
+    public static let notFound = HTTPStatus(404, "Not Found")
+    public static let methodNotAllowed = HTTPStatus(405, "Method Not Allowed")
+    public static let conflict = HTTPStatus(409, "Conflict")
+    public static let gone = HTTPStatus(410, "Gone")
+    public static let payloadTooLarge = HTTPStatus(413, "Content Too Large")
+    public static let unsupportedMediaType = HTTPStatus(415, "Unsupported Media Type")
+    public static let unprocessableContent = HTTPStatus(422, "Unprocessable Content")
+    public static let tooManyRequests = HTTPStatus(429, "Too Many Requests")
+    public static let internalServerError = HTTPStatus(500, "Internal Server Error")
+    public static let badGateway = HTTPStatus(502, "Bad Gateway")
+    public static let serviceUnavailable = HTTPStatus(503, "Service Unavailable")
+    public static let gatewayTimeout = HTTPStatus(504, "Gateway Timeout")
+}

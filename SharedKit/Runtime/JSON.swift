@@ -1,0 +1,99 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
+
+/// The one JSON dialect of the API: snake_case keys, ISO 8601 dates.
+public enum JSON {
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+
+    public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        Array(try encoder().encode(value))
+    }
+
+    /// Decodes a request body, turning every decoding failure into a 400 that names the field.
+    public static func decodeBody<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+            throw HTTPError(.badRequest, code: "invalid_json", message: "The request body is empty; a JSON object is expected.")
+        }
+        do {
+            return try decoder().decode(type, from: Data(bytes))
+        } catch let error as DecodingError {
+            throw describe(error)
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> HTTPError {
+        switch error {
+        case .keyNotFound(let key, let context):
+            let field = fieldName(context.codingPath + [key])
+            return HTTPError(.badRequest, code: "missing_field", message: "The field '\(field)' is required.")
+        case .valueNotFound(_, let context):
+            let field = fieldName(context.codingPath)
+            return HTTPError(.badRequest, code: "invalid_field", message: "The field '\(field)' must not be null.")
+        case .typeMismatch(let type, let context):
+            let field = fieldName(context.codingPath)
+            if field.isEmpty {
+                return HTTPError(.badRequest, code: "invalid_json", message: "The request body must be a JSON object.")
+            }
+            return HTTPError(.badRequest, code: "invalid_field", message: "The field '\(field)' must be \(typeName(type)).")
+        case .dataCorrupted(let context):
+            let field = fieldName(context.codingPath)
+            if field.isEmpty {
+                return HTTPError(.badRequest, code: "invalid_json", message: "The request body is not valid JSON.")
+            }
+            return HTTPError(.badRequest, code: "invalid_field", message: "The field '\(field)' has an invalid value.")
+        @unknown default:
+            return HTTPError(.badRequest, code: "invalid_json", message: "The request body could not be read as JSON.")
+        }
+    }
+
+    /// The dotted JSON path of a coding path, in the wire's snake_case.
+    static func fieldName(_ path: [any CodingKey]) -> String {
+        path.map { key in key.intValue.map { "[\($0)]" } ?? snakeCase(key.stringValue) }
+            .joined(separator: ".")
+            .replacing(".[", with: "[")
+    }
+
+    static func snakeCase(_ name: String) -> String {
+        var out = ""
+        for character in name {
+            if character.isUppercase {
+                if !out.isEmpty { out.append("_") }
+                out.append(contentsOf: character.lowercased())
+            } else {
+                out.append(character)
+            }
+        }
+        return out
+    }
+
+    static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "a string"
+        case is Bool.Type: return "true or false"
+        case is Int.Type, is Int64.Type, is Int32.Type: return "an integer"
+        case is Double.Type, is Float.Type: return "a number"
+        case is [Any].Type: return "an array"
+        default:
+            let name = String(describing: type)
+            if name.hasPrefix("Array") { return "an array" }
+            if name.hasPrefix("Dictionary") { return "an object" }
+            return "a valid value"
+        }
+    }
+}

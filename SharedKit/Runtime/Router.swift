@@ -1,0 +1,95 @@
+/// A handler: a plain function of the request and the process context.
+public typealias Handler = @Sendable (Request, Context) throws -> Response
+
+/// Method + path patterns (`/api/v1/keys/:id`) to handlers, with a body cap per route.
+public struct Router: Sendable {
+    public static let defaultMaxBodyBytes = 64 * 1024
+
+    struct Route: Sendable {
+        enum Segment: Sendable, Equatable { case literal(String), parameter(String) }
+        let method: String
+        let segments: [Segment]
+        let maxBodyBytes: Int
+        let handler: Handler
+    }
+
+    enum Resolution {
+        case matched(Route, parameters: [String: String])
+        case notFound
+        case methodNotAllowed(allow: [String])
+    }
+
+    private(set) var routes: [Route] = []
+
+    public init() {}
+
+    public func get(_ pattern: String, _ handler: @escaping Handler) -> Router {
+        adding("GET", pattern, Self.defaultMaxBodyBytes, handler)
+    }
+
+    public func post(_ pattern: String, maxBodyBytes: Int = Router.defaultMaxBodyBytes, _ handler: @escaping Handler) -> Router {
+        adding("POST", pattern, maxBodyBytes, handler)
+    }
+
+    public func put(_ pattern: String, maxBodyBytes: Int = Router.defaultMaxBodyBytes, _ handler: @escaping Handler) -> Router {
+        adding("PUT", pattern, maxBodyBytes, handler)
+    }
+
+    public func patch(_ pattern: String, maxBodyBytes: Int = Router.defaultMaxBodyBytes, _ handler: @escaping Handler) -> Router {
+        adding("PATCH", pattern, maxBodyBytes, handler)
+    }
+
+    public func delete(_ pattern: String, maxBodyBytes: Int = Router.defaultMaxBodyBytes, _ handler: @escaping Handler) -> Router {
+        adding("DELETE", pattern, maxBodyBytes, handler)
+    }
+
+    private func adding(_ method: String, _ pattern: String, _ maxBodyBytes: Int, _ handler: @escaping Handler) -> Router {
+        var copy = self
+        let segments: [Route.Segment] = pattern.split(separator: "/").map { part in
+            part.hasPrefix(":") ? .parameter(String(part.dropFirst())) : .literal(String(part))
+        }
+        copy.routes.append(Route(method: method, segments: segments, maxBodyBytes: maxBodyBytes, handler: handler))
+        return copy
+    }
+
+    /// Every method + pattern, for listings (tests walk them to check authorization on each route).
+    public var patterns: [(method: String, pattern: String)] {
+        routes.map { route in
+            let path = route.segments.map { segment -> String in
+                switch segment {
+                case .literal(let text): return text
+                case .parameter(let name): return ":" + name
+                }
+            }
+            return (route.method, "/" + path.joined(separator: "/"))
+        }
+    }
+
+    func resolve(method: String, path: String) -> Resolution {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        var allowed: [String] = []
+        let lookup = method == "HEAD" ? "GET" : method
+        for route in routes {
+            guard let parameters = match(route, parts) else { continue }
+            if route.method == lookup { return .matched(route, parameters: parameters) }
+            if !allowed.contains(route.method) { allowed.append(route.method) }
+        }
+        if allowed.isEmpty { return .notFound }
+        if allowed.contains("GET") { allowed.append("HEAD") }
+        return .methodNotAllowed(allow: allowed)
+    }
+
+    private func match(_ route: Route, _ parts: [Substring]) -> [String: String]? {
+        guard route.segments.count == parts.count else { return nil }
+        var parameters: [String: String] = [:]
+        for (segment, part) in zip(route.segments, parts) {
+            switch segment {
+            case .literal(let text):
+                if text != part { return nil }
+            case .parameter(let name):
+                parameters[name] = PercentDecoding.decode(part)
+            }
+        }
+        return parameters
+    }
+}
