@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# Starts and stops Atelier's whole stack on this machine: a private PostgreSQL and Redis, the schema,
+# every function under the supervisor (FastCGI), and nginx. `make run` and `make test` both use it.
+#
+#   scripts/stack.sh deps                install the Debian packages that are missing
+#   scripts/stack.sh run                 start everything, print where it is, stop it all on Ctrl-C
+#   scripts/stack.sh start | stop        the same in the background (tests)
+#   scripts/stack.sh pg-stop | pg-start | redis-stop | redis-start | reload FUNCTION
+#
+# Environment: RUN_DIR (.run), PORT (8080), PG_PORT (55432), REDIS_PORT (56379), BIN_DIR
+# (.build/release), PROCESSES (2 per function), PUBLIC_BASE_URL, and any Atelier variable to pass on.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUN_DIR=${RUN_DIR:-.run}
+mkdir -p "$RUN_DIR"
+RUN_DIR=$(cd "$RUN_DIR" && pwd)
+PORT=${PORT:-8080}
+PG_PORT=${PG_PORT:-55432}
+REDIS_PORT=${REDIS_PORT:-56379}
+BIN_DIR=${BIN_DIR:-$ROOT/.build/release}
+PROCESSES=${PROCESSES:-2}
+# Cron functions and their interval in seconds under `make run` (production: deploy/ timers).
+CRON_INTERVALS=${CRON_INTERVALS:-"renew-cron=300 maintenance-cron=60"}
+
+LOG_DIR=$RUN_DIR/logs
+SOCK_DIR=$RUN_DIR/sock
+MEDIA_DIR=${MEDIA_ROOT:-$RUN_DIR/media}
+
+# Debian packages the build, the stack and the tests need.
+PACKAGES="pkg-config libfcgi-dev libfcgi-bin libpq-dev libhiredis-dev libcurl4-openssl-dev libsodium-dev
+  libvips-dev libzxcvbn-dev postgresql redis-server nginx-light wrk curl ca-certificates python3"
+
+say() { printf '\033[1m%s\033[0m\n' "$*"; }
+die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+deps() {
+  local missing=()
+  for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "Installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  command -v swift >/dev/null || die "swift is not on PATH (Swift 6 toolchain required)"
+}
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+# PostgreSQL refuses to run as root: as root it runs as the 'postgres' system user, with its data where
+# that user can reach it.
+pg_user() { if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+pg_data() {
+  local dir=$RUN_DIR/pg
+  if [ "$(id -u)" = 0 ]; then
+    mkdir -p "$dir" && chown postgres: "$dir" && chmod 700 "$dir"
+    if ! runuser -u postgres -- test -w "$dir"; then
+      dir=/var/tmp/atelier-pg-$(printf '%s' "$RUN_DIR" | md5sum | cut -c1-12)
+      mkdir -p "$dir" && chown postgres: "$dir" && chmod 700 "$dir"
+    fi
+  fi
+  echo "$dir"
+}
+
+DATABASE_URL_DEFAULT="postgresql://atelier@127.0.0.1:$PG_PORT/atelier"
+
+pg_start() {
+  local bin data
+  bin=$(pg_bin); [ -n "$bin" ] || die "PostgreSQL server binaries not found"
+  data=$(pg_data)
+  echo "$data" > "$RUN_DIR/pg.datadir"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    as_pg "$bin/initdb" -D "$data" -U atelier --auth=trust -E UTF8 --locale=C.UTF-8 >"$LOG_DIR/initdb.log" 2>&1 \
+      || die "initdb failed (see $LOG_DIR/initdb.log)"
+  fi
+  # A stale pid file after a crash is handled by pg_ctl itself; a live server on our port is reused.
+  if ! as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    touch "$LOG_DIR/postgres.log"; chmod 666 "$LOG_DIR/postgres.log"
+    as_pg "$bin/pg_ctl" -D "$data" -l "$LOG_DIR/postgres.log" -w -t 30 start \
+      -o "-p $PG_PORT -k '' -c listen_addresses=127.0.0.1 -c fsync=${PG_FSYNC:-on} -c max_connections=200" >/dev/null \
+      || die "PostgreSQL did not start (see $LOG_DIR/postgres.log)"
+  fi
+  for _ in $(seq 50); do
+    "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -U atelier -d postgres && break; sleep 0.1
+  done
+  "$bin/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U atelier -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='atelier'" \
+    | grep -q 1 || "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U atelier atelier
+}
+
+pg_stop() {
+  local bin data
+  bin=$(pg_bin); data=$(cat "$RUN_DIR/pg.datadir" 2>/dev/null || true)
+  [ -n "$data" ] && [ -f "$data/PG_VERSION" ] || return 0
+  as_pg "$bin/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+}
+
+redis_start() {
+  mkdir -p "$RUN_DIR/redis"
+  if [ -f "$RUN_DIR/redis.pid" ] && kill -0 "$(cat "$RUN_DIR/redis.pid")" 2>/dev/null; then return 0; fi
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode yes --daemonize yes \
+    --pidfile "$RUN_DIR/redis.pid" --logfile "$LOG_DIR/redis.log" --dir "$RUN_DIR/redis" \
+    --save "${REDIS_SAVE:-60 1}" --appendonly no --maxmemory-policy noeviction
+  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die "Redis did not start (see $LOG_DIR/redis.log)"
+}
+
+redis_stop() {
+  [ -f "$RUN_DIR/redis.pid" ] || return 0
+  local pid; pid=$(cat "$RUN_DIR/redis.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$RUN_DIR/redis.pid"
+}
+
+# The app's configuration for the functions, written once per run directory.
+write_env() {
+  local secret_file=$RUN_DIR/app_secret
+  [ -s "$secret_file" ] || (umask 077; head -c 48 /dev/urandom | base64 | tr -d '\n/+=' > "$secret_file")
+  cat > "$RUN_DIR/env" <<ENV
+DATABASE_URL=${DATABASE_URL:-$DATABASE_URL_DEFAULT}
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
+PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}
+APP_SECRET=${APP_SECRET:-$(cat "$secret_file")}
+RUN_DIR=$RUN_DIR
+MEDIA_ROOT=$MEDIA_DIR
+MIGRATIONS_DIR=$ROOT/Migrations
+ENV
+  # Everything else the operator set (REPLICATE_*, RAZORPAY_*, SMTP_URL, quotas …) passes through.
+  env | grep -E '^(REPLICATE_|RAZORPAY_|SMTP_|MAIL_|S3_|QUOTA_|RATE_|SESSION_|LOG_LEVEL|DEPENDENCY_TIMEOUT_MS|ADMIN_)' >> "$RUN_DIR/env" || true
+}
+
+load_env() { set -a; . "$RUN_DIR/env"; set +a; }
+
+migrate() { "$BIN_DIR/atelier" migrate --dir "$ROOT/Migrations"; }
+
+# nginx's configuration: the repository's nginx.conf with this run's paths and port, inside a minimal
+# main configuration.
+render_nginx() {
+  mkdir -p "$RUN_DIR/nginx"
+  sed -e "s#/run/atelier/#$SOCK_DIR/#g" \
+      -e "s#/usr/share/atelier/web#$ROOT/web#g" \
+      -e "s#/var/lib/atelier/media/#$MEDIA_DIR/#g" \
+      -e "s#listen 80 default_server;#listen 127.0.0.1:$PORT default_server;#" \
+      "$ROOT/nginx.conf" > "$RUN_DIR/nginx/atelier.conf"
+  local user_line=""
+  [ "$(id -u)" = 0 ] && user_line="user root;"
+  cat > "$RUN_DIR/nginx/nginx.conf" <<CONF
+$user_line
+worker_processes ${NGINX_WORKERS:-2};
+pid $RUN_DIR/nginx/nginx.pid;
+error_log $LOG_DIR/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log ${NGINX_ACCESS_LOG:-$LOG_DIR/nginx-access.log};
+    client_body_temp_path $RUN_DIR/nginx/body;
+    fastcgi_temp_path $RUN_DIR/nginx/fastcgi;
+    proxy_temp_path $RUN_DIR/nginx/proxy;
+    uwsgi_temp_path $RUN_DIR/nginx/uwsgi;
+    scgi_temp_path $RUN_DIR/nginx/scgi;
+    sendfile on;
+    include $RUN_DIR/nginx/atelier.conf;
+}
+CONF
+}
+
+nginx_start() {
+  render_nginx
+  nginx_stop
+  nginx -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$LOG_DIR/nginx-error.log" \
+    || die "nginx did not start (see $LOG_DIR/nginx-error.log)"
+}
+
+nginx_stop() {
+  local pidfile=$RUN_DIR/nginx/nginx.pid
+  [ -f "$pidfile" ] || return 0
+  local pid; pid=$(cat "$pidfile")
+  kill -QUIT "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$pidfile"
+}
+
+# FastCGI functions are the folders of Functions/ that are not cron functions (named *-cron).
+function_list() {
+  local list=() name
+  for dir in "$ROOT"/Functions/*/; do
+    name=$(basename "$dir")
+    case $name in *-cron) ;; *) list+=("$name=$PROCESSES") ;; esac
+  done
+  (IFS=,; echo "${list[*]}")
+}
+
+cron_list() {
+  local list=() item
+  for item in $CRON_INTERVALS; do
+    [ -x "$BIN_DIR/${item%%=*}" ] && list+=("$item")
+  done
+  (IFS=,; echo "${list[*]:-}")
+}
+
+supervisor_start() {
+  supervisor_stop
+  local cron; cron=$(cron_list)
+  local args=(supervise --sockets "$SOCK_DIR" --bin "$BIN_DIR" --logs "$LOG_DIR" --functions "$(function_list)")
+  [ -n "$cron" ] && args+=(--cron "$cron")
+  "$BIN_DIR/atelier" "${args[@]}" </dev/null >>"$LOG_DIR/supervisor.log" 2>&1 &
+  echo $! > "$RUN_DIR/supervisor.pid"
+  for _ in $(seq 100); do
+    local ready=1
+    for item in $(function_list | tr , ' '); do [ -S "$SOCK_DIR/${item%%=*}.sock" ] || ready=0; done
+    [ $ready = 1 ] && return 0
+    sleep 0.05
+  done
+  die "the supervisor did not open every socket (see $LOG_DIR/supervisor.log)"
+}
+
+supervisor_stop() {
+  local pidfile=$RUN_DIR/supervisor.pid
+  [ -f "$pidfile" ] || return 0
+  local pid; pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+start() {
+  mkdir -p "$LOG_DIR" "$SOCK_DIR" "$MEDIA_DIR"
+  [ -x "$BIN_DIR/atelier" ] || die "no build in $BIN_DIR: run 'make build' first"
+  write_env
+  load_env
+  pg_start
+  redis_start
+  migrate
+  supervisor_start
+  nginx_start
+}
+
+stop() {
+  nginx_stop
+  supervisor_stop
+  redis_stop
+  pg_stop
+}
+
+run() {
+  trap 'echo; say "Stopping…"; stop; exit 0' INT TERM
+  start
+  cat <<INFO
+
+  Atelier is running on http://127.0.0.1:$PORT
+
+  logs        $LOG_DIR/  (one file per function, nginx, postgres, redis, supervisor)
+  database    $DATABASE_URL
+  redis       $REDIS_URL
+  run dir     $RUN_DIR
+
+  Ctrl-C stops everything.
+INFO
+  while kill -0 "$(cat "$RUN_DIR/supervisor.pid")" 2>/dev/null; do sleep 1; done
+  say "The supervisor stopped; stopping the rest."
+  stop
+}
+
+reload() {
+  local name=${1:?usage: stack.sh reload FUNCTION}
+  [ -x "$BIN_DIR/$name" ] || die "no function named $name in $BIN_DIR"
+  echo "$name" > "$SOCK_DIR/reload"
+  kill -HUP "$(cat "$RUN_DIR/supervisor.pid")"
+}
+
+case ${1:-} in
+  deps) deps ;;
+  run) run ;;
+  start) start ;;
+  stop) stop ;;
+  pg-start) pg_start ;;
+  pg-stop) pg_stop ;;
+  redis-start) redis_start ;;
+  redis-stop) redis_stop ;;
+  reload) shift; reload "$@" ;;
+  env) write_env; cat "$RUN_DIR/env" ;;
+  *) sed -n '2,12p' "$0"; exit 64 ;;
+esac
