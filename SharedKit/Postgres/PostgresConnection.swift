@@ -103,14 +103,11 @@ public final class PostgresConnection: @unchecked Sendable {
         return conn
     }
 
-    /// An idle connection has nothing to read; readable means the server sent an error (e.g. FATAL
-    /// terminating connection) or closed the socket.
+    /// An idle connection has nothing to read (we never LISTEN); readable means the server sent an error
+    /// (FATAL: terminating connection) or closed the socket, so it is replaced rather than trusted.
     private func idleSocketIsQuiet(_ conn: OpaquePointer) -> Bool {
         var pfd = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
-        guard poll(&pfd, 1, 0) > 0 else { return true }
-        if PQconsumeInput(conn) == 0 { return false }
-        while let notice = PQnotifies(conn) { PQfreemem(notice) }
-        return PQstatus(conn) == CONNECTION_OK && !PQisBusy(conn).isTrue
+        return poll(&pfd, 1, 0) == 0
     }
 
     private func connect() throws -> OpaquePointer {
@@ -146,7 +143,8 @@ public final class PostgresConnection: @unchecked Sendable {
         while true {
             while PQisBusy(conn).isTrue {
                 guard wait(PQsocket(conn), Int16(POLLIN), until: deadline) else {
-                    cancel(conn)
+                    // No PQcancel: it blocks on a new connection to a server that may be the hung one.
+                    // Closing the socket and the server's statement_timeout end the statement.
                     throw lost("no answer within \(timeoutMs ?? self.timeoutMs) ms")
                 }
                 guard PQconsumeInput(conn) == 1 else { throw lost(lastMessage(conn)) }
@@ -183,15 +181,6 @@ public final class PostgresConnection: @unchecked Sendable {
             sqlState: field(Int32(UInt8(ascii: "C"))) ?? "XX000",
             message: field(Int32(UInt8(ascii: "M"))) ?? "unknown error",
             constraint: field(Int32(UInt8(ascii: "n"))))
-    }
-
-    /// Best effort: ask the server to stop the statement, then drop the connection either way.
-    private func cancel(_ conn: OpaquePointer) {
-        if let handle = PQgetCancel(conn) {
-            var buffer = [CChar](repeating: 0, count: 256)
-            _ = PQcancel(handle, &buffer, 256)
-            PQfreeCancel(handle)
-        }
     }
 
     private func lost(_ detail: String) -> DependencyUnavailable {

@@ -1,0 +1,43 @@
+import Testing
+@testable import SharedKit
+
+@Suite struct CryptoTests {
+    init() { Random.initialise() }
+
+    @Test func sha256KnownAnswer() {
+        #expect(Encoding.hex(Digest.sha256("abc")) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
+    @Test func hmacSHA256RFC4231Case2() {
+        let mac = Digest.hmacSHA256(key: "Jefe", message: "what do ya want for nothing?")
+        #expect(Encoding.hex(mac) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    }
+
+    @Test func hmacWithEmptyKeyMatchesTheStandard() {
+        // HMAC-SHA256("", "") from RFC 4231 test tooling.
+        #expect(Encoding.hex(Digest.hmacSHA256(key: [], message: [])) == "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad")
+    }
+
+    @Test func constantTimeEquality() {
+        #expect(Digest.constantTimeEquals([1, 2, 3], [1, 2, 3]))
+        #expect(!Digest.constantTimeEquals([1, 2, 3], [1, 2, 4]))
+        #expect(!Digest.constantTimeEquals([1, 2], [1, 2, 3]))
+    }
+
+    @Test func encodingsRoundTrip() {
+        let bytes = Random.bytes(33)
+        #expect(Encoding.fromHex(Encoding.hex(bytes)) == bytes)
+        #expect(Encoding.fromBase64(Encoding.base64(bytes)) == bytes)
+        #expect(Encoding.fromBase64URL(Encoding.base64URL(bytes)) == bytes)
+        #expect(Random.token().count == 43)
+    }
+
+    @Test func argon2idHashesCarryTheirParameters() throws {
+        let hasher = PasswordHasher()
+        let hash = try hasher.hash("correct horse battery staple")
+        #expect(hash.hasPrefix("$argon2id$v=19$m=19456,t=2,p=1$"))
+        #expect(hasher.verify("correct horse battery staple", against: hash))
+        #expect(!hasher.verify("correct horse battery stapl", against: hash))
+        #expect(!hasher.verify("", against: hash))
+    }
+}

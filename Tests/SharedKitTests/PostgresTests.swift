@@ -1,0 +1,112 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Testing
+@testable import SharedKit
+
+/// Against the real PostgreSQL `make test` starts.
+@Suite(.serialized) struct PostgresTests {
+    let db = PostgresConnection(url: TestSupport.databaseURL, timeoutMs: 5000)
+    let table = "pg_test_\(Random.hex(byteCount: 4))"
+
+    init() throws {
+        try db.execute("CREATE TABLE \(unsafeSQL: table) (id serial PRIMARY KEY, name text UNIQUE, note text, n integer, flag boolean, at timestamptz, doc jsonb)")
+    }
+
+    @Test func hostileAndUnicodeTextRoundTripsAsData() throws {
+        let hostile = "'; DROP TABLE users; --"
+        let unicode = "Zoë 🎨 東京 \u{202E}rtl ‘quotes’ \\ backslash"
+        try db.execute("INSERT INTO \(unsafeSQL: table) (name, note) VALUES (\(hostile), \(unicode))")
+        let row = try #require(try db.query("SELECT name, note FROM \(unsafeSQL: table) WHERE name = \(hostile)").first)
+        #expect(try row.get("name", as: String.self) == hostile)
+        #expect(try row.get("note", as: String.self) == unicode)
+        let tables = try db.query("SELECT count(*) AS n FROM pg_tables WHERE tablename = \(table)")
+        #expect(try tables.first?.get("n", as: Int.self) == 1)
+    }
+
+    @Test func nullsAndOptionals() throws {
+        let none: String? = nil
+        try db.execute("INSERT INTO \(unsafeSQL: table) (name, note, n) VALUES ('nulls', \(none), NULL)")
+        let row = try #require(try db.query("SELECT note, n FROM \(unsafeSQL: table) WHERE name = 'nulls'").first)
+        #expect(try row.get("note", as: String?.self) == nil)
+        #expect(try row.get("n", as: Int?.self) == nil)
+        #expect(throws: PostgresDecodingError.self) { try row.get("n", as: Int.self) }
+    }
+
+    struct Item: Decodable, Equatable {
+        struct Doc: Codable, Equatable, Sendable { let tags: [String] }
+        let name: String
+        let n: Int?
+        let flag: Bool
+        let at: Date
+        let doc: Doc?
+    }
+
+    @Test func typedRowDecoding() throws {
+        let at = Date(timeIntervalSince1970: 1_795_625_451.25)
+        try db.execute("""
+            INSERT INTO \(unsafeSQL: table) (name, n, flag, at, doc)
+            VALUES ('typed', \(42), \(true), \(at), \(PostgresJSON(Item.Doc(tags: ["a", "b"]))))
+            """)
+        let items = try db.query("SELECT name, n, flag, at, doc FROM \(unsafeSQL: table) WHERE name = 'typed'").decode(Item.self)
+        #expect(items == [Item(name: "typed", n: 42, flag: true, at: at, doc: .init(tags: ["a", "b"]))])
+    }
+
+    struct Rollback: Error {}
+
+    @Test func transactionRollsBackOnThrow() throws {
+        #expect(throws: Rollback.self) {
+            try db.transaction {
+                try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('rolled back')")
+                throw Rollback()
+            }
+        }
+        #expect(try db.query("SELECT 1 FROM \(unsafeSQL: table) WHERE name = 'rolled back'").isEmpty)
+        try db.transaction { try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('kept')") }
+        #expect(try db.query("SELECT 1 FROM \(unsafeSQL: table) WHERE name = 'kept'").rows.count == 1)
+    }
+
+    @Test func uniqueViolationIsRecognised() throws {
+        try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('twice')")
+        do {
+            try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('twice')")
+            Issue.record("the second insert should fail")
+        } catch let error as PostgresError {
+            #expect(error.isUniqueViolation)
+            #expect(error.constraint == "\(table)_name_key")
+            #expect(!error.description.contains("twice"))
+        }
+        // The connection stays usable after a statement error.
+        #expect(try db.query("SELECT 1 AS one").first?.get("one", as: Int.self) == 1)
+    }
+
+    @Test func reconnectsAfterTheBackendIsTerminated() throws {
+        let before = try #require(try db.query("SELECT pg_backend_pid() AS pid").first?.get("pid", as: Int.self))
+        let admin = PostgresConnection(url: TestSupport.databaseURL)
+        let killed = try admin.query("SELECT pg_terminate_backend(\(before)) AS ok").first?.get("ok", as: Bool.self)
+        #expect(killed == true)
+        // Give the server a moment to deliver the FATAL message to the idle connection.
+        var ts = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+        nanosleep(&ts, nil)
+        let after = try #require(try db.query("SELECT pg_backend_pid() AS pid").first?.get("pid", as: Int.self))
+        #expect(after != before)
+    }
+
+    @Test func unreachableServerIsDependencyUnavailableQuickly() throws {
+        let started = Monotonic.now()
+        let dead = PostgresConnection(url: "postgresql://x@127.0.0.1:1/none", timeoutMs: 500)
+        #expect(throws: DependencyUnavailable.self) { try dead.query("SELECT 1") }
+        #expect(Monotonic.now() - started < 5_000_000_000)
+    }
+
+    @Test func statementOverTheDeadlineIsUnavailableAndTheConnectionRecovers() throws {
+        let impatient = PostgresConnection(url: TestSupport.databaseURL, timeoutMs: 300)
+        #expect(throws: DependencyUnavailable.self) { try impatient.query("SELECT pg_sleep(2)") }
+        #expect(try impatient.query("SELECT 1 AS one").first?.get("one", as: Int.self) == 1)
+    }
+}

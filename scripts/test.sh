@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make test`: the Swift suites and the black-box suite against a private stack on free ports (never
+# the ones `make run` uses), stopped again whatever the outcome. Exits non-zero on any failure.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export RUN_DIR=${TEST_RUN_DIR:-$ROOT/.run-test}
+export BIN_DIR=$ROOT/.build/release
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+export PORT=$(free_port) PG_PORT=$(free_port) REDIS_PORT=$(free_port)
+export REDIS_SAVE="" PG_FSYNC=off PROCESSES=${PROCESSES:-2}
+
+# A clean slate each run: a stale stack from an interrupted run is stopped and its data removed.
+scripts/stack.sh stop >/dev/null 2>&1 || true
+rm -rf "$RUN_DIR"
+mkdir -p "$RUN_DIR"
+
+cleanup() { scripts/stack.sh stop >/dev/null 2>&1 || true; }
+trap cleanup EXIT INT TERM
+
+# Python for the black-box tools only: pytest and requests, installed when missing.
+ensure_python() {
+  python3 -c 'import pytest, requests' 2>/dev/null && return 0
+  python3 -m pip install -q pytest requests 2>/dev/null && return 0
+  python3 -m pip install -q --break-system-packages pytest requests 2>/dev/null && return 0
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq python3-pytest python3-requests >/dev/null; else sudo apt-get install -y -qq python3-pytest python3-requests >/dev/null; fi
+}
+ensure_python || { echo "test: cannot install pytest and requests" >&2; exit 1; }
+
+echo "== starting the test stack on port $PORT (PostgreSQL $PG_PORT, Redis $REDIS_PORT)"
+scripts/stack.sh start || { echo "test: the stack did not start; logs in $RUN_DIR/logs" >&2; exit 1; }
+set -a; . "$RUN_DIR/env"; set +a
+
+# The Swift integration tests get their own database and Redis database number.
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+"$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U atelier atelier_swift_test
+export TEST_DATABASE_URL="postgresql://atelier@127.0.0.1:$PG_PORT/atelier_swift_test"
+export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/1"
+
+status=0
+echo "== Swift tests"
+if swift build --build-tests >"$RUN_DIR/swift-build-tests.log" 2>&1; then
+  # Test-by-test progress goes to the log; failures and the summary are shown.
+  swift test --skip-build 2>&1 | tee "$RUN_DIR/swift-test.log" | grep -vE "^(\[|.*Test .* started|.*Suite .* started|.*Test .* passed after|.*Suite .* passed after)"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+else
+  grep -E "error:" "$RUN_DIR/swift-build-tests.log" | sort -u | head -40
+  echo "test: the Swift tests did not build (full log: $RUN_DIR/swift-build-tests.log)"
+  status=1
+fi
+
+echo "== black-box tests through nginx"
+export ATELIER_URL="http://127.0.0.1:$PORT" ROOT
+python3 -m pytest -q -p no:cacheprovider Tests/e2e "$@" || status=1
+
+if [ $status -ne 0 ]; then
+  echo "test: FAILED (logs in $RUN_DIR/logs)"
+else
+  echo "test: all suites passed"
+fi
+exit $status
