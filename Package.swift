@@ -10,7 +10,13 @@ let strict: [SwiftSetting] = [
 ]
 
 /// Every HTTP function: one executable under Functions/<name>/ linking the kit.
-let functions = ["health"]
+let functions: [String: [Target.Dependency]] = [
+    "health": ["SharedKit"],
+    "register": ["SharedKit", "SharedKitHTTP"],
+    "verify-otp": ["SharedKit"],
+    "session": ["SharedKit"],
+    "profile": ["SharedKit"],
+]
 
 func system(_ name: String, _ pkg: String, _ apt: String) -> Target {
     .systemLibrary(name: name, path: "CLibs/\(name)", pkgConfig: pkg, providers: [.apt([apt])])
@@ -21,7 +27,7 @@ let package = Package(
     products: [
         .library(name: "SharedKit", targets: ["SharedKit", "SharedKitHTTP", "SharedKitMedia"]),
         .executable(name: "atelier", targets: ["atelier"]),
-    ] + functions.map { .executable(name: $0, targets: [$0]) },
+    ] + functions.keys.sorted().map { .executable(name: $0, targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
@@ -32,13 +38,14 @@ let package = Package(
         system("CCurl", "libcurl", "libcurl4-openssl-dev"),
         system("CSodium", "libsodium", "libsodium-dev"),
         system("CVips", "vips", "libvips-dev"),
+        .systemLibrary(name: "CZxcvbn", path: "CLibs/CZxcvbn", providers: [.apt(["libzxcvbn-dev"])]),
 
         // The kit proper: runtime, PostgreSQL, Redis, crypto, configuration. libcurl and libvips live in
         // their own modules of the kit so that a function which needs neither does not load them (each
         // pulls dozens of shared libraries, which shows in cold start and RSS).
         .target(
             name: "SharedKit",
-            dependencies: ["CFastCGI", "CPostgres", "CRedis", "CSodium", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CFastCGI", "CPostgres", "CRedis", "CSodium", "CZxcvbn", .product(name: "Logging", package: "swift-log")],
             path: "SharedKit",
             exclude: ["HTTP", "Media"],
             swiftSettings: strict
@@ -54,7 +61,9 @@ let package = Package(
             path: "Tests/SharedKitTests",
             swiftSettings: strict
         ),
-    ] + functions.map {
-        .executableTarget(name: $0, dependencies: ["SharedKit"], path: "Functions/\($0)", swiftSettings: strict)
+    ] + functions.keys.sorted().map {
+        .executableTarget(
+            name: $0, dependencies: functions[$0]! + [.product(name: "Logging", package: "swift-log")],
+            path: "Functions/\($0)", swiftSettings: strict)
     }
 )

@@ -118,21 +118,26 @@ redis_stop() {
   rm -f "$RUN_DIR/redis.pid"
 }
 
-# The app's configuration for the functions, written once per run directory.
+# The app's configuration for the functions, written once per run directory as shell-quoted lines.
 write_env() {
   local secret_file=$RUN_DIR/app_secret
   [ -s "$secret_file" ] || (umask 077; head -c 48 /dev/urandom | base64 | tr -d '\n/+=' > "$secret_file")
-  cat > "$RUN_DIR/env" <<ENV
-DATABASE_URL=${DATABASE_URL:-$DATABASE_URL_DEFAULT}
-REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
-PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}
-APP_SECRET=${APP_SECRET:-$(cat "$secret_file")}
-RUN_DIR=$RUN_DIR
-MEDIA_ROOT=$MEDIA_DIR
-MIGRATIONS_DIR=$ROOT/Migrations
-ENV
-  # Everything else the operator set (REPLICATE_*, RAZORPAY_*, SMTP_URL, quotas …) passes through.
-  env | grep -E '^(REPLICATE_|RAZORPAY_|SMTP_|MAIL_|S3_|QUOTA_|RATE_|SESSION_|LOG_LEVEL|DEPENDENCY_TIMEOUT_MS|ADMIN_)' >> "$RUN_DIR/env" || true
+  quote() { local v=${2//\'/\'\\\'\'}; printf "%s='%s'\n" "$1" "$v"; }
+  {
+    quote DATABASE_URL "${DATABASE_URL:-$DATABASE_URL_DEFAULT}"
+    quote REDIS_URL "${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
+    quote PUBLIC_BASE_URL "${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}"
+    quote APP_SECRET "${APP_SECRET:-$(cat "$secret_file")}"
+    quote RUN_DIR "$RUN_DIR"
+    quote MEDIA_ROOT "$MEDIA_DIR"
+    quote MIGRATIONS_DIR "$ROOT/Migrations"
+    # Everything else the operator set (REPLICATE_*, RAZORPAY_*, SMTP_URL, quotas …) passes through.
+    local name
+    for name in $(compgen -e | grep -E '^(REPLICATE_|RAZORPAY_|SMTP_URL|MAIL_|S3_|QUOTA_|RATE_|SESSION_|ADMIN_|LOG_LEVEL|DEPENDENCY_TIMEOUT_MS)'); do
+      quote "$name" "${!name}"
+    done
+  } > "$RUN_DIR/env"
+  chmod 600 "$RUN_DIR/env"
 }
 
 load_env() { set -a; . "$RUN_DIR/env"; set +a; }

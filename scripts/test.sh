@@ -11,6 +11,9 @@ export BIN_DIR=$ROOT/.build/release
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export PORT=$(free_port) PG_PORT=$(free_port) REDIS_PORT=$(free_port)
 export REDIS_SAVE="" PG_FSYNC=off PROCESSES=${PROCESSES:-2}
+# Mail goes to the SMTP fake the black-box suite runs on this port (Tests/e2e/fakes/smtp.py).
+export SMTP_PORT=$(free_port)
+export SMTP_URL="smtp://atelier:fake-pass@127.0.0.1:$SMTP_PORT" MAIL_FROM="Atelier <no-reply@atelier.test>"
 
 # A clean slate each run: a stale stack from an interrupted run is stopped and its data removed.
 scripts/stack.sh stop >/dev/null 2>&1 || true

@@ -37,6 +37,9 @@ public struct Config: Sendable {
         appSecret = try Self.required(environment, "APP_SECRET", "must be at least 32 characters") { $0.utf8.count >= 32 }
         runDir = environment["RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? ".run"
         dependencyTimeoutMs = try Self.integer(environment, "DEPENDENCY_TIMEOUT_MS", default: 1500, range: 50...60_000)
+        if let smtp = environment["SMTP_URL"], !smtp.isEmpty, !(smtp.hasPrefix("smtp://") || smtp.hasPrefix("smtps://")) {
+            throw Invalid(variable: "SMTP_URL", problem: "must be an smtp:// or smtps:// URL")
+        }
         logLevel = environment["LOG_LEVEL"] ?? "info"
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
             throw Invalid(variable: "LOG_LEVEL", problem: "must be one of trace, debug, info, notice, warning, error, critical")
@@ -46,6 +49,13 @@ public struct Config: Sendable {
     /// The process environment.
     public static func fromProcess() throws -> Config {
         try Config(environment: processEnvironment())
+    }
+
+    /// `scheme://host[:port]` of the public URL, as browsers send it in `Origin`.
+    public var publicOrigin: String {
+        let scheme = publicBaseURL.hasPrefix("https://") ? "https://" : "http://"
+        let rest = publicBaseURL.dropFirst(scheme.count)
+        return scheme + (rest.split(separator: "/", maxSplits: 1).first ?? rest)
     }
 
     /// Whether cookies and links are for an https deployment.

@@ -112,7 +112,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func connect() throws -> OpaquePointer {
         let keys = ["dbname", "options", "application_name"]
-        let values = [url, "-c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=\(max(timeoutMs * 20, 30_000))", "atelier"]
+        let values = [url, "-c TimeZone=UTC -c DateStyle=ISO -c client_min_messages=warning -c statement_timeout=\(max(timeoutMs * 20, 30_000))", "atelier"]
         let conn: OpaquePointer? = withCStrings(keys) { k in withCStrings(values) { v in PQconnectStartParams(k, v, 1) } }
         guard let conn else { throw DependencyUnavailable(.database, detail: "out of memory") }
         let deadline = Monotonic.now() + Int64(timeoutMs) * 1_000_000

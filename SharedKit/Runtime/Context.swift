@@ -14,17 +14,22 @@ public final class Context: @unchecked Sendable {
     public private(set) var logger: Logger
     public let db: PostgresConnection
     public let redis: RedisConnection
-    /// The time source for rules with deadlines; tests substitute a fixed clock.
+    /// The time source for rules with deadlines (seconds since the epoch); tests substitute a fixed clock.
     public var now: @Sendable () -> Int64 = { WallClock.nowSeconds() }
+    public let sessionLifetimes: SessionStore.Lifetimes
+    public let quota: QuotaPolicy
     private let baseLogger: Logger
 
-    public init(config: Config, functionName: String, logger: Logger) {
+    /// Fails when a configured number is malformed, so the process stops at start naming it.
+    public init(config: Config, functionName: String, logger: Logger) throws {
         self.config = config
         self.functionName = functionName
         self.baseLogger = logger
         self.logger = logger
         self.db = PostgresConnection(url: config.databaseURL, timeoutMs: config.dependencyTimeoutMs)
         self.redis = RedisConnection(url: config.redisURL, timeoutMs: config.dependencyTimeoutMs)
+        self.sessionLifetimes = try SessionStore.Lifetimes(config: config)
+        self.quota = try QuotaPolicy(config: config)
     }
 
     /// Called by the dispatcher as a request starts: the logger carries its id from here on.

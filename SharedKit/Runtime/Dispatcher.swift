@@ -40,6 +40,7 @@ public struct Dispatcher: Sendable {
             return .error(error, requestID: request.id)
         case .matched(let route, let parameters):
             request.parameters = parameters
+            if let refusal = crossOriginRefusal(request, context) { return .error(refusal, requestID: request.id) }
             let declared = request.header("content-length").flatMap { Int($0) } ?? 0
             if declared > route.maxBodyBytes {
                 return .error(tooLarge(route.maxBodyBytes), requestID: request.id)
@@ -72,6 +73,16 @@ public struct Dispatcher: Sendable {
                 message: "Something went wrong on our side. If it keeps happening, quote request id \(request.id).")
             return .error(hidden, requestID: request.id)
         }
+    }
+
+    /// A browser sends `Origin` with every state-changing request; one from another site is refused before
+    /// any handler runs (CSRF defence in depth, login included). Programs and webhooks send no Origin.
+    private func crossOriginRefusal(_ request: Request, _ context: Context) -> HTTPError? {
+        guard !["GET", "HEAD", "OPTIONS"].contains(request.method) else { return nil }
+        let foreignOrigin = request.header("origin").map { $0 != context.config.publicOrigin } ?? false
+        let crossSite = request.header("sec-fetch-site") == "cross-site"
+        guard foreignOrigin || crossSite else { return nil }
+        return HTTPError(.forbidden, code: "csrf_failed", message: "Requests from other sites are not accepted.")
     }
 
     private func tooLarge(_ cap: Int) -> HTTPError {

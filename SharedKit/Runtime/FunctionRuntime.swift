@@ -45,14 +45,13 @@ public struct FunctionRuntime {
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
         var logger = Logger(label: name)
         Random.initialise()
-        let config: Config
         do {
-            config = try Config.fromProcess()
+            let config = try Config.fromProcess()
+            logger.logLevel = Logger.Level(rawValue: config.logLevel) ?? .info
+            return try Context(config: config, functionName: name, logger: logger)
         } catch {
             fail("\(name): configuration error: \(error)")
         }
-        logger.logLevel = Logger.Level(rawValue: config.logLevel) ?? .info
-        return Context(config: config, functionName: name, logger: logger)
     }
 
     static func fail(_ line: String) -> Never {

@@ -42,6 +42,6 @@ enum TestSupport {
         Random.initialise()
         var logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         logger.logLevel = .critical
-        return Context(config: try config(overrides), functionName: "test", logger: logger)
+        return try Context(config: try config(overrides), functionName: "test", logger: logger)
     }
 }

@@ -4,6 +4,7 @@ The stack's location comes from the environment scripts/test.sh exports; running
 failure, never a skip.
 """
 import os
+import shlex
 import subprocess
 import time
 
@@ -61,7 +62,7 @@ class Stack:
             for line in f:
                 if "=" in line:
                     k, v = line.rstrip("\n").split("=", 1)
-                    env[k] = v
+                    env[k] = shlex.split(v)[0] if v else ""
         return env
 
 
@@ -83,3 +84,19 @@ def wait_until(predicate, timeout=10.0, interval=0.1):
             return True
         time.sleep(interval)
     return predicate()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def smtp():
+    """The SMTP fake the stack's functions send mail to: SMTP_URL in the stack's environment points at
+    127.0.0.1:$SMTP_PORT with these credentials (scripts/test.sh). It listens for the whole session,
+    from before the first test to after the last, whether or not a test asks for it."""
+    from fakes.smtp import SMTPFake
+
+    port = _required("SMTP_PORT")
+    fake = SMTPFake(port=int(port), user="atelier", password="fake-pass")
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

@@ -1,0 +1,114 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import SharedKit
+
+enum Profiles {
+    struct Profile: Encodable {
+        let id: String
+        let email: String
+        let username: String?
+        let verified: Bool
+        let isAdmin: Bool
+        let premium: UserView.Premium
+        let quota: Quota
+        let createdAt: Date
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(id, forKey: .id)
+            try container.encode(email, forKey: .email)
+            try container.encode(username, forKey: .username)
+            try container.encode(verified, forKey: .verified)
+            try container.encode(isAdmin, forKey: .isAdmin)
+            try container.encode(premium, forKey: .premium)
+            try container.encode(quota, forKey: .quota)
+            try container.encode(createdAt, forKey: .createdAt)
+        }
+
+        enum CodingKeys: String, CodingKey { case id, email, username, verified, isAdmin, premium, quota, createdAt }
+    }
+
+    struct Quota: Encodable {
+        let used: Int
+        let limit: Int
+        let period: String
+        let renewsAt: Date
+    }
+
+    struct Rename: Decodable {
+        let username: String
+    }
+
+    struct PasswordChange: Decodable {
+        let current: String
+        let new: String
+    }
+
+    struct Confirmation: Decodable {
+        let password: String
+    }
+
+    struct Done: Encodable {
+        let status: String
+    }
+
+    static func view(_ user: User, _ context: Context) -> Profile {
+        let now = Date()
+        let quota = context.quota.state(for: user, now: now)
+        return Profile(
+            id: user.id, email: user.email, username: user.username, verified: user.verified, isAdmin: user.isAdmin,
+            premium: UserView(user, now: now).premium,
+            quota: Quota(used: quota.used, limit: quota.limit, period: quota.period, renewsAt: quota.renewsAt),
+            createdAt: user.createdAt)
+    }
+
+    static func show(_ request: Request, _ context: Context) throws -> Response {
+        try .json(view(try context.authenticatedUser(request), context))
+    }
+
+    static func update(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        let username = try AccountRules.username(try request.decode(Rename.self).username)
+        do {
+            try context.db.execute("UPDATE users SET username = \(username), updated_at = now() WHERE id = \(user.id)")
+        } catch let error as PostgresError where error.isUniqueViolation {
+            throw HTTPError(.conflict, code: "username_taken", message: "That username is taken; choose another.")
+        }
+        guard let updated = try Users(context.db).find(id: user.id) else { throw notFound }
+        return try .json(view(updated, context))
+    }
+
+    /// Needs the current password; ends every other session of the account.
+    static func changePassword(_ request: Request, _ context: Context) throws -> Response {
+        let (user, session) = try context.authenticate(request)
+        let input = try request.decode(PasswordChange.self)
+        try confirmPassword(input.current, of: user, context)
+        try AccountRules.password(input.new, email: user.email, username: user.username)
+        try Users(context.db).setPassword(id: user.id, hash: try PasswordHasher().hash(input.new))
+        try context.sessions.revokeAll(userID: user.id, except: session.id)
+        return try .json(Done(status: "password_changed"))
+    }
+
+    /// Needs the password; removes the account and everything it owns.
+    static func deleteAccount(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        try confirmPassword(try request.decode(Confirmation.self).password, of: user, context)
+        try AccountDeletion(context).delete(userID: user.id)
+        var response = Response.empty()
+        response.setCookie(context.expiredSessionCookie())
+        return response
+    }
+
+    static func confirmPassword(_ password: String, of user: User, _ context: Context) throws {
+        guard password.utf8.count <= AccountRules.maximumPasswordBytes,
+              let hash = try Users(context.db).passwordHash(id: user.id),
+              PasswordHasher().verify(password, against: hash) else {
+            throw HTTPError(.forbidden, code: "invalid_credentials", message: "The current password is not right.")
+        }
+    }
+
+    static let notFound = HTTPError(.notFound, code: "not_found", message: "No such account.")
+}

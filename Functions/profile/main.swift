@@ -1,0 +1,9 @@
+import SharedKit
+
+FunctionRuntime(name: "profile").serve(
+    Router()
+        .get("/api/v1/profile", Profiles.show)
+        .patch("/api/v1/profile", Profiles.update)
+        .post("/api/v1/profile/password", Profiles.changePassword)
+        .delete("/api/v1/profile", Profiles.deleteAccount)
+)

@@ -1,0 +1,8 @@
+import SharedKit
+
+FunctionRuntime(name: "session").serve(
+    Router()
+        .post("/api/v1/login", Sessions.login)
+        .post("/api/v1/logout", Sessions.logout)
+        .get("/api/v1/session", Sessions.current)
+)

@@ -1,0 +1,33 @@
+import Logging
+
+/// Deleting an account removes everything it owns: its rows (images, videos, usage, keys … cascade from
+/// `users`), its media files and its sessions. Rows go first in one transaction; files and sessions
+/// follow, and a file that cannot be removed is logged, never resurrecting the account.
+public struct AccountDeletion {
+    let context: Context
+
+    public init(_ context: Context) {
+        self.context = context
+    }
+
+    public func delete(userID: String) throws {
+        let db = context.db
+        let keys: [String] = try db.transaction {
+            let rows = try db.query("""
+                SELECT storage_key AS key FROM images WHERE user_id = \(userID) AND storage_key IS NOT NULL
+                UNION ALL SELECT thumbnail_key FROM images WHERE user_id = \(userID) AND thumbnail_key IS NOT NULL
+                UNION ALL SELECT storage_key FROM videos WHERE user_id = \(userID) AND storage_key IS NOT NULL
+                UNION ALL SELECT poster_key FROM videos WHERE user_id = \(userID) AND poster_key IS NOT NULL
+                """)
+            try db.execute("DELETE FROM users WHERE id = \(userID)")
+            return try rows.rows.map { try $0.get("key", as: String.self) }
+        }
+        let storage = context.media
+        for key in keys {
+            do { try storage.delete(key: key) } catch {
+                context.logger.error("media file left behind after account deletion", metadata: ["media.key": .string(key)])
+            }
+        }
+        try context.sessions.revokeAll(userID: userID)
+    }
+}

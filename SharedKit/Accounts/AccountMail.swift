@@ -1,0 +1,67 @@
+/// The messages accounts send. Links and names come from `PUBLIC_BASE_URL`, never from a request.
+public enum AccountMail {
+    public static func verificationCode(to email: String, code: String, baseURL: String) -> MailMessage {
+        MailMessage(
+            to: email,
+            subject: "Your Atelier code: \(code)",
+            text: """
+                Welcome to Atelier.
+
+                Your verification code is \(code). It is valid for 10 minutes.
+                Enter it at \(baseURL)/verify to finish creating your account.
+
+                If you did not sign up, ignore this email; no account is created without the code.
+                """,
+            html: page("""
+                <p>Welcome to Atelier.</p>
+                <p>Your verification code is <strong style="font-size:22px;letter-spacing:3px">\(code)</strong>. It is valid for 10 minutes.</p>
+                <p>Enter it at <a href="\(baseURL)/verify">\(baseURL)/verify</a> to finish creating your account.</p>
+                <p style="color:#666">If you did not sign up, ignore this email; no account is created without the code.</p>
+                """))
+    }
+
+    public static func resetCode(to email: String, code: String, baseURL: String) -> MailMessage {
+        MailMessage(
+            to: email,
+            subject: "Your Atelier password reset code: \(code)",
+            text: """
+                Someone (hopefully you) asked to reset the password of your Atelier account.
+
+                Your reset code is \(code). It is valid for 10 minutes.
+                Enter it at \(baseURL)/reset with your new password.
+
+                If it was not you, ignore this email: your password stays as it is.
+                """,
+            html: page("""
+                <p>Someone (hopefully you) asked to reset the password of your Atelier account.</p>
+                <p>Your reset code is <strong style="font-size:22px;letter-spacing:3px">\(code)</strong>. It is valid for 10 minutes.</p>
+                <p>Enter it at <a href="\(baseURL)/reset">\(baseURL)/reset</a> with your new password.</p>
+                <p style="color:#666">If it was not you, ignore this email: your password stays as it is.</p>
+                """))
+    }
+
+    public static func registrationAttempt(to email: String, baseURL: String) -> MailMessage {
+        MailMessage(
+            to: email,
+            subject: "Someone tried to sign up with your email",
+            text: """
+                Someone tried to create an Atelier account with this email address, which already has one.
+                Nothing was changed.
+
+                If it was you, log in at \(baseURL)/login, or reset your password at \(baseURL)/forgot.
+                """,
+            html: page("""
+                <p>Someone tried to create an Atelier account with this email address, which already has one. Nothing was changed.</p>
+                <p>If it was you, <a href="\(baseURL)/login">log in</a>, or <a href="\(baseURL)/forgot">reset your password</a>.</p>
+                """))
+    }
+
+    static func page(_ body: String) -> String {
+        """
+        <!doctype html><html><body style="font-family:system-ui,sans-serif;color:#1d1d1f;max-width:32rem;margin:auto">
+        <h2 style="font-weight:600">Atelier</h2>
+        \(body)
+        </body></html>
+        """
+    }
+}

@@ -1,0 +1,98 @@
+import CCurl
+public import SharedKit
+
+/// SMTP through libcurl: `smtp://user:pass@host:587` upgrades with STARTTLS when the server offers it,
+/// `smtps://` uses implicit TLS. Credentials go to curl separately, so URLs in errors carry none.
+public struct SMTPMailer: Mailer {
+    let server: String
+    let user: String?
+    let password: String?
+    let from: String
+    let timeoutMs: Int
+
+    public init?(url: String, from: String, timeoutMs: Int = 10_000) {
+        guard url.hasPrefix("smtp://") || url.hasPrefix("smtps://") else { return nil }
+        let scheme = url.hasPrefix("smtps://") ? "smtps://" : "smtp://"
+        var rest = Substring(url.dropFirst(scheme.count))
+        var user: String?
+        var password: String?
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = credentials.firstIndex(of: ":") {
+                user = PercentDecoding.decode(credentials[..<colon])
+                password = PercentDecoding.decode(credentials[credentials.index(after: colon)...])
+            } else {
+                user = PercentDecoding.decode(credentials)
+            }
+        }
+        self.server = scheme + rest
+        self.user = user
+        self.password = password
+        self.from = from
+        self.timeoutMs = timeoutMs
+    }
+
+    public func send(_ message: MailMessage) throws {
+        guard let handle = curl_easy_init() else { throw MailFailure(description: "curl_easy_init failed") }
+        defer { curl_easy_cleanup(handle) }
+        let domain = MailMessage.address(from).split(separator: "@").last.map(String.init) ?? "atelier.local"
+        let source = UploadSource(message.rendered(from: from, messageIDDomain: domain))
+        let sourcePointer = Unmanaged.passUnretained(source).toOpaque()
+        let recipients = curl_slist_append(nil, "<\(MailMessage.address(message.to))>")
+        defer { curl_slist_free_all(recipients) }
+
+        atl_curl_setopt_string(handle, CURLOPT_URL, server)
+        atl_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        atl_curl_setopt_long(handle, CURLOPT_USE_SSL, Int(CURLUSESSL_TRY.rawValue))
+        atl_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, min(timeoutMs, 5000))
+        atl_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMs)
+        if let user { atl_curl_setopt_string(handle, CURLOPT_USERNAME, user) }
+        if let password { atl_curl_setopt_string(handle, CURLOPT_PASSWORD, password) }
+        atl_curl_setopt_string(handle, CURLOPT_MAIL_FROM, "<\(MailMessage.address(from))>")
+        atl_curl_setopt_slist(handle, CURLOPT_MAIL_RCPT, recipients)
+        atl_curl_setopt_long(handle, CURLOPT_UPLOAD, 1)
+        atl_curl_setopt_read_function(handle) { buffer, size, count, user in
+            let source = Unmanaged<UploadSource>.fromOpaque(user!).takeUnretainedValue()
+            return source.read(into: buffer!, capacity: size * count)
+        }
+        atl_curl_setopt_pointer(handle, CURLOPT_READDATA, sourcePointer)
+        let code = curl_easy_perform(handle)
+        guard code == CURLE_OK else {
+            var status = 0
+            atl_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+            throw MailFailure(description: "SMTP delivery via \(server) failed: \(String(cString: curl_easy_strerror(code))) (reply \(status))")
+        }
+    }
+}
+
+/// Feeds a message to curl's read callback.
+final class UploadSource {
+    let bytes: [UInt8]
+    var offset = 0
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    func read(into buffer: UnsafeMutablePointer<CChar>, capacity: Int) -> Int {
+        let count = min(capacity, bytes.count - offset)
+        if count <= 0 { return 0 }
+        bytes.withUnsafeBytes { raw in
+            UnsafeMutableRawPointer(buffer).copyMemory(from: raw.baseAddress! + offset, byteCount: count)
+        }
+        offset += count
+        return count
+    }
+}
+
+/// The mailer configuration asks for: SMTP when `SMTP_URL` is set, else the outbox folder.
+public enum Mailers {
+    public static func make(_ config: Config) -> any Mailer {
+        let from = config.string("MAIL_FROM") ?? "Atelier <no-reply@atelier.local>"
+        if let url = config.string("SMTP_URL"), let smtp = SMTPMailer(url: url, from: from) {
+            return smtp
+        }
+        return OutboxMailer(folder: "\(config.runDir)/outbox", from: from)
+    }
+}

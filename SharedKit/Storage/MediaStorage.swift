@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where images and videos live. Object keys are random (≥128 bits) and never derived from user input.
+public protocol MediaStorage {
+    func put(_ bytes: [UInt8], key: String, contentType: String) throws
+    func delete(key: String) throws
+    /// A URL browsers can load.
+    func url(for key: String) -> String
+}
+
+/// Files under `MEDIA_ROOT`, served by nginx under /media/.
+public struct FileMediaStorage: MediaStorage {
+    public let root: String
+
+    public init(root: String) {
+        self.root = root
+    }
+
+    public static func newKey(extension ext: String) -> String {
+        let name = Random.hex(byteCount: 16)
+        return "\(name.prefix(2))/\(name).\(ext)"
+    }
+
+    public func put(_ bytes: [UInt8], key: String, contentType: String) throws {
+        try Self.validate(key)
+        let path = "\(root)/\(key)"
+        if let slash = key.lastIndex(of: "/") { mkdirs("\(root)/\(key[..<slash])") }
+        let temporary = path + ".tmp-" + Random.hex(byteCount: 4)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw DependencyUnavailable(.storage, detail: "open \(temporary): \(String(cString: strerror(errno)))") }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
+            if n <= 0 { break }
+            written += n
+        }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == bytes.count, synced, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw DependencyUnavailable(.storage, detail: "write \(path) failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    public func delete(key: String) throws {
+        try Self.validate(key)
+        if unlink("\(root)/\(key)") != 0, errno != ENOENT {
+            throw DependencyUnavailable(.storage, detail: "unlink \(key): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    public func url(for key: String) -> String { "/media/\(key)" }
+
+    /// Keys are ours, but a key that could escape the root is refused all the same.
+    static func validate(_ key: String) throws {
+        guard !key.isEmpty, !key.hasPrefix("/"), !key.contains(".."), !key.contains("\0") else {
+            throw DependencyUnavailable(.storage, detail: "refused key")
+        }
+    }
+
+    private func mkdirs(_ path: String) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            mkdir(current, 0o755)
+        }
+    }
+}
+
+extension Context {
+    /// The configured media storage (filesystem under MEDIA_ROOT).
+    public var media: any MediaStorage {
+        FileMediaStorage(root: config.string("MEDIA_ROOT") ?? "\(config.runDir)/media")
+    }
+}

@@ -1,0 +1,1 @@
+"""Fakes of the outside services Atelier talks to, for the black-box tests (standard library only)."""
