@@ -144,6 +144,18 @@ load_env() { set -a; . "$RUN_DIR/env"; set +a; }
 
 migrate() { "$BIN_DIR/atelier" migrate --dir "$ROOT/Migrations"; }
 
+# A first admin for `make run`, created once; its generated password is kept in the run directory
+# (readable by this user only) so later runs can show where it is.
+seed_admin() {
+  local credentials=$RUN_DIR/admin-credentials
+  [ -s "$credentials" ] && return 0
+  local email=${ADMIN_EMAIL:-admin@atelier.local}
+  local out; out=$("$BIN_DIR/atelier" create-admin --email "$email" </dev/null) || die "could not create the first admin"
+  local password="(unchanged: the account already existed)"
+  case $out in *" with password "*) password=${out##* with password } ;; esac
+  (umask 077; printf 'email: %s\npassword: %s\n' "$email" "$password" > "$credentials")
+}
+
 # nginx's configuration: the repository's nginx.conf with this run's paths and port, inside a minimal
 # main configuration.
 render_nginx() {
@@ -260,10 +272,16 @@ stop() {
 run() {
   trap 'echo; say "Stopping…"; stop; exit 0' INT TERM
   start
+  seed_admin
+  local outbox="$RUN_DIR/outbox/  (no SMTP_URL: mail is written here as .eml files)"
+  [ -n "${SMTP_URL:-}" ] && outbox="sent through $SMTP_URL"
   cat <<INFO
 
   Atelier is running on http://127.0.0.1:$PORT
 
+  first admin $(sed -n 's/^email: //p' "$RUN_DIR/admin-credentials") / $(sed -n 's/^password: //p' "$RUN_DIR/admin-credentials")
+              (kept in $RUN_DIR/admin-credentials)
+  mail        $outbox
   logs        $LOG_DIR/  (one file per function, nginx, postgres, redis, supervisor)
   database    $DATABASE_URL
   redis       $REDIS_URL

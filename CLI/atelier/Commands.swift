@@ -9,6 +9,8 @@ enum Commands {
             usage: atelier <command> [options]
 
               migrate [--dir Migrations]     apply pending database migrations (DATABASE_URL)
+              create-admin --email E         create (or promote) an admin; a password piped on stdin is
+                                             used, otherwise one is generated and printed once
               supervise --sockets DIR --bin DIR --functions name=N,… [--cron name=SECONDS,…] [--logs DIR]
                                              run each function under FastCGI with N processes, restart
                                              them when they die, run cron functions on a timer

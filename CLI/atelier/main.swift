@@ -8,6 +8,7 @@ import SharedKit
 let arguments = Array(CommandLine.arguments.dropFirst())
 let commands: [String: ([String]) throws -> Int32] = [
     "migrate": Commands.migrate,
+    "create-admin": AdminCommands.createAdmin,
     "supervise": Supervisor.main,
 ]
 
