@@ -46,7 +46,8 @@ status=0
 echo "== Swift tests"
 if swift build --build-tests >"$RUN_DIR/swift-build-tests.log" 2>&1; then
   # Test-by-test progress goes to the log; failures and the summary are shown.
-  swift test --skip-build 2>&1 | tee "$RUN_DIR/swift-test.log" | grep -vE "^(\[|.*Test .* started|.*Suite .* started|.*Test .* passed after|.*Suite .* passed after)"
+  swift test --skip-build 2>&1 | tee "$RUN_DIR/swift-test.log" \
+    | awk '/Test run with/ || !(/ started/ || / passed after/ || /^\[/ || /Executed 0 tests/ || /debug.xctest/ || /All tests/)' 
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 else
   grep -E "error:" "$RUN_DIR/swift-build-tests.log" | sort -u | head -40
