@@ -16,6 +16,7 @@ let functions: [String: [Target.Dependency]] = [
     "verify-otp": ["SharedKit"],
     "session": ["SharedKit"],
     "profile": ["SharedKit"],
+    "generate": ["SharedKit", "SharedKitMedia"],
 ]
 
 func system(_ name: String, _ pkg: String, _ apt: String) -> Target {

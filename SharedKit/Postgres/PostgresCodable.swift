@@ -125,8 +125,8 @@ extension Array: PostgresEncodable where Element == String {
     }
 }
 
-enum PostgresTimestamp {
-    static func format(_ date: Date) -> String {
+public enum PostgresTimestamp {
+    public static func format(_ date: Date) -> String {
         let interval = date.timeIntervalSince1970
         var seconds = Int(interval.rounded(.down))
         let micros = Int(((interval - Double(seconds)) * 1_000_000).rounded())
@@ -140,7 +140,7 @@ enum PostgresTimestamp {
     }
 
     /// Parses `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]]` (and the `T` form, and `Z`).
-    static func parse(_ text: String) -> Date? {
+    public static func parse(_ text: String) -> Date? {
         let chars = Array(text.utf8)
         guard chars.count >= 19 else { return nil }
         func number(_ from: Int, _ length: Int) -> Int? {

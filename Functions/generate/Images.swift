@@ -1,0 +1,147 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import SharedKit
+import SharedKitMedia
+
+enum Images {
+    struct CreateImage: Decodable {
+        let prompt: String
+        let style: String?
+        let colour: String?
+        let aspectRatio: String?
+        let seed: Int64?
+    }
+
+    struct JobInput: Codable, Sendable {
+        let prompt: String
+        let style: String
+        let colour: String
+        let aspectRatio: String
+        let seed: Int64
+    }
+
+    struct Created: Encodable {
+        let generation: Generations.View
+        let image: ImageView
+    }
+
+    struct Page: Encodable {
+        let items: [ImageView]
+        let nextCursor: String?
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(items, forKey: .items)
+            try c.encode(nextCursor, forKey: .nextCursor)
+        }
+
+        enum CodingKeys: String, CodingKey { case items, nextCursor }
+    }
+
+    static let maxPromptCharacters = 2000
+
+    static func validPrompt(_ raw: String) throws -> String {
+        let prompt = raw.trimmingCharacters()
+        guard !prompt.isEmpty else { throw HTTPError(.badRequest, code: "invalid_prompt", message: "Describe the image you want in the prompt.") }
+        guard prompt.count <= maxPromptCharacters else {
+            throw HTTPError(.badRequest, code: "invalid_prompt", message: "Prompts can be at most \(maxPromptCharacters) characters.")
+        }
+        return prompt
+    }
+
+    /// Reserves quota and makes the image. The embedded provider finishes at once: 201 with the image.
+    static func create(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        let input = try request.decode(CreateImage.self)
+        let prompt = try validPrompt(input.prompt)
+        let style = try Catalog.style(input.style)
+        let colour = try Catalog.colour(input.colour)
+        let ratio = try Catalog.aspectRatio(input.aspectRatio)
+        if let seed = input.seed, !(0...4_294_967_295).contains(seed) {
+            throw HTTPError(.badRequest, code: "invalid_seed", message: "seed must be a whole number from 0 to 4294967295.")
+        }
+        let seed = input.seed ?? Int64(Random.uniform(UInt32.max))
+        let job = JobInput(prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id, seed: seed)
+        let generations = Generations(context)
+        let cost = try Generations.Costs(config: context.config).cost(of: .image)
+        let generationID = try generations.create(userID: user.id, task: .image, provider: "local", input: job, cost: cost)
+        let image = LocalRenderer().render(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed)
+        let stored = try LocalImageJobs(context).finish(
+            generationID: generationID, userID: user.id, image: image, kind: "generated", prompt: prompt,
+            style: style.id, colour: colour.id, seed: seed, sourceImageID: nil)
+        let view = try generations.view(id: generationID, userID: user.id)!
+        var response = try Response.json(Created(generation: view, image: ImageView(stored.image, storage: context.media)), status: .created)
+        response.setHeader("Location", "/api/v1/images/\(stored.image.id)")
+        return response
+    }
+
+    /// Newest first, `limit` per page (24 by default, at most 100), optionally one kind.
+    static func list(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        let limit = try PageCursor.limit(request)
+        let cursor = try PageCursor.parse(request.query("cursor"))
+        var filter: SQLQuery = ""
+        if let kind = request.query("kind") {
+            guard ["generated", "upscaled", "inpainted"].contains(kind) else {
+                throw HTTPError(.badRequest, code: "invalid_kind", message: "kind must be generated, upscaled or inpainted.")
+            }
+            filter = " AND kind = \(kind)"
+        }
+        if let cursor {
+            filter.append(" AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)")
+        }
+        let records = try context.db.query("""
+            SELECT \(ImageRecord.columns) FROM images
+            WHERE user_id = \(user.id)\(filter)
+            ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
+            """).decode(ImageRecord.self)
+        let page = Array(records.prefix(limit))
+        let next = records.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: $0.id).token } : nil
+        let storage = context.media
+        return try .json(Page(items: page.map { ImageView($0, storage: storage) }, nextCursor: next))
+    }
+
+    static func show(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        return try .json(ImageView(try owned(try request.parameter("id"), by: user, context), storage: context.media))
+    }
+
+    /// Removes the row and its files.
+    static func delete(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        let record = try owned(try request.parameter("id"), by: user, context)
+        try context.db.execute("DELETE FROM images WHERE id = \(record.id) AND user_id = \(user.id)")
+        for key in [record.storageKey, record.thumbnailKey].compactMap({ $0 }) {
+            try? context.media.delete(key: key)
+        }
+        return .empty()
+    }
+
+    static func generation(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        guard let view = try Generations(context).view(id: try request.parameter("id"), userID: user.id) else { throw notFound }
+        return try .json(view)
+    }
+
+    /// Another user's image is "not found", never "forbidden": ids reveal nothing.
+    static func owned(_ id: String, by user: User, _ context: Context) throws -> ImageRecord {
+        guard UUIDText.isValid(id), let record = try context.db.query("""
+            SELECT \(ImageRecord.columns) FROM images WHERE id = \(id) AND user_id = \(user.id)
+            """).decode(ImageRecord.self).first else { throw notFound }
+        return record
+    }
+
+    static let notFound = HTTPError(.notFound, code: "not_found", message: "No such image.")
+}
+
+extension String {
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
+        while let l = s.last, l.isWhitespace { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,10 @@
+import SharedKit
+
+FunctionRuntime(name: "generate").serve(
+    Router()
+        .post("/api/v1/images", Images.create)
+        .get("/api/v1/images", Images.list)
+        .get("/api/v1/images/:id", Images.show)
+        .delete("/api/v1/images/:id", Images.delete)
+        .get("/api/v1/generations/:id", Images.generation)
+)

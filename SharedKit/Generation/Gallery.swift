@@ -1,0 +1,126 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
+
+/// Images and videos as stored, and as the API shows them.
+public struct ImageRecord: Decodable, Sendable {
+    public let id: String
+    public let userId: String
+    public let storageKey: String?
+    public let thumbnailKey: String?
+    public let prompt: String
+    public let style: String?
+    public let colour: String?
+    public let kind: String
+    public let sourceImageId: String?
+    public let width: Int?
+    public let height: Int?
+    public let model: String?
+    public let seed: Int64?
+    public let status: String
+    public let error: String?
+    public let generationId: String?
+    public let createdAt: Date
+    public let completedAt: Date?
+
+    public static let columns: SQLQuery = """
+        id, user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id, width, height, model, seed, \
+        status, error, generation_id, created_at, completed_at
+        """
+}
+
+public struct ImageView: Encodable, Sendable {
+    public let id: String
+    public let status: String
+    public let kind: String
+    public let prompt: String
+    public let style: String?
+    public let colour: String?
+    public let width: Int?
+    public let height: Int?
+    public let seed: Int64?
+    public let model: String?
+    public let url: String?
+    public let thumbnailUrl: String?
+    public let sourceImageId: String?
+    public let generationId: String?
+    public let createdAt: Date
+
+    public init(_ record: ImageRecord, storage: any MediaStorage) {
+        id = record.id
+        status = record.status
+        kind = record.kind
+        prompt = record.prompt
+        style = record.style
+        colour = record.colour
+        width = record.width
+        height = record.height
+        seed = record.seed
+        model = record.model
+        url = record.storageKey.map { storage.url(for: $0) }
+        thumbnailUrl = record.thumbnailKey.map { storage.url(for: $0) }
+        sourceImageId = record.sourceImageId
+        generationId = record.generationId
+        createdAt = record.createdAt
+    }
+
+    // Every documented key is always present; absent values are null.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(status, forKey: .status)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(prompt, forKey: .prompt)
+        try c.encode(style, forKey: .style)
+        try c.encode(colour, forKey: .colour)
+        try c.encode(width, forKey: .width)
+        try c.encode(height, forKey: .height)
+        try c.encode(seed, forKey: .seed)
+        try c.encode(model, forKey: .model)
+        try c.encode(url, forKey: .url)
+        try c.encode(thumbnailUrl, forKey: .thumbnailUrl)
+        try c.encode(sourceImageId, forKey: .sourceImageId)
+        try c.encode(generationId, forKey: .generationId)
+        try c.encode(createdAt, forKey: .createdAt)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, status, kind, prompt, style, colour, width, height, seed, model, url, thumbnailUrl, sourceImageId, generationId, createdAt
+    }
+}
+
+/// Newest-first keyset pages: the cursor is the (created_at, id) of the last row shown, so rows added
+/// meanwhile never shift a page (no duplicates, no gaps).
+public struct PageCursor: Sendable {
+    public let createdAt: Date
+    public let id: String
+
+    public init(createdAt: Date, id: String) {
+        self.createdAt = createdAt
+        self.id = id
+    }
+
+    public var token: String { Encoding.base64URL(Array("\(PostgresTimestamp.format(createdAt))|\(id)".utf8)) }
+
+    public static func parse(_ token: String?) throws -> PageCursor? {
+        guard let token, !token.isEmpty else { return nil }
+        guard let bytes = Encoding.fromBase64URL(token), let text = String(validating: bytes, as: UTF8.self),
+              let bar = text.firstIndex(of: "|"), let date = PostgresTimestamp.parse(String(text[..<bar])) else {
+            throw HTTPError(.badRequest, code: "invalid_cursor", message: "The cursor is not one this API gave out.")
+        }
+        let id = String(text[text.index(after: bar)...])
+        guard UUIDText.isValid(id) else { throw HTTPError(.badRequest, code: "invalid_cursor", message: "The cursor is not one this API gave out.") }
+        return PageCursor(createdAt: date, id: id)
+    }
+
+    /// The page size from `limit` (default 24, 1…100).
+    public static func limit(_ request: Request, default value: Int = 24, maximum: Int = 100) throws -> Int {
+        guard let text = request.query("limit") else { return value }
+        guard let limit = Int(text), (1...maximum).contains(limit) else {
+            throw HTTPError(.badRequest, code: "invalid_limit", message: "limit must be a whole number from 1 to \(maximum).")
+        }
+        return limit
+    }
+}

@@ -1,0 +1,123 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
+
+/// Provider jobs and their state machine: queued → running → succeeded | failed | canceled. A status only
+/// moves forward; a job that ends without success gives its quota back exactly once.
+public struct Generations {
+    public enum Task: String, Sendable { case image, upscale, inpaint, video }
+
+    /// What each task costs in quota units.
+    public struct Costs: Sendable {
+        public let image: Int
+        public let transform: Int
+        public let video: Int
+
+        public init(config: Config) throws {
+            image = try config.integer("COST_IMAGE", default: 1, range: 0...1000)
+            transform = try config.integer("COST_TRANSFORM", default: 1, range: 0...1000)
+            video = try config.integer("COST_VIDEO", default: 10, range: 0...1000)
+        }
+
+        public func cost(of task: Task) -> Int {
+            switch task {
+            case .image: return image
+            case .upscale, .inpaint: return transform
+            case .video: return video
+            }
+        }
+    }
+
+    let db: PostgresConnection
+    let ledger: QuotaLedger
+
+    public init(_ context: Context) {
+        db = context.db
+        ledger = QuotaLedger(db: context.db, policy: context.quota)
+    }
+
+    /// Reserves the quota and records the job in one transaction: a refused reservation leaves no job.
+    public func create<Input: Codable & Sendable>(userID: String, task: Task, provider: String, input: Input, cost: Int,
+                                                  sourceImageID: String? = nil, status: String = "running") throws -> String {
+        try db.transaction {
+            let reservation = try ledger.reserve(userID: userID, cost: cost)
+            let row = try db.query("""
+                INSERT INTO generations (user_id, task, provider, status, input, cost, quota_period_start, source_image_id, started_at)
+                VALUES (\(userID), \(task.rawValue), \(provider), \(status), \(PostgresJSON(input)), \(cost),
+                        \(reservation.periodStart), \(sourceImageID), CASE WHEN \(status) = 'running' THEN now() END)
+                RETURNING id
+                """)
+            return try row.first!.get("id")
+        }
+    }
+
+    public func markSucceeded(_ id: String) throws {
+        try db.execute("""
+            UPDATE generations SET status = 'succeeded', error = NULL, pending_outputs = NULL,
+                   completed_at = now(), updated_at = now(), started_at = COALESCE(started_at, now())
+            WHERE id = \(id) AND status IN ('queued', 'running')
+            """)
+    }
+
+    /// Ends the job as failed (or canceled) with a message for the user, and refunds it once.
+    public func markFailed(_ id: String, error: String, status: String = "failed") throws {
+        try db.transaction {
+            try db.execute("""
+                UPDATE generations SET status = \(status), error = \(error), completed_at = now(), updated_at = now()
+                WHERE id = \(id) AND status IN ('queued', 'running')
+                """)
+            try ledger.refund(generationID: id)
+        }
+    }
+
+    public struct View: Encodable, Sendable {
+        public let id: String
+        public let task: String
+        public let status: String
+        public let error: String?
+        public let cost: Int
+        public let refunded: Bool
+        public let imageIds: [String]
+        public let videoIds: [String]
+        public let createdAt: Date
+        public let startedAt: Date?
+        public let completedAt: Date?
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(task, forKey: .task)
+            try c.encode(status, forKey: .status)
+            try c.encode(error, forKey: .error)
+            try c.encode(cost, forKey: .cost)
+            try c.encode(refunded, forKey: .refunded)
+            try c.encode(imageIds, forKey: .imageIds)
+            try c.encode(videoIds, forKey: .videoIds)
+            try c.encode(createdAt, forKey: .createdAt)
+            try c.encode(startedAt, forKey: .startedAt)
+            try c.encode(completedAt, forKey: .completedAt)
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id, task, status, error, cost, refunded, imageIds, videoIds, createdAt, startedAt, completedAt
+        }
+    }
+
+    /// The job as its owner sees it; another user's id is simply not found.
+    public func view(id: String, userID: String) throws -> View? {
+        guard UUIDText.isValid(id), let row = try db.query("""
+            SELECT g.id, g.task, g.status, g.error, g.cost, g.refunded, g.created_at, g.started_at, g.completed_at,
+                   COALESCE((SELECT json_agg(i.id ORDER BY i.created_at) FROM images i WHERE i.generation_id = g.id), '[]') AS image_ids,
+                   COALESCE((SELECT json_agg(v.id ORDER BY v.created_at) FROM videos v WHERE v.generation_id = g.id), '[]') AS video_ids
+            FROM generations g WHERE g.id = \(id) AND g.user_id = \(userID)
+            """).first else { return nil }
+        return View(
+            id: try row.get("id"), task: try row.get("task"), status: try row.get("status"), error: try row.get("error"),
+            cost: try row.get("cost"), refunded: try row.get("refunded"),
+            imageIds: try row.get("image_ids", as: PostgresJSON<[String]>.self).value,
+            videoIds: try row.get("video_ids", as: PostgresJSON<[String]>.self).value,
+            createdAt: try row.get("created_at"), startedAt: try row.get("started_at"), completedAt: try row.get("completed_at"))
+    }
+}

@@ -1,0 +1,164 @@
+import CVips
+public import SharedKit
+
+/// An 8-bit sRGB image in memory, three bytes a pixel, row by row.
+public struct RGBImage: Sendable {
+    public let width: Int
+    public let height: Int
+    public var pixels: [UInt8]
+
+    public init(width: Int, height: Int, pixels: [UInt8]) {
+        precondition(pixels.count == width * height * 3)
+        self.width = width
+        self.height = height
+        self.pixels = pixels
+    }
+}
+
+public struct ImagingError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Encoding, decoding and resampling through libvips. Every encoder strips metadata.
+public enum Imaging {
+    public enum Format: String, Sendable {
+        case webp, png, jpeg
+        public var contentType: String { "image/\(rawValue)" }
+        public var fileExtension: String { self == .jpeg ? "jpg" : rawValue }
+    }
+
+    public static func encode(_ image: RGBImage, as format: Format = .webp, quality: Int = 88) throws -> [UInt8] {
+        let vips = try VipsRef(image)
+        return try save(vips, format, quality: quality)
+    }
+
+    /// Decodes an upload whose header was already checked (`ImageProbe`) into sRGB without alpha.
+    public static func decode(_ bytes: [UInt8]) throws -> RGBImage {
+        Vips.initialise()
+        guard let loaded = bytes.withUnsafeBytes({ atl_vips_image_from_buffer_random($0.baseAddress, $0.count) }) else {
+            throw failure("cannot decode the image")
+        }
+        var image = VipsRef(owning: loaded)
+        image = try image.apply { atl_vips_to_srgb($0, $1) }
+        if vips_image_get_bands(image.pointer) == 4 || vips_image_hasalpha(image.pointer) != 0 {
+            image = try image.apply { atl_vips_flatten_white($0, $1) }
+        }
+        image = try image.apply { atl_vips_cast_uchar($0, $1) }
+        if vips_image_get_bands(image.pointer) > 3 {
+            image = try image.apply { atl_vips_extract_bands($0, $1, 0, 3) }
+        }
+        return try image.rgb()
+    }
+
+    /// A one-band mask (0…255) from an uploaded mask image.
+    public static func decodeMask(_ bytes: [UInt8]) throws -> (width: Int, height: Int, values: [UInt8]) {
+        Vips.initialise()
+        guard let loaded = bytes.withUnsafeBytes({ atl_vips_image_from_buffer_random($0.baseAddress, $0.count) }) else {
+            throw failure("cannot decode the mask")
+        }
+        var image = VipsRef(owning: loaded)
+        if vips_image_hasalpha(image.pointer) != 0 { image = try image.apply { atl_vips_flatten_white($0, $1) } }
+        image = try image.apply { atl_vips_to_bw($0, $1) }
+        image = try image.apply { atl_vips_cast_uchar($0, $1) }
+        if vips_image_get_bands(image.pointer) > 1 { image = try image.apply { atl_vips_extract_bands($0, $1, 0, 1) } }
+        let values = try image.memory()
+        return (Int(vips_image_get_width(image.pointer)), Int(vips_image_get_height(image.pointer)), values)
+    }
+
+    /// High-quality (Lanczos-3) resampling by a factor.
+    public static func resize(_ image: RGBImage, scale: Double) throws -> RGBImage {
+        try VipsRef(image).apply { atl_vips_resize_lanczos($0, $1, scale) }.apply { atl_vips_cast_uchar($0, $1) }.rgb()
+    }
+
+    /// A WebP thumbnail at most `width` pixels wide (and as tall, keeping the aspect ratio).
+    public static func thumbnail(_ image: RGBImage, width: Int = 384) throws -> [UInt8] {
+        let small = try VipsRef(image).apply { atl_vips_thumbnail_image($0, $1, Int32(width)) }
+        return try save(small, .webp, quality: 80)
+    }
+
+    /// An animated WebP: the frames one after another, `delayMs` apart, looping.
+    public static func animatedWebP(_ frames: [RGBImage], delayMs: Int) throws -> [UInt8] {
+        guard let first = frames.first else { throw failure("no frames") }
+        let refs = try frames.map { try VipsRef($0) }
+        var pointers: [UnsafeMutablePointer<VipsImage>?] = refs.map { $0.pointer }
+        var joined: UnsafeMutablePointer<VipsImage>?
+        let result = pointers.withUnsafeMutableBufferPointer { atl_vips_join_vertically($0.baseAddress, Int32(frames.count), &joined) }
+        guard result == 0, let joined else { throw failure("cannot join frames") }
+        let animation = VipsRef(owning: joined)
+        vips_image_set_int(animation.pointer, "page-height", Int32(first.height))
+        vips_image_set_int(animation.pointer, "loop", 0)
+        var delays = [Int32](repeating: Int32(delayMs), count: frames.count)
+        vips_image_set_array_int(animation.pointer, "delay", &delays, Int32(frames.count))
+        return try save(animation, .webp, quality: 80)
+    }
+
+    static func save(_ image: VipsRef, _ format: Format, quality: Int) throws -> [UInt8] {
+        var buffer: UnsafeMutableRawPointer?
+        var length = 0
+        let result: Int32
+        switch format {
+        case .webp: result = atl_vips_webpsave(image.pointer, &buffer, &length, Int32(quality))
+        case .png: result = atl_vips_pngsave(image.pointer, &buffer, &length)
+        case .jpeg: result = atl_vips_jpegsave(image.pointer, &buffer, &length, Int32(quality))
+        }
+        guard result == 0, let buffer else { throw failure("cannot encode \(format.rawValue)") }
+        defer { g_free(buffer) }
+        return Array(UnsafeRawBufferPointer(start: buffer, count: length))
+    }
+
+    static func failure(_ what: String) -> ImagingError {
+        let detail = vips_error_buffer().map { String(cString: $0) } ?? ""
+        vips_error_clear()
+        return ImagingError(description: "\(what): \(detail.trimmingCharacters())")
+    }
+}
+
+/// One reference to a `VipsImage`, released in `deinit`.
+final class VipsRef {
+    let pointer: UnsafeMutablePointer<VipsImage>
+
+    init(owning pointer: UnsafeMutablePointer<VipsImage>) {
+        self.pointer = pointer
+    }
+
+    convenience init(_ image: RGBImage) throws {
+        Vips.initialise()
+        let made = image.pixels.withUnsafeBytes {
+            vips_image_new_from_memory_copy($0.baseAddress, $0.count, Int32(image.width), Int32(image.height), 3, VIPS_FORMAT_UCHAR)
+        }
+        guard let made else { throw Imaging.failure("cannot wrap pixels") }
+        self.init(owning: made)
+        vips_image_set_int(made, "interpretation", Int32(VIPS_INTERPRETATION_sRGB.rawValue))
+    }
+
+    deinit {
+        g_object_unref(pointer)
+    }
+
+    /// Runs an operation that makes a new image from this one.
+    func apply(_ operation: (UnsafeMutablePointer<VipsImage>, UnsafeMutablePointer<UnsafeMutablePointer<VipsImage>?>) -> Int32) throws -> VipsRef {
+        var out: UnsafeMutablePointer<VipsImage>?
+        guard operation(pointer, &out) == 0, let out else { throw Imaging.failure("image operation failed") }
+        return VipsRef(owning: out)
+    }
+
+    func memory() throws -> [UInt8] {
+        var size = 0
+        guard let raw = vips_image_write_to_memory(pointer, &size) else { throw Imaging.failure("cannot read pixels") }
+        defer { g_free(raw) }
+        return Array(UnsafeRawBufferPointer(start: raw, count: size))
+    }
+
+    func rgb() throws -> RGBImage {
+        RGBImage(width: Int(vips_image_get_width(pointer)), height: Int(vips_image_get_height(pointer)), pixels: try memory())
+    }
+}
+
+extension String {
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
+        while let l = s.last, l.isWhitespace { s = s.dropLast() }
+        return String(s)
+    }
+}

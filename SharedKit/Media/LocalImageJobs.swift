@@ -1,0 +1,58 @@
+import Logging
+
+public import SharedKit
+
+/// Jobs the embedded provider finishes inside the request: render or transform, encode, store the file
+/// and its thumbnail, and record the image. If storing fails the job fails and its quota is refunded.
+public struct LocalImageJobs {
+    let context: Context
+    let generations: Generations
+
+    public init(_ context: Context) {
+        self.context = context
+        self.generations = Generations(context)
+    }
+
+    public struct Stored: Sendable {
+        public let generationID: String
+        public let image: ImageRecord
+    }
+
+    /// Stores `image` as the result of generation `generationID`, or fails the generation and refunds.
+    public func finish(generationID: String, userID: String, image: RGBImage, kind: String, prompt: String,
+                       style: String?, colour: String?, seed: Int64?, sourceImageID: String?) throws -> Stored {
+        let storage = context.media
+        var keys: [String] = []
+        do {
+            let encoded = try Imaging.encode(image, as: .webp, quality: 90)
+            let thumbnail = try Imaging.thumbnail(image)
+            let key = FileMediaStorage.newKey(extension: "webp")
+            let thumbnailKey = FileMediaStorage.newKey(extension: "webp")
+            try storage.put(encoded, key: key, contentType: "image/webp")
+            keys.append(key)
+            try storage.put(thumbnail, key: thumbnailKey, contentType: "image/webp")
+            keys.append(thumbnailKey)
+            let record = try context.db.transaction { () -> ImageRecord in
+                let row = try context.db.query("""
+                    INSERT INTO images (user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id,
+                                        width, height, model, seed, status, generation_id, completed_at)
+                    VALUES (\(userID), \(key), \(thumbnailKey), \(prompt), \(style), \(colour), \(kind), \(sourceImageID),
+                            \(image.width), \(image.height), 'atelier-local', \(seed), 'succeeded', \(generationID), now())
+                    RETURNING \(ImageRecord.columns)
+                    """)
+                try generations.markSucceeded(generationID)
+                return try row.decode(ImageRecord.self)[0]
+            }
+            return Stored(generationID: generationID, image: record)
+        } catch {
+            for key in keys { try? storage.delete(key: key) }
+            context.logger.error("local job failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+            let storageDown = error is DependencyUnavailable
+            try generations.markFailed(generationID, error: storageDown
+                ? "The image could not be saved; your quota was refunded. Please try again."
+                : "The image could not be made; your quota was refunded.")
+            throw storageDown ? error : HTTPError(.internalServerError, code: "generation_failed",
+                                                 message: "The image could not be made; your quota was refunded.")
+        }
+    }
+}
