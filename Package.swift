@@ -17,6 +17,9 @@ let functions: [String: [Target.Dependency]] = [
     "session": ["SharedKit"],
     "profile": ["SharedKit"],
     "generate": ["SharedKit", "SharedKitMedia"],
+    "enhance": ["SharedKit"],
+    "transform": ["SharedKit", "SharedKitMedia"],
+    "video": ["SharedKit", "SharedKitMedia"],
 ]
 
 func system(_ name: String, _ pkg: String, _ apt: String) -> Target {

@@ -25,6 +25,10 @@ CREATE TABLE generations (
 CREATE INDEX generations_user_created_idx ON generations (user_id, created_at DESC);
 CREATE INDEX generations_open_idx ON generations (created_at) WHERE status IN ('queued', 'running');
 
+-- Uploads kept as the source of a transform are gallery images too.
+ALTER TABLE images DROP CONSTRAINT images_kind_check;
+ALTER TABLE images ADD CONSTRAINT images_kind_check CHECK (kind IN ('generated', 'upscaled', 'inpainted', 'uploaded'));
+
 ALTER TABLE images ADD COLUMN generation_id uuid REFERENCES generations (id) ON DELETE SET NULL;
 ALTER TABLE videos ADD COLUMN generation_id uuid REFERENCES generations (id) ON DELETE SET NULL;
 CREATE INDEX images_generation_idx ON images (generation_id);

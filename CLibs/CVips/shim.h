@@ -58,7 +58,3 @@ static inline int atl_vips_cast_uchar(VipsImage *in, VipsImage **out) {
 static inline int atl_vips_extract_bands(VipsImage *in, VipsImage **out, int first, int count) {
     return vips_extract_band(in, out, first, "n", count, NULL);
 }
-
-static inline int atl_vips_join_vertically(VipsImage **images, int count, VipsImage **out) {
-    return vips_arrayjoin(images, out, count, "across", 1, NULL);
-}

@@ -2,6 +2,7 @@
 /// (subject detail, lighting, composition, style terms), chosen by what the prompt is about. The same
 /// prompt and style always give the same suggestion.
 public enum PromptEnhancer {
+    /// Subjects come before settings: "a fox in a forest" is about the fox.
     struct Rule {
         let keywords: [String]
         let detail: String
@@ -13,12 +14,6 @@ public enum PromptEnhancer {
         Rule(keywords: ["portrait", "face", "woman", "man", "girl", "boy", "person", "child", "people"],
              detail: "expressive eyes, natural skin texture", lighting: "soft key light with gentle rim light",
              composition: "85mm lens, head-and-shoulders framing, blurred background"),
-        Rule(keywords: ["mountain", "landscape", "valley", "forest", "lake", "sea", "ocean", "beach", "desert", "field", "river"],
-             detail: "layered depth, atmospheric haze", lighting: "golden hour sunlight",
-             composition: "wide-angle vista, rule of thirds, leading lines"),
-        Rule(keywords: ["city", "street", "building", "skyline", "town", "architecture", "bridge"],
-             detail: "intricate architectural detail, reflections on wet pavement", lighting: "blue hour with warm window light",
-             composition: "low-angle perspective, strong vertical lines"),
         Rule(keywords: ["cat", "dog", "bird", "fox", "horse", "animal", "owl", "wolf", "lion", "tiger"],
              detail: "fine fur texture, alert expression", lighting: "soft natural daylight",
              composition: "eye-level close-up, shallow depth of field"),
@@ -31,6 +26,12 @@ public enum PromptEnhancer {
         Rule(keywords: ["car", "robot", "machine", "ship", "train", "vehicle", "spaceship"],
              detail: "precise mechanical detail, subtle wear", lighting: "studio lighting with specular highlights",
              composition: "three-quarter view, dynamic angle"),
+        Rule(keywords: ["mountain", "landscape", "valley", "forest", "lake", "sea", "ocean", "beach", "desert", "field", "river"],
+             detail: "layered depth, atmospheric haze", lighting: "golden hour sunlight",
+             composition: "wide-angle vista, rule of thirds, leading lines"),
+        Rule(keywords: ["city", "street", "building", "skyline", "town", "architecture", "bridge"],
+             detail: "intricate architectural detail, reflections on wet pavement", lighting: "blue hour with warm window light",
+             composition: "low-angle perspective, strong vertical lines"),
     ]
 
     static let fallback = Rule(keywords: [], detail: "rich detail, clear focal point", lighting: "balanced natural lighting",

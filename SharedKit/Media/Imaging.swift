@@ -78,13 +78,12 @@ public enum Imaging {
 
     /// An animated WebP: the frames one after another, `delayMs` apart, looping.
     public static func animatedWebP(_ frames: [RGBImage], delayMs: Int) throws -> [UInt8] {
-        guard let first = frames.first else { throw failure("no frames") }
-        let refs = try frames.map { try VipsRef($0) }
-        var pointers: [UnsafeMutablePointer<VipsImage>?] = refs.map { $0.pointer }
-        var joined: UnsafeMutablePointer<VipsImage>?
-        let result = pointers.withUnsafeMutableBufferPointer { atl_vips_join_vertically($0.baseAddress, Int32(frames.count), &joined) }
-        guard result == 0, let joined else { throw failure("cannot join frames") }
-        let animation = VipsRef(owning: joined)
+        guard let first = frames.first, frames.allSatisfy({ $0.width == first.width && $0.height == first.height }) else {
+            throw failure("frames must share one size")
+        }
+        // Frames stacked top to bottom are simply their pixel rows one after another.
+        let strip = RGBImage(width: first.width, height: first.height * frames.count, pixels: frames.flatMap(\.pixels))
+        let animation = try VipsRef(strip)
         vips_image_set_int(animation.pointer, "page-height", Int32(first.height))
         vips_image_set_int(animation.pointer, "loop", 0)
         var delays = [Int32](repeating: Int32(delayMs), count: frames.count)

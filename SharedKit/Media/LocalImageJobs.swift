@@ -18,6 +18,26 @@ public struct LocalImageJobs {
         public let image: ImageRecord
     }
 
+    /// Keeps an upload in the gallery (kind `uploaded`, no quota) so a transform can name its source.
+    public func storeUpload(userID: String, image: RGBImage) throws -> ImageRecord {
+        let storage = context.media
+        let key = FileMediaStorage.newKey(extension: "webp")
+        let thumbnailKey = FileMediaStorage.newKey(extension: "webp")
+        try storage.put(try Imaging.encode(image, as: .webp, quality: 92), key: key, contentType: "image/webp")
+        do {
+            try storage.put(try Imaging.thumbnail(image), key: thumbnailKey, contentType: "image/webp")
+            return try context.db.query("""
+                INSERT INTO images (user_id, storage_key, thumbnail_key, kind, width, height, status, completed_at)
+                VALUES (\(userID), \(key), \(thumbnailKey), 'uploaded', \(image.width), \(image.height), 'succeeded', now())
+                RETURNING \(ImageRecord.columns)
+                """).decode(ImageRecord.self)[0]
+        } catch {
+            try? storage.delete(key: key)
+            try? storage.delete(key: thumbnailKey)
+            throw error
+        }
+    }
+
     /// Stores `image` as the result of generation `generationID`, or fails the generation and refunds.
     public func finish(generationID: String, userID: String, image: RGBImage, kind: String, prompt: String,
                        style: String?, colour: String?, seed: Int64?, sourceImageID: String?) throws -> Stored {

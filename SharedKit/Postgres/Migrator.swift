@@ -68,6 +68,10 @@ public struct Migrator {
     }
 
     static func readFile(_ path: String) -> String? {
+        readBytes(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    static func readBytes(_ path: String) -> [UInt8]? {
         guard let file = fopen(path, "rb") else { return nil }
         defer { fclose(file) }
         var bytes: [UInt8] = []
@@ -77,6 +81,6 @@ public struct Migrator {
             if n <= 0 { break }
             bytes += buffer[..<n]
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 }

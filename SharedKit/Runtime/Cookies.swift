@@ -50,7 +50,8 @@ public struct SetCookie: Sendable {
 }
 
 extension StringProtocol {
-    func trimmingWhitespace() -> Substring {
+    /// Without leading and trailing whitespace.
+    public func trimmingWhitespace() -> Substring {
         let s = Substring(self)
         guard let start = s.firstIndex(where: { !$0.isWhitespace }) else { return "" }
         let end = s.lastIndex(where: { !$0.isWhitespace })!

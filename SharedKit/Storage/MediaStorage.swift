@@ -5,6 +5,7 @@ import Glibc
 /// Where images and videos live. Object keys are random (≥128 bits) and never derived from user input.
 public protocol MediaStorage {
     func put(_ bytes: [UInt8], key: String, contentType: String) throws
+    func read(key: String) throws -> [UInt8]
     func delete(key: String) throws
     /// A URL browsers can load.
     func url(for key: String) -> String
@@ -42,6 +43,14 @@ public struct FileMediaStorage: MediaStorage {
             unlink(temporary)
             throw DependencyUnavailable(.storage, detail: "write \(path) failed: \(String(cString: strerror(errno)))")
         }
+    }
+
+    public func read(key: String) throws -> [UInt8] {
+        try Self.validate(key)
+        guard let bytes = Migrator.readBytes("\(root)/\(key)") else {
+            throw DependencyUnavailable(.storage, detail: "read \(key): \(String(cString: strerror(errno)))")
+        }
+        return bytes
     }
 
     public func delete(key: String) throws {

@@ -1,0 +1,128 @@
+import SharedKit
+import SharedKitMedia
+
+/// `POST /api/v1/images/transform` (multipart): upscale an image, or repaint its masked part. The source
+/// is an upload (kept in the gallery as `uploaded`) or an image already in the gallery (`image_id`).
+/// Every check runs before any quota is reserved, so a refused request costs nothing.
+enum Transform {
+    static let maxBodyBytes = 10 * 1024 * 1024
+    static let maxPixels = 40_000_000
+
+    struct Created: Encodable {
+        let generation: Generations.View
+        let image: ImageView
+    }
+
+    struct JobInput: Codable, Sendable {
+        let mode: String
+        let scale: Int?
+        let prompt: String?
+        let sourceImageId: String
+    }
+
+    static func create(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        let form = try MultipartForm.parse(request)
+        let mode = form.field("mode") ?? ""
+        guard mode == "upscale" || mode == "inpaint" else {
+            throw HTTPError(.badRequest, code: "invalid_mode", message: "mode must be 'upscale' or 'inpaint'.")
+        }
+        var scale = 2
+        if mode == "upscale", let text = form.field("scale"), !text.isEmpty {
+            guard let value = Int(text), value == 2 || value == 4 else {
+                throw HTTPError(.badRequest, code: "invalid_scale", message: "scale must be 2 or 4.")
+            }
+            scale = value
+        }
+        var prompt: String?
+        if mode == "inpaint" {
+            let text = form.field("prompt") ?? ""
+            guard !text.isEmpty, text.count <= 2000 else {
+                throw HTTPError(.badRequest, code: "invalid_prompt", message: "Describe what to paint into the masked area (1 to 2000 characters).")
+            }
+            prompt = text
+        }
+
+        // The source: an upload checked by content, or one of the user's images.
+        let upload = form.part("image").flatMap { $0.body.isEmpty ? nil : $0 }
+        let source: RGBImage
+        var existing: ImageRecord?
+        if let upload {
+            source = try decodeChecked(upload.body, what: "image")
+        } else if let id = form.field("image_id"), !id.isEmpty {
+            guard UUIDText.isValid(id), let record = try context.db.query("""
+                SELECT \(ImageRecord.columns) FROM images WHERE id = \(id) AND user_id = \(user.id) AND storage_key IS NOT NULL
+                """).decode(ImageRecord.self).first, let key = record.storageKey else {
+                throw HTTPError(.notFound, code: "not_found", message: "No such image.")
+            }
+            source = try Imaging.decode(try context.media.read(key: key))
+            existing = record
+        } else {
+            throw HTTPError(.badRequest, code: "missing_field", message: "Attach the image to transform as 'image', or name one with 'image_id'.")
+        }
+
+        var result: RGBImage
+        if mode == "upscale" {
+            guard source.width * scale * source.height * scale <= maxPixels else {
+                throw HTTPError(.badRequest, code: "result_too_large",
+                                message: "Upscaling \(source.width)×\(source.height) by \(scale) would exceed 40 megapixels; try a smaller scale or image.")
+            }
+            result = source
+        } else {
+            guard let maskPart = form.part("mask"), !maskPart.body.isEmpty else {
+                throw HTTPError(.badRequest, code: "missing_field", message: "Attach the mask (white where to repaint) as 'mask'.")
+            }
+            try checkHeader(maskPart.body, what: "mask")
+            let mask = try Imaging.decodeMask(maskPart.body)
+            guard mask.width == source.width, mask.height == source.height else {
+                throw HTTPError(.badRequest, code: "mask_size_mismatch",
+                                message: "The mask is \(mask.width)×\(mask.height) but the image is \(source.width)×\(source.height); they must match.")
+            }
+            result = LocalRenderer.inpaint(source, mask: mask.values)
+        }
+
+        let jobs = LocalImageJobs(context)
+        let sourceRecord = try existing ?? jobs.storeUpload(userID: user.id, image: source)
+        let generations = Generations(context)
+        let task: Generations.Task = mode == "upscale" ? .upscale : .inpaint
+        let cost = try Generations.Costs(config: context.config).cost(of: task)
+        let generationID = try generations.create(
+            userID: user.id, task: task, provider: "local",
+            input: JobInput(mode: mode, scale: mode == "upscale" ? scale : nil, prompt: prompt, sourceImageId: sourceRecord.id),
+            cost: cost, sourceImageID: sourceRecord.id)
+        if mode == "upscale" {
+            do {
+                result = try Imaging.resize(source, scale: Double(scale))
+            } catch {
+                try generations.markFailed(generationID, error: "The image could not be upscaled; your quota was refunded.")
+                throw error
+            }
+        }
+        let stored = try jobs.finish(
+            generationID: generationID, userID: user.id, image: result, kind: mode == "upscale" ? "upscaled" : "inpainted",
+            prompt: prompt ?? sourceRecord.prompt, style: nil, colour: nil, seed: nil, sourceImageID: sourceRecord.id)
+        let view = try generations.view(id: generationID, userID: user.id)!
+        return try .json(Created(generation: view, image: ImageView(stored.image, storage: context.media)), status: .created)
+    }
+
+    /// PNG, JPEG or WebP by content, at most 40 megapixels by its header, before any pixel is decoded.
+    static func checkHeader(_ bytes: [UInt8], what: String) throws {
+        guard let probe = ImageProbe.probe(bytes) else {
+            throw HTTPError(.unsupportedMediaType, code: "unsupported_image",
+                            message: "The \(what) must be a PNG, JPEG or WebP image.")
+        }
+        guard probe.pixels <= maxPixels else {
+            throw HTTPError(.badRequest, code: "image_too_large",
+                            message: "The \(what) is \(probe.width)×\(probe.height); images can have at most 40 megapixels.")
+        }
+    }
+
+    static func decodeChecked(_ bytes: [UInt8], what: String) throws -> RGBImage {
+        try checkHeader(bytes, what: what)
+        do {
+            return try Imaging.decode(bytes)
+        } catch {
+            throw HTTPError(.unsupportedMediaType, code: "unsupported_image", message: "The \(what) could not be read as an image.")
+        }
+    }
+}

@@ -1,0 +1,152 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Logging
+import SharedKit
+import SharedKitMedia
+
+/// Short videos, for premium users. The embedded provider makes a looping animation (animated WebP,
+/// which every current browser plays in an <img>) with a poster frame.
+enum Videos {
+    struct CreateVideo: Decodable {
+        let prompt: String
+        let style: String?
+        let colour: String?
+        let aspectRatio: String?
+        let seed: Int64?
+    }
+
+    struct JobInput: Codable, Sendable {
+        let prompt: String
+        let style: String
+        let colour: String
+        let aspectRatio: String
+        let seed: Int64
+    }
+
+    struct Created: Encodable {
+        let generation: Generations.View
+        let video: VideoView
+    }
+
+    struct Page: Encodable {
+        let items: [VideoView]
+        let nextCursor: String?
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(items, forKey: .items)
+            try c.encode(nextCursor, forKey: .nextCursor)
+        }
+
+        enum CodingKeys: String, CodingKey { case items, nextCursor }
+    }
+
+    static let frameCount = 24
+    static let frameDelayMs = 125
+    static let ratios = ["16:9", "9:16", "1:1"]
+
+    static func create(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        guard user.isPremium(at: Date()) else {
+            throw HTTPError(.forbidden, code: "premium_required",
+                            message: "Video is part of Atelier Premium; subscribe from your account page to make videos.")
+        }
+        let input = try request.decode(CreateVideo.self)
+        let prompt = input.prompt.trimmingWhitespace().description
+        guard !prompt.isEmpty, prompt.count <= 2000 else {
+            throw HTTPError(.badRequest, code: "invalid_prompt", message: "Describe the video in 1 to 2000 characters.")
+        }
+        let style = try Catalog.style(input.style)
+        let colour = try Catalog.colour(input.colour)
+        guard ratios.contains(input.aspectRatio ?? "16:9") else {
+            throw HTTPError(.badRequest, code: "invalid_aspect_ratio", message: "Videos can be 16:9, 9:16 or 1:1.")
+        }
+        let ratio = try Catalog.aspectRatio(input.aspectRatio ?? "16:9")
+        if let seed = input.seed, !(0...4_294_967_295).contains(seed) {
+            throw HTTPError(.badRequest, code: "invalid_seed", message: "seed must be a whole number from 0 to 4294967295.")
+        }
+        let seed = input.seed ?? Int64(Random.uniform(UInt32.max))
+        let generations = Generations(context)
+        let cost = try Generations.Costs(config: context.config).cost(of: .video)
+        let generationID = try generations.create(
+            userID: user.id, task: .video, provider: "local",
+            input: JobInput(prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id, seed: seed), cost: cost)
+
+        let storage = context.media
+        var keys: [String] = []
+        let record: VideoRecord
+        do {
+            let frames = LocalRenderer(longSide: 480).frames(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed, count: frameCount)
+            let animation = try Imaging.animatedWebP(frames, delayMs: frameDelayMs)
+            let poster = try Imaging.encode(frames[0], as: .webp, quality: 85)
+            let key = FileMediaStorage.newKey(extension: "webp")
+            let posterKey = FileMediaStorage.newKey(extension: "webp")
+            try storage.put(animation, key: key, contentType: "image/webp")
+            keys.append(key)
+            try storage.put(poster, key: posterKey, contentType: "image/webp")
+            keys.append(posterKey)
+            record = try context.db.transaction {
+                let row = try context.db.query("""
+                    INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, width, height, duration_seconds, model, seed,
+                                        status, generation_id, completed_at)
+                    VALUES (\(user.id), \(key), \(posterKey), \(prompt), \(style.id), \(frames[0].width), \(frames[0].height),
+                            \(Double(frameCount * frameDelayMs) / 1000), 'atelier-local', \(seed), 'succeeded', \(generationID), now())
+                    RETURNING \(VideoRecord.columns)
+                    """)
+                try generations.markSucceeded(generationID)
+                return try row.decode(VideoRecord.self)[0]
+            }
+        } catch {
+            for key in keys { try? storage.delete(key: key) }
+            context.logger.error("video job failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+            try generations.markFailed(generationID, error: "The video could not be made; your quota was refunded.")
+            throw error is DependencyUnavailable ? error
+                : HTTPError(.internalServerError, code: "generation_failed", message: "The video could not be made; your quota was refunded.")
+        }
+        let view = try generations.view(id: generationID, userID: user.id)!
+        var response = try Response.json(Created(generation: view, video: VideoView(record, storage: storage)), status: .created)
+        response.setHeader("Location", "/api/v1/videos/\(record.id)")
+        return response
+    }
+
+    static func list(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        let limit = try PageCursor.limit(request)
+        var filter: SQLQuery = ""
+        if let cursor = try PageCursor.parse(request.query("cursor")) {
+            filter = " AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)"
+        }
+        let records = try context.db.query("""
+            SELECT \(VideoRecord.columns) FROM videos WHERE user_id = \(user.id)\(filter)
+            ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
+            """).decode(VideoRecord.self)
+        let page = Array(records.prefix(limit))
+        let next = records.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: $0.id).token } : nil
+        return try .json(Page(items: page.map { VideoView($0, storage: context.media) }, nextCursor: next))
+    }
+
+    static func show(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        return try .json(VideoView(try owned(try request.parameter("id"), by: user, context), storage: context.media))
+    }
+
+    static func delete(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authenticatedUser(request)
+        let record = try owned(try request.parameter("id"), by: user, context)
+        try context.db.execute("DELETE FROM videos WHERE id = \(record.id) AND user_id = \(user.id)")
+        for key in [record.storageKey, record.posterKey].compactMap({ $0 }) { try? context.media.delete(key: key) }
+        return .empty()
+    }
+
+    static func owned(_ id: String, by user: User, _ context: Context) throws -> VideoRecord {
+        guard UUIDText.isValid(id), let record = try context.db.query("""
+            SELECT \(VideoRecord.columns) FROM videos WHERE id = \(id) AND user_id = \(user.id)
+            """).decode(VideoRecord.self).first else {
+            throw HTTPError(.notFound, code: "not_found", message: "No such video.")
+        }
+        return record
+    }
+}

@@ -1,0 +1,9 @@
+import SharedKit
+
+FunctionRuntime(name: "video").serve(
+    Router()
+        .post("/api/v1/videos", Videos.create)
+        .get("/api/v1/videos", Videos.list)
+        .get("/api/v1/videos/:id", Videos.show)
+        .delete("/api/v1/videos/:id", Videos.delete)
+)
