@@ -16,10 +16,12 @@ let functions: [String: [Target.Dependency]] = [
     "verify-otp": ["SharedKit"],
     "session": ["SharedKit"],
     "profile": ["SharedKit"],
-    "generate": ["SharedKit", "SharedKitMedia"],
-    "enhance": ["SharedKit"],
-    "transform": ["SharedKit", "SharedKitMedia"],
-    "video": ["SharedKit", "SharedKitMedia"],
+    "generate": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
+    "enhance": ["SharedKit", "SharedKitHTTP"],
+    "replicate-webhook": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
+    "maintenance-cron": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
+    "transform": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
+    "video": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
 ]
 
 func system(_ name: String, _ pkg: String, _ apt: String) -> Target {
@@ -55,7 +57,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "SharedKitHTTP", dependencies: ["SharedKit", "CCurl"], path: "SharedKit/HTTP", swiftSettings: strict),
-        .target(name: "SharedKitMedia", dependencies: ["SharedKit", "CVips"], path: "SharedKit/Media", swiftSettings: strict),
+        .target(name: "SharedKitMedia", dependencies: ["SharedKit", "SharedKitHTTP", "CVips", .product(name: "Logging", package: "swift-log")], path: "SharedKit/Media", swiftSettings: strict),
 
         .executableTarget(name: "atelier", dependencies: ["SharedKit"], path: "CLI/atelier", swiftSettings: strict),
         .executableTarget(name: "runtime-probe", dependencies: ["SharedKit"], path: "Tests/Fixtures/runtime-probe", swiftSettings: strict),

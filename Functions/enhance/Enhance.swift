@@ -1,4 +1,6 @@
+import Logging
 import SharedKit
+import SharedKitHTTP
 
 /// `POST /api/v1/prompts/enhance`: a richer prompt to show the user before they use it. It costs no
 /// image quota.
@@ -21,6 +23,32 @@ enum Enhance {
             throw HTTPError(.badRequest, code: "invalid_prompt", message: "Give a prompt of 1 to 2000 characters to enhance.")
         }
         let style = try Catalog.style(input.style)
-        return try .json(Suggestion(prompt: PromptEnhancer.enhance(prompt, style: style), original: prompt))
+        return try .json(Suggestion(prompt: try suggestion(for: prompt, style: style, context), original: prompt))
+    }
+
+    /// The language model when Replicate is configured; the embedded enhancer otherwise, and whenever
+    /// the model fails or answers with nothing usable.
+    static func suggestion(for prompt: String, style: Catalog.Style, _ context: Context) throws -> String {
+        guard let client = ReplicateClient(context.config) else { return PromptEnhancer.enhance(prompt, style: style) }
+        let instruction = """
+            Rewrite this image-generation prompt to be vivid and specific: keep its subject, add concrete detail, lighting, \
+            composition\(style.promptTerms.isEmpty ? "" : " and this style: \(style.promptTerms)"). Answer with the prompt only, \
+            one line, at most 80 words.
+
+            Prompt: \(prompt)
+            """
+        do {
+            let prediction = try client.run(model: client.models.enhance, input: [
+                "prompt": .string(instruction), "max_tokens": .number(200), "temperature": .number(0.6),
+            ], waitSeconds: 20)
+            let text = ReplicateClient.outputText(prediction.output).trimmingWhitespace().description
+            if prediction.status == "succeeded", !text.isEmpty, text.count <= 2000 {
+                return text.hasPrefix("\"") && text.hasSuffix("\"") && text.count > 2 ? String(text.dropFirst().dropLast()) : text
+            }
+            context.logger.notice("enhancer model gave no usable answer; using the embedded enhancer", metadata: ["status": .string(prediction.status)])
+        } catch {
+            context.logger.notice("enhancer model unavailable; using the embedded enhancer", metadata: ["error": .string("\(error)")])
+        }
+        return PromptEnhancer.enhance(prompt, style: style)
     }
 }

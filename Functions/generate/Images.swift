@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import SharedKit
+import SharedKitHTTP
 import SharedKitMedia
 
 enum Images {
@@ -26,6 +27,10 @@ enum Images {
     struct Created: Encodable {
         let generation: Generations.View
         let image: ImageView
+    }
+
+    struct Queued: Encodable {
+        let generation: Generations.View
     }
 
     struct Page: Encodable {
@@ -67,6 +72,15 @@ enum Images {
         let job = JobInput(prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id, seed: seed)
         let generations = Generations(context)
         let cost = try Generations.Costs(config: context.config).cost(of: .image)
+        if let replicate = ReplicateJobs(context) {
+            // A provider job: answered at once with the generation to follow; the webhook completes it.
+            let generationID = try generations.create(userID: user.id, task: .image, provider: "replicate", input: job, cost: cost, status: "queued")
+            try replicate.start(generationID: generationID, model: replicate.client.models.image,
+                                input: replicate.input(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed))
+            var response = try Response.json(Queued(generation: try generations.view(id: generationID, userID: user.id)!), status: .accepted)
+            response.setHeader("Location", "/api/v1/generations/\(generationID)")
+            return response
+        }
         let generationID = try generations.create(userID: user.id, task: .image, provider: "local", input: job, cost: cost)
         let image = LocalRenderer().render(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed)
         let stored = try LocalImageJobs(context).finish(

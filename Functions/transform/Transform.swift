@@ -1,4 +1,5 @@
 import SharedKit
+import SharedKitHTTP
 import SharedKitMedia
 
 /// `POST /api/v1/images/transform` (multipart): upscale an image, or repaint its masked part. The source
@@ -11,6 +12,10 @@ enum Transform {
     struct Created: Encodable {
         let generation: Generations.View
         let image: ImageView
+    }
+
+    struct Queued: Encodable {
+        let generation: Generations.View
     }
 
     struct JobInput: Codable, Sendable {
@@ -61,6 +66,7 @@ enum Transform {
             throw HTTPError(.badRequest, code: "missing_field", message: "Attach the image to transform as 'image', or name one with 'image_id'.")
         }
 
+        var maskPNG: [UInt8]?
         var result: RGBImage
         if mode == "upscale" {
             guard source.width * scale * source.height * scale <= maxPixels else {
@@ -78,7 +84,8 @@ enum Transform {
                 throw HTTPError(.badRequest, code: "mask_size_mismatch",
                                 message: "The mask is \(mask.width)×\(mask.height) but the image is \(source.width)×\(source.height); they must match.")
             }
-            result = LocalRenderer.inpaint(source, mask: mask.values)
+            maskPNG = try Imaging.encodeGrey(width: mask.width, height: mask.height, values: mask.values)
+            result = ReplicateJobs(context) == nil ? LocalRenderer.inpaint(source, mask: mask.values) : source
         }
 
         let jobs = LocalImageJobs(context)
@@ -86,10 +93,22 @@ enum Transform {
         let generations = Generations(context)
         let task: Generations.Task = mode == "upscale" ? .upscale : .inpaint
         let cost = try Generations.Costs(config: context.config).cost(of: task)
+        let job = JobInput(mode: mode, scale: mode == "upscale" ? scale : nil, prompt: prompt, sourceImageId: sourceRecord.id)
+        if let replicate = ReplicateJobs(context), let sourceKey = sourceRecord.storageKey {
+            // The provider fetches the source from our public media URL; the mask travels inline.
+            let generationID = try generations.create(
+                userID: user.id, task: task, provider: "replicate", input: job, cost: cost, sourceImageID: sourceRecord.id, status: "queued")
+            let imageURL = context.config.publicBaseURL + context.media.url(for: sourceKey)
+            let input: [String: JSONValue] = mode == "upscale"
+                ? ["image": .string(imageURL), "scale": .number(Double(scale))]
+                : ["image": .string(imageURL), "mask": .string("data:image/png;base64," + Encoding.base64(maskPNG ?? [])),
+                   "prompt": .string(prompt ?? ""), "output_format": .string("webp"), "num_outputs": .number(1)]
+            try replicate.start(generationID: generationID, model: mode == "upscale" ? replicate.client.models.upscale : replicate.client.models.inpaint,
+                                input: input)
+            return try .json(Queued(generation: try generations.view(id: generationID, userID: user.id)!), status: .accepted)
+        }
         let generationID = try generations.create(
-            userID: user.id, task: task, provider: "local",
-            input: JobInput(mode: mode, scale: mode == "upscale" ? scale : nil, prompt: prompt, sourceImageId: sourceRecord.id),
-            cost: cost, sourceImageID: sourceRecord.id)
+            userID: user.id, task: task, provider: "local", input: job, cost: cost, sourceImageID: sourceRecord.id)
         if mode == "upscale" {
             do {
                 result = try Imaging.resize(source, scale: Double(scale))

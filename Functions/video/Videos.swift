@@ -5,6 +5,7 @@ import Foundation
 #endif
 import Logging
 import SharedKit
+import SharedKitHTTP
 import SharedKitMedia
 
 /// Short videos, for premium users. The embedded provider makes a looping animation (animated WebP,
@@ -29,6 +30,10 @@ enum Videos {
     struct Created: Encodable {
         let generation: Generations.View
         let video: VideoView
+    }
+
+    struct Queued: Encodable {
+        let generation: Generations.View
     }
 
     struct Page: Encodable {
@@ -71,9 +76,18 @@ enum Videos {
         let seed = input.seed ?? Int64(Random.uniform(UInt32.max))
         let generations = Generations(context)
         let cost = try Generations.Costs(config: context.config).cost(of: .video)
-        let generationID = try generations.create(
-            userID: user.id, task: .video, provider: "local",
-            input: JobInput(prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id, seed: seed), cost: cost)
+        let job = JobInput(prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id, seed: seed)
+        if let replicate = ReplicateJobs(context) {
+            let generationID = try generations.create(userID: user.id, task: .video, provider: "replicate", input: job, cost: cost, status: "queued")
+            try replicate.start(generationID: generationID, model: replicate.client.models.video, input: [
+                "prompt": .string(Catalog.providerPrompt(prompt, style: style, colour: colour)),
+                "prompt_optimizer": .bool(true),
+            ])
+            var response = try Response.json(Queued(generation: try generations.view(id: generationID, userID: user.id)!), status: .accepted)
+            response.setHeader("Location", "/api/v1/generations/\(generationID)")
+            return response
+        }
+        let generationID = try generations.create(userID: user.id, task: .video, provider: "local", input: job, cost: cost)
 
         let storage = context.media
         var keys: [String] = []

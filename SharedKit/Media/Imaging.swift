@@ -32,6 +32,16 @@ public enum Imaging {
         return try save(vips, format, quality: quality)
     }
 
+    /// A one-band PNG (masks for providers).
+    public static func encodeGrey(width: Int, height: Int, values: [UInt8]) throws -> [UInt8] {
+        Vips.initialise()
+        let made = values.withUnsafeBytes {
+            vips_image_new_from_memory_copy($0.baseAddress, $0.count, Int32(width), Int32(height), 1, VIPS_FORMAT_UCHAR)
+        }
+        guard let made else { throw failure("cannot wrap mask") }
+        return try save(VipsRef(owning: made), .png, quality: 0)
+    }
+
     /// Decodes an upload whose header was already checked (`ImageProbe`) into sRGB without alpha.
     public static func decode(_ bytes: [UInt8]) throws -> RGBImage {
         Vips.initialise()

@@ -41,3 +41,35 @@ import Testing
         #expect(!hasher.verify("", against: hash))
     }
 }
+
+@Suite struct StandardWebhookTests {
+    let hook = StandardWebhook(secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")!
+    let body = Array(#"{"test": 2432232314}"#.utf8)
+    let id = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+    let vector = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+    @Test func publishedTestVector() throws {
+        #expect(hook.signature(id: id, timestamp: "1614265330", body: body) == vector)
+        try hook.verify(id: id, timestamp: "1614265330", signatures: vector, body: body, now: 1_614_265_330)
+    }
+
+    @Test func rejections() {
+        func failure(_ id: String?, _ ts: String?, _ sig: String?, now: Int64 = 1_614_265_330, body: [UInt8]? = nil) -> StandardWebhook.Failure? {
+            do { try hook.verify(id: id, timestamp: ts, signatures: sig, body: body ?? self.body, now: now); return nil }
+            catch let error as StandardWebhook.Failure { return error } catch { return nil }
+        }
+        #expect(failure(nil, "1614265330", vector) == .missingHeaders)
+        #expect(failure(id, nil, vector) == .missingHeaders)
+        #expect(failure(id, "1614265330", nil) == .missingHeaders)
+        #expect(failure(id, "not-a-number", vector) == .badTimestamp)
+        #expect(failure(id, "1614265330", vector, now: 1_614_265_330 + 301) == .staleTimestamp)
+        #expect(failure(id, "1614265330", vector, now: 1_614_265_330 - 301) == .staleTimestamp)
+        #expect(failure(id, "1614265330", vector, now: 1_614_265_330 + 300) == nil)
+        #expect(failure(id, "1614265330", vector, body: Array(#"{"test": 2432232315}"#.utf8)) == .noMatchingSignature)
+        #expect(failure(id, "1614265330", "v1,AAAA" + String(vector.dropFirst(7))) == .noMatchingSignature)
+    }
+
+    @Test func oneValidSignatureAmongSeveralIsEnough() throws {
+        try hook.verify(id: id, timestamp: "1614265330", signatures: "v1,Zm9v \(vector) v2,bar", body: body, now: 1_614_265_330)
+    }
+}

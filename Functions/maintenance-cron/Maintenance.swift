@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import SharedKit
+import SharedKitHTTP
+import SharedKitMedia
+
+enum Maintenance {
+    static let lockKey = 0x6174_6c5f_6d61_696e
+
+    static func run(_ context: Context) -> Int32 {
+        do {
+            let reconcileAfter = try context.config.integer("RECONCILE_AFTER_SECONDS", default: 180, range: 0...86_400)
+            let imageTimeout = try context.config.integer("GENERATION_TIMEOUT_SECONDS", default: 900, range: 1...86_400)
+            let videoTimeout = try context.config.integer("VIDEO_TIMEOUT_SECONDS", default: 3600, range: 1...86_400)
+            // A transaction-level advisory lock (safe under transaction pooling): a second run skips.
+            var summary: [String: Int] = [:]
+            try context.db.transaction {
+                guard try context.db.query("SELECT pg_try_advisory_xact_lock(\(lockKey)) AS ok").first!.get("ok", as: Bool.self) else {
+                    summary["skipped"] = 1
+                    return
+                }
+                summary = try work(context, reconcileAfter: reconcileAfter, imageTimeout: imageTimeout, videoTimeout: videoTimeout)
+            }
+            if summary["skipped"] != nil {
+                context.logger.info("maintenance skipped: another run holds the lock")
+                return 0
+            }
+            context.logger.info("maintenance done", metadata: summary.mapValues { .stringConvertible($0) })
+            print("maintenance: " + summary.keys.sorted().map { "\($0)=\(summary[$0]!)" }.joined(separator: " "))
+            return 0
+        } catch {
+            context.logger.error("maintenance failed", metadata: ["error": .string("\(error)")])
+            return 1
+        }
+    }
+
+    /// Runs inside the locking transaction; every change it makes is itself guarded, so a crash midway
+    /// leaves nothing half-done and the next run picks up.
+    static func work(_ context: Context, reconcileAfter: Int, imageTimeout: Int, videoTimeout: Int) throws -> [String: Int] {
+        var summary = ["reconciled": 0, "copied": 0, "timed_out": 0, "codes_deleted": 0]
+        summary["codes_deleted"] = try context.db.execute("DELETE FROM email_codes WHERE expires_at < now() - interval '1 day'")
+        guard let jobs = ReplicateJobs(context) else {
+            // The embedded provider finishes inside the request; only orphans (a crash mid-request) remain.
+            summary["timed_out"] = try failStale(context, imageTimeout: imageTimeout, videoTimeout: videoTimeout, jobs: nil)
+            return summary
+        }
+        // Outputs that could not be copied yet.
+        for row in try context.db.query("""
+            SELECT id FROM generations WHERE provider = 'replicate' AND status = 'running' AND pending_outputs IS NOT NULL
+            ORDER BY created_at LIMIT 100
+            """).rows {
+            if try jobs.copyPending(try row.get("id")) { summary["copied", default: 0] += 1 }
+        }
+        // Jobs whose final webhook has not come: ask the provider.
+        for row in try context.db.query("""
+            SELECT id, provider_id FROM generations
+            WHERE provider = 'replicate' AND status IN ('queued', 'running') AND pending_outputs IS NULL AND provider_id IS NOT NULL
+              AND updated_at < now() - make_interval(secs => \(reconcileAfter))
+            ORDER BY created_at LIMIT 100
+            """).rows {
+            let id: String = try row.get("id")
+            do {
+                try jobs.apply(try jobs.client.get(try row.get("provider_id")))
+                summary["reconciled", default: 0] += 1
+            } catch {
+                context.logger.error("reconcile failed", metadata: ["generation.id": .string(id), "error": .string("\(error)")])
+            }
+        }
+        summary["timed_out"] = try failStale(context, imageTimeout: imageTimeout, videoTimeout: videoTimeout, jobs: jobs)
+        return summary
+    }
+
+    /// Cancels (at the provider) and fails jobs past their timeout, refunding each once.
+    static func failStale(_ context: Context, imageTimeout: Int, videoTimeout: Int, jobs: ReplicateJobs?) throws -> Int {
+        let stale = try context.db.query("""
+            SELECT id, provider_id FROM generations
+            WHERE status IN ('queued', 'running')
+              AND created_at < now() - make_interval(secs => CASE WHEN task = 'video' THEN \(videoTimeout)::integer ELSE \(imageTimeout)::integer END)
+            ORDER BY created_at LIMIT 100
+            """)
+        let generations = Generations(context)
+        for row in stale.rows {
+            if let jobs, let providerID: String = try row.get("provider_id") {
+                _ = try? jobs.client.cancel(providerID)
+            }
+            try generations.markFailed(try row.get("id"), error: "The job took too long and was stopped; your quota was refunded.", status: "failed")
+        }
+        return stale.rows.count
+    }
+}

@@ -1,0 +1,51 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import SharedKit
+import SharedKitHTTP
+import SharedKitMedia
+
+/// `POST /hooks/replicate`: the signature is checked before anything is read; a delivery id seen before
+/// changes nothing; a job's status only moves forward.
+enum ReplicateWebhook {
+    struct Received: Encodable {
+        let received: Bool
+    }
+
+    static func receive(_ request: Request, _ context: Context) throws -> Response {
+        guard let secret = context.config.string("REPLICATE_WEBHOOK_SECRET"), let hook = StandardWebhook(secret: secret) else {
+            throw HTTPError(.serviceUnavailable, code: "webhooks_not_configured", message: "Replicate webhooks are not configured here.")
+        }
+        do {
+            try hook.verify(id: request.header("webhook-id"), timestamp: request.header("webhook-timestamp"),
+                            signatures: request.header("webhook-signature"), body: request.body, now: context.now())
+        } catch {
+            throw HTTPError(.unauthorized, code: "invalid_signature", message: "The webhook signature does not verify.")
+        }
+        let prediction: ReplicateClient.Prediction
+        do {
+            prediction = try JSON.decoder().decode(ReplicateClient.Prediction.self, from: Data(request.body))
+        } catch {
+            throw HTTPError(.badRequest, code: "invalid_json", message: "The webhook body is not a prediction.")
+        }
+        guard let jobs = ReplicateJobs(context) else {
+            throw HTTPError(.serviceUnavailable, code: "provider_not_configured", message: "Replicate is not configured here.")
+        }
+        let eventID = request.header("webhook-id")!
+        let fresh = try context.db.execute("""
+            INSERT INTO webhook_events (provider, event_id) VALUES ('replicate', \(eventID)) ON CONFLICT DO NOTHING
+            """) == 1
+        if fresh {
+            do {
+                try jobs.apply(prediction)
+            } catch {
+                // Let Replicate retry the delivery: forget it was seen.
+                try? context.db.execute("DELETE FROM webhook_events WHERE provider = 'replicate' AND event_id = \(eventID)")
+                throw error
+            }
+        }
+        return try .json(Received(received: true))
+    }
+}

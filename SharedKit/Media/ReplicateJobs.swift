@@ -1,0 +1,205 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Logging
+public import SharedKit
+public import SharedKitHTTP
+
+/// Generations run by Replicate. A job is created with a webhook and answered 202; the webhook (or the
+/// reconciler, when a webhook never comes) moves it forward. Outputs are copied into our own storage at
+/// completion, because Replicate's URLs expire after an hour.
+public struct ReplicateJobs {
+    /// What a generation was asked, as stored in `generations.input` (keys vary by task).
+    public struct StoredJob: Codable, Sendable {
+        public let prompt: String?
+        public let style: String?
+        public let colour: String?
+        public let aspectRatio: String?
+        public let seed: Int64?
+        public let mode: String?
+        public let scale: Int?
+        public let sourceImageId: String?
+    }
+
+    public static let maxOutputBytes = 100 * 1024 * 1024
+    public static let maxCopyAttempts = 5
+
+    let context: Context
+    public let client: ReplicateClient
+    let generations: Generations
+
+    public init?(_ context: Context) {
+        guard let client = ReplicateClient(context.config) else { return nil }
+        self.context = context
+        self.client = client
+        self.generations = Generations(context)
+    }
+
+    /// Creates the prediction for a generation already recorded (and its quota reserved). If the provider
+    /// cannot be reached the generation fails and is refunded, and the caller gets a 503.
+    public func start(generationID: String, model: String, input: [String: JSONValue]) throws {
+        do {
+            let prediction = try client.create(model: model, input: input)
+            try context.db.execute("""
+                UPDATE generations SET provider_id = \(prediction.id),
+                       status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
+                       started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
+                       updated_at = now()
+                WHERE id = \(generationID)
+                """)
+            if prediction.isTerminal { try apply(prediction) }
+        } catch {
+            context.logger.error("replicate create failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+            try generations.markFailed(generationID, error: "The image provider is unavailable right now; your quota was refunded. Please try again.")
+            throw error is DependencyUnavailable ? error : DependencyUnavailable(.provider, detail: "\(error)")
+        }
+    }
+
+    /// Moves the generation of a prediction forward (never back) and, on success, copies its outputs.
+    public func apply(_ prediction: ReplicateClient.Prediction) throws {
+        guard let row = try context.db.query("""
+            SELECT id, status FROM generations WHERE provider = 'replicate' AND provider_id = \(prediction.id)
+            """).first else {
+            context.logger.notice("webhook for an unknown prediction", metadata: ["prediction.id": .string(prediction.id)])
+            return
+        }
+        let id: String = try row.get("id")
+        switch prediction.status {
+        case "starting":
+            return
+        case "processing":
+            try context.db.execute("""
+                UPDATE generations SET status = 'running', started_at = COALESCE(started_at, now()), updated_at = now()
+                WHERE id = \(id) AND status = 'queued'
+                """)
+        case "succeeded":
+            let files = ReplicateClient.outputFiles(prediction.output)
+            if files.isEmpty {
+                try generations.markFailed(id, error: "The provider returned no result; your quota was refunded.")
+                return
+            }
+            try context.db.execute("""
+                UPDATE generations SET status = 'running', pending_outputs = \(PostgresJSON(files)),
+                       started_at = COALESCE(started_at, now()), updated_at = now()
+                WHERE id = \(id) AND status IN ('queued', 'running') AND pending_outputs IS NULL
+                """)
+            try copyPending(id)
+        default:
+            let status = prediction.status == "failed" ? "failed" : "canceled"
+            try generations.markFailed(id, error: ReplicateClient.userMessage(for: prediction.error, status: prediction.status), status: status)
+        }
+    }
+
+    /// Copies a finished job's outputs into media storage and records them. A failed copy is counted and
+    /// left for the reconciler; after `maxCopyAttempts` the job fails and is refunded.
+    @discardableResult
+    public func copyPending(_ generationID: String) throws -> Bool {
+        guard let row = try context.db.query("""
+            SELECT user_id, task, input, pending_outputs, copy_attempts, source_image_id FROM generations
+            WHERE id = \(generationID) AND status IN ('queued', 'running') AND pending_outputs IS NOT NULL
+            """).first else { return false }
+        let userID: String = try row.get("user_id")
+        let task: String = try row.get("task")
+        let job = try row.get("input", as: PostgresJSON<StoredJob>.self).value
+        let files = try row.get("pending_outputs", as: PostgresJSON<[String]>.self).value
+        let sourceImageID: String? = try row.get("source_image_id")
+        let storage = context.media
+        var stored: [(key: String, thumbnail: String?, width: Int, height: Int)] = []
+        do {
+            for file in files {
+                let bytes = try download(file)
+                if task == "video" {
+                    guard bytes.count > 12, Array(bytes[4..<8]) == Array("ftyp".utf8) else {
+                        throw ImagingError(description: "the video output is not an MP4 file")
+                    }
+                    let key = FileMediaStorage.newKey(extension: "mp4")
+                    try storage.put(bytes, key: key, contentType: "video/mp4")
+                    stored.append((key, nil, 0, 0))
+                } else {
+                    guard let probe = ImageProbe.probe(bytes), probe.pixels <= 100_000_000 else {
+                        throw ImagingError(description: "the output is not a PNG, JPEG or WebP image")
+                    }
+                    let image = try Imaging.decode(bytes)
+                    let key = FileMediaStorage.newKey(extension: "webp")
+                    let thumbnailKey = FileMediaStorage.newKey(extension: "webp")
+                    try storage.put(try Imaging.encode(image, as: .webp, quality: 92), key: key, contentType: "image/webp")
+                    try storage.put(try Imaging.thumbnail(image), key: thumbnailKey, contentType: "image/webp")
+                    stored.append((key, thumbnailKey, image.width, image.height))
+                }
+            }
+            let claimed = try context.db.transaction { () -> Bool in
+                let claim = try context.db.execute("""
+                    UPDATE generations SET status = 'succeeded', pending_outputs = NULL, error = NULL, completed_at = now(), updated_at = now()
+                    WHERE id = \(generationID) AND status IN ('queued', 'running') AND pending_outputs IS NOT NULL
+                    """)
+                guard claim == 1 else { return false }
+                for output in stored {
+                    if task == "video" {
+                        try context.db.execute("""
+                            INSERT INTO videos (user_id, storage_key, prompt, style, model, seed, status, generation_id, completed_at)
+                            VALUES (\(userID), \(output.key), \(job.prompt ?? ""), \(job.style), \(client.models.video), \(job.seed),
+                                    'succeeded', \(generationID), now())
+                            """)
+                    } else {
+                        let kind = task == "upscale" ? "upscaled" : task == "inpaint" ? "inpainted" : "generated"
+                        let model = task == "upscale" ? client.models.upscale : task == "inpaint" ? client.models.inpaint : client.models.image
+                        try context.db.execute("""
+                            INSERT INTO images (user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id,
+                                                width, height, model, seed, status, generation_id, completed_at)
+                            VALUES (\(userID), \(output.key), \(output.thumbnail), \(job.prompt ?? ""), \(job.style), \(job.colour), \(kind),
+                                    \(sourceImageID), \(output.width), \(output.height), \(model), \(job.seed), 'succeeded', \(generationID), now())
+                            """)
+                    }
+                }
+                return true
+            }
+            if !claimed { discard(stored.flatMap { [$0.key, $0.thumbnail].compactMap { $0 } }) }
+            return claimed
+        } catch {
+            discard(stored.flatMap { [$0.key, $0.thumbnail].compactMap { $0 } })
+            context.logger.error("copying provider output failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+            let attempts = try context.db.query("""
+                UPDATE generations SET copy_attempts = copy_attempts + 1, updated_at = now() WHERE id = \(generationID) RETURNING copy_attempts
+                """).first?.get("copy_attempts", as: Int.self) ?? 0
+            if attempts >= Self.maxCopyAttempts {
+                try generations.markFailed(generationID, error: "The result could not be saved; your quota was refunded. Please try again.")
+            }
+            return false
+        }
+    }
+
+    func discard(_ keys: [String]) {
+        for key in keys { try? context.media.delete(key: key) }
+    }
+
+    /// An output: an HTTPS URL fetched with a size cap and timeouts, or a `data:` URI.
+    func download(_ reference: String) throws -> [UInt8] {
+        if reference.hasPrefix("data:") {
+            guard let comma = reference.firstIndex(of: ","), reference[..<comma].hasSuffix(";base64"),
+                  let bytes = Encoding.fromBase64(String(reference[reference.index(after: comma)...])) else {
+                throw ImagingError(description: "unreadable data URI")
+            }
+            return bytes
+        }
+        guard reference.hasPrefix("https://") || reference.hasPrefix("http://") else {
+            throw ImagingError(description: "unsupported output reference")
+        }
+        let response = try HTTPClient(connectTimeoutMs: 5000, timeoutMs: 60_000, maxResponseBytes: Self.maxOutputBytes)
+            .send(method: "GET", url: reference)
+        guard response.status == 200 else { throw ImagingError(description: "download answered HTTP \(response.status)") }
+        return response.body
+    }
+
+    /// The provider input for a task, with style and colour folded into the prompt.
+    public func input(prompt: String, style: Catalog.Style, colour: Catalog.Colour, ratio: Catalog.AspectRatio, seed: Int64) -> [String: JSONValue] {
+        [
+            "prompt": .string(Catalog.providerPrompt(prompt, style: style, colour: colour)),
+            "aspect_ratio": .string(ratio.id),
+            "seed": .number(Double(seed)),
+            "output_format": .string("webp"),
+            "num_outputs": .number(1),
+        ]
+    }
+}
