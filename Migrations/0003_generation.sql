@@ -30,6 +30,7 @@ ALTER TABLE images DROP CONSTRAINT images_kind_check;
 ALTER TABLE images ADD CONSTRAINT images_kind_check CHECK (kind IN ('generated', 'upscaled', 'inpainted', 'uploaded'));
 
 ALTER TABLE images ADD COLUMN generation_id uuid REFERENCES generations (id) ON DELETE SET NULL;
+ALTER TABLE videos ADD COLUMN colour text;
 ALTER TABLE videos ADD COLUMN generation_id uuid REFERENCES generations (id) ON DELETE SET NULL;
 CREATE INDEX images_generation_idx ON images (generation_id);
 CREATE INDEX videos_generation_idx ON videos (generation_id);

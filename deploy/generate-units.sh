@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --out) [ $# -ge 2 ] || die "--out needs a folder"; OUT=$2; shift 2 ;;
     --allow) [ $# -ge 2 ] || die "--allow needs an address or CIDR"; ALLOW+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) NAMES+=("$1"); shift ;;
   esac

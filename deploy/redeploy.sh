@@ -22,7 +22,7 @@ SETTLE_SECONDS=${SETTLE_SECONDS:-2}
 
 die() { printf 'redeploy: %s\n' "$*" >&2; exit 1; }
 
-[ $# -ge 1 ] && [ $# -le 2 ] || { sed -n '2,18p' "$0"; exit 64; }
+[ $# -ge 1 ] && [ $# -le 2 ] || { sed -n '2,17p' "$0"; exit 64; }
 name=$1
 new=${2:-}
 [[ $name =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "not a function name: $name"

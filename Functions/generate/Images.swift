@@ -99,8 +99,8 @@ enum Images {
         let cursor = try PageCursor.parse(request.query("cursor"))
         var filter: SQLQuery = ""
         if let kind = request.query("kind") {
-            guard ["generated", "upscaled", "inpainted"].contains(kind) else {
-                throw HTTPError(.badRequest, code: "invalid_kind", message: "kind must be generated, upscaled or inpainted.")
+            guard ["generated", "upscaled", "inpainted", "uploaded"].contains(kind) else {
+                throw HTTPError(.badRequest, code: "invalid_kind", message: "kind must be generated, upscaled, inpainted or uploaded.")
             }
             filter = " AND kind = \(kind)"
         }

@@ -104,9 +104,9 @@ enum Videos {
             keys.append(posterKey)
             record = try context.db.transaction {
                 let row = try context.db.query("""
-                    INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, width, height, duration_seconds, model, seed,
+                    INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed,
                                         status, generation_id, completed_at)
-                    VALUES (\(user.id), \(key), \(posterKey), \(prompt), \(style.id), \(frames[0].width), \(frames[0].height),
+                    VALUES (\(user.id), \(key), \(posterKey), \(prompt), \(style.id), \(colour.id), \(frames[0].width), \(frames[0].height),
                             \(Double(frameCount * frameDelayMs) / 1000), 'atelier-local', \(seed), 'succeeded', \(generationID), now())
                     RETURNING \(VideoRecord.columns)
                     """)

@@ -11,6 +11,7 @@ public struct VideoRecord: Decodable, Sendable {
     public let posterKey: String?
     public let prompt: String
     public let style: String?
+    public let colour: String?
     public let width: Int?
     public let height: Int?
     public let durationSeconds: Double?
@@ -22,7 +23,7 @@ public struct VideoRecord: Decodable, Sendable {
     public let createdAt: Date
 
     public static let columns: SQLQuery = """
-        id, user_id, storage_key, poster_key, prompt, style, width, height, duration_seconds, model, seed, status, error, \
+        id, user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed, status, error, \
         generation_id, created_at
         """
 }
@@ -44,6 +45,7 @@ public struct VideoView: Encodable, Sendable {
         try c.encode(record.status, forKey: .status)
         try c.encode(record.prompt, forKey: .prompt)
         try c.encode(record.style, forKey: .style)
+        try c.encode(record.colour, forKey: .colour)
         try c.encode(record.width, forKey: .width)
         try c.encode(record.height, forKey: .height)
         try c.encode(record.durationSeconds, forKey: .durationSeconds)
@@ -57,6 +59,6 @@ public struct VideoView: Encodable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, status, prompt, style, width, height, durationSeconds, seed, model, error, url, posterUrl, generationId, createdAt
+        case id, status, prompt, style, colour, width, height, durationSeconds, seed, model, error, url, posterUrl, generationId, createdAt
     }
 }

@@ -13,9 +13,12 @@ public struct LocalRenderer: Sendable {
         self.longSide = longSide
     }
 
+    /// The exact ratio (not the provider's rounded pixel sizes) at `longSide` pixels on the long side.
     public func size(for ratio: Catalog.AspectRatio) -> (width: Int, height: Int) {
-        let scale = Double(longSide) / Double(max(ratio.width, ratio.height))
-        return (max(16, Int((Double(ratio.width) * scale).rounded())), max(16, Int((Double(ratio.height) * scale).rounded())))
+        let parts = ratio.id.split(separator: ":").compactMap { Double($0) }
+        let (w, h) = parts.count == 2 ? (parts[0], parts[1]) : (Double(ratio.width), Double(ratio.height))
+        let scale = Double(longSide) / max(w, h)
+        return (max(16, Int((w * scale).rounded())), max(16, Int((h * scale).rounded())))
     }
 
     public func render(prompt: String, style: Catalog.Style, colour: Catalog.Colour, ratio: Catalog.AspectRatio, seed: Int64,

@@ -138,8 +138,8 @@ public struct ReplicateJobs {
                 for output in stored {
                     if task == "video" {
                         try context.db.execute("""
-                            INSERT INTO videos (user_id, storage_key, prompt, style, model, seed, status, generation_id, completed_at)
-                            VALUES (\(userID), \(output.key), \(job.prompt ?? ""), \(job.style), \(client.models.video), \(job.seed),
+                            INSERT INTO videos (user_id, storage_key, prompt, style, colour, model, seed, status, generation_id, completed_at)
+                            VALUES (\(userID), \(output.key), \(job.prompt ?? ""), \(job.style), \(job.colour), \(client.models.video), \(job.seed),
                                     'succeeded', \(generationID), now())
                             """)
                     } else {

@@ -801,10 +801,11 @@ def test_an_upscale_over_forty_megapixels_is_refused(stack, user):
     ("scale-3", "invalid_scale"),
     ("scale-text", "invalid_scale"),
     ("no-image", "missing_field"),
+    ("no-mask", "missing_field"),
 ])
 def test_transform_fields_are_checked(stack, user, case, code):
-    """A mask of another size, an unknown mode, a scale other than 2 or 4, or neither image nor image_id:
-    400 with its code, costing nothing."""
+    """A mask of another size, an unknown mode, a scale other than 2 or 4, neither image nor image_id, or
+    an inpaint without a mask: 400 with its code, costing nothing."""
     image = {"image": png_part(STRIPES)}
     data, files = {
         "mask-size": ({"mode": "inpaint", "prompt": "a moon"},
@@ -813,6 +814,7 @@ def test_transform_fields_are_checked(stack, user, case, code):
         "scale-3": ({"mode": "upscale", "scale": "3"}, image),
         "scale-text": ({"mode": "upscale", "scale": "double"}, image),
         "no-image": ({"mode": "upscale", "scale": "2"}, None),
+        "no-mask": ({"mode": "inpaint", "prompt": "a moon"}, image),
     }[case]
     assert_error(user.transform(data, files), 400, code)
     assert_rejection_cost_nothing(user)
@@ -826,6 +828,17 @@ def test_a_mask_of_another_size_than_a_gallery_image_is_refused(stack, user):
                        {"mask": png_part(mask, "mask.png")})
     assert_error(r, 400, "mask_size_mismatch")
     assert user.quota()["used"] == IMAGE_COST
+
+
+def test_a_transform_without_quota_left_is_429(stack, user):
+    """With the day's allowance used up, a transform is 429 quota_exhausted and charges nothing more."""
+    stack.psql(f"UPDATE users SET quota_used = {FREE_DAILY}, quota_period_start = now() WHERE id = {sql_text(user.id)}")
+    r = user.transform({"mode": "upscale", "scale": "2"}, {"image": png_part(STRIPES)})
+    assert_error(r, 429, "quota_exhausted")
+    assert r.headers.get("Retry-After", "").isdigit(), r.headers
+    assert user.quota_used_in_db() == FREE_DAILY
+    assert user.generation_count() == 0
+    assert all_pages(user, "/api/v1/images", {"kind": "upscaled"}) == []
 
 
 def test_transforming_another_users_image_is_not_found(stack, new_user):
@@ -924,6 +937,19 @@ def test_videos_are_listed_hidden_from_others_and_deleted_with_their_files(stack
     assert fetch(stack, video["poster_url"]).status_code == 404
     assert_error(user.get(path), 404, "not_found")
     assert user.get("/api/v1/videos").json()["items"] == []
+
+
+def test_a_video_needs_ten_units_left(stack, user):
+    """A premium user with 9 units left is refused a video (429 quota_exhausted), and nothing is charged."""
+    user.make_premium()
+    limit = user.quota()["limit"]
+    assert limit >= VIDEO_COST, limit
+    stack.psql(f"UPDATE users SET quota_used = {limit - VIDEO_COST + 1} WHERE id = {sql_text(user.id)}")
+    assert_error(user.post("/api/v1/videos", {"prompt": "a slow sunrise"}), 429, "quota_exhausted")
+    assert user.quota()["used"] == limit - VIDEO_COST + 1
+    assert user.generation_count() == 0
+    user.reset_quota()
+    make_video(user, "a slow sunrise")
 
 
 def test_video_pages_and_checks(stack, user):

@@ -141,10 +141,12 @@ def test_independent_redeploy_loses_no_request(stack):
     try:
         time.sleep(1.0)  # the load runs before, during and after the reload: about 3 s in all
         stack.stack("reload", "health")
-        # The reload is done when none of the old processes is left and as many new ones run.
-        replaced = wait_until(lambda: (lambda now: len(now) == len(health_before)
-                                       and not set(now) & set(health_before))(stack.function_pids("health")),
-                              timeout=8)
+        def all_replaced():
+            # The reload is done when none of the old processes is left and as many new ones run.
+            now = stack.function_pids("health")
+            return len(now) == len(health_before) and not set(now) & set(health_before)
+
+        replaced = wait_until(all_replaced, timeout=8)
         time.sleep(1.5)  # and on the new processes for a while
     finally:
         stop.set()
