@@ -29,7 +29,8 @@ MEDIA_DIR=${MEDIA_ROOT:-$RUN_DIR/media}
 
 # Debian packages the build, the stack and the tests need.
 PACKAGES="pkg-config libfcgi-dev libfcgi-bin libpq-dev libhiredis-dev libcurl4-openssl-dev libsodium-dev
-  libvips-dev libzxcvbn-dev postgresql redis-server nginx-light wrk curl ca-certificates python3"
+  libvips-dev libvips-tools libzxcvbn-dev postgresql redis-server nginx-light wrk curl ca-certificates python3 systemd
+  procps iproute2"
 
 say() { printf '\033[1m%s\033[0m\n' "$*"; }
 die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
@@ -297,8 +298,17 @@ INFO
 reload() {
   local name=${1:?usage: stack.sh reload FUNCTION}
   [ -x "$BIN_DIR/$name" ] || die "no function named $name in $BIN_DIR"
-  echo "$name" > "$SOCK_DIR/reload"
+  # Appended, not overwritten: the supervisor consumes the file, so quick successive reloads all count.
+  echo "$name" >> "$SOCK_DIR/reload"
   kill -HUP "$(cat "$RUN_DIR/supervisor.pid")"
+  # Wait for the rollout to finish (the supervisor logs it), so the caller knows when it is done.
+  local log=$LOG_DIR/supervisor.log before
+  before=$(grep -c "reloaded $name \|reload of $name stopped" "$log" || true)
+  for _ in $(seq 300); do
+    [ "$(grep -c "reloaded $name \|reload of $name stopped" "$log" || true)" -gt "$before" ] && break
+    sleep 0.1
+  done
+  tail -n 1 "$log"
 }
 
 case ${1:-} in

@@ -7,9 +7,10 @@ import SharedKit
 ///
 /// For each function it binds a Unix socket and starts N processes that share it as fd 0, the way
 /// systemd's `StandardInput=socket` does; a process that dies is started again. SIGHUP restarts the
-/// functions named in the control file one process at a time (new one first, then SIGTERM to the old,
-/// which finishes its request): the socket stays open throughout, so no request is lost. Cron functions
-/// run on their interval. SIGINT/SIGTERM stop everything.
+/// functions named in the control file one process at a time: a new process starts, and only once it has
+/// stayed up for a second does one old process get SIGTERM (it finishes its request first). The socket
+/// stays open throughout, so no request is lost, and a new binary that will not start leaves the old
+/// processes serving. Cron functions run on their interval. SIGINT/SIGTERM stop everything.
 final class Supervisor {
     struct Function {
         let name: String
@@ -30,6 +31,18 @@ final class Supervisor {
         var retiring = false
     }
 
+    /// One function being restarted: the old processes still to replace, and the new one on probation.
+    struct RollingRestart {
+        let function: String
+        var remaining: [pid_t]
+        var fresh: pid_t?
+        var freshStarted: Int64 = 0
+        var replaced = 0
+    }
+
+    /// How long a new process must stay up before an old one is stopped.
+    static let probationMs: Int64 = 1000
+
     let socketDir: String
     let binDir: String
     let logDir: String
@@ -39,6 +52,7 @@ final class Supervisor {
     var workers: [pid_t: Worker] = [:]
     /// Restarts waiting out a back-off after a process died young: (due time, function).
     var delayedStarts: [(Int64, String)] = []
+    var rolling: [RollingRestart] = []
 
     init(socketDir: String, binDir: String, logDir: String, controlFile: String, functions: [Function], crons: [Cron]) {
         self.socketDir = socketDir
@@ -92,7 +106,7 @@ final class Supervisor {
 
         while true {
             var info = siginfo_t()
-            var timeout = timespec(tv_sec: 1, tv_nsec: 0)
+            var timeout = rolling.isEmpty ? timespec(tv_sec: 1, tv_nsec: 0) : timespec(tv_sec: 0, tv_nsec: 50_000_000)
             let signal = sigtimedwait(&signals, &info, &timeout)
             switch signal {
             case SIGCHLD: reap()
@@ -103,6 +117,7 @@ final class Supervisor {
             default: break
             }
             runDue()
+            advanceRolling()
         }
     }
 
@@ -111,7 +126,9 @@ final class Supervisor {
     private func listen(_ name: String) throws -> Int32 {
         let path = "\(socketDir)/\(name).sock"
         unlink(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec: each worker gets its own function's socket as fd 0 (dup2 clears the flag there)
+        // and inherits no other function's socket.
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Commands.UsageError(message: "socket(): \(String(cString: strerror(errno)))") }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -132,10 +149,12 @@ final class Supervisor {
         return fd
     }
 
-    private func spawnWorker(_ name: String) throws {
-        guard let function = functions.first(where: { $0.name == name }) else { return }
+    @discardableResult
+    private func spawnWorker(_ name: String) throws -> pid_t {
+        guard let function = functions.first(where: { $0.name == name }) else { return 0 }
         let pid = try spawn(binary: "\(binDir)/\(name)", stdin: function.socket, log: "\(logDir)/\(name).log")
         workers[pid] = Worker(function: name, started: Monotonic.nowMs())
+        return pid
     }
 
     private func spawn(binary: String, stdin: Int32?, log: String) throws -> pid_t {
@@ -185,6 +204,12 @@ final class Supervisor {
             }
             guard let worker = workers.removeValue(forKey: pid) else { continue }
             if worker.retiring { continue }
+            if let index = rolling.firstIndex(where: { $0.fresh == pid }) {
+                // The new binary did not stay up: keep the old processes serving and stop the rollout.
+                log("reload of \(worker.function) stopped: the new process \(pid) exited (status \(status)); the old processes keep serving")
+                rolling.remove(at: index)
+                continue
+            }
             let lived = Monotonic.nowMs() - worker.started
             log("\(worker.function) process \(pid) died (status \(status)) after \(lived) ms; restarting")
             if lived < 1000 {
@@ -195,24 +220,60 @@ final class Supervisor {
         }
     }
 
-    /// Restarts the functions named in the control file (all when it is empty), one process at a time.
+    /// Queues a rolling restart of the functions named in the control file, which is consumed (renamed,
+    /// read, removed) so a name is acted on once; reloads asked for in quick succession all count.
     private func reload() {
-        let requested = (readText(controlFile) ?? "").split(whereSeparator: { $0 == "\n" || $0 == " " || $0 == "," }).map(String.init)
-        let names = requested.isEmpty ? functions.map(\.name) : requested
-        for name in names where functions.contains(where: { $0.name == name }) {
-            let old = workers.filter { $0.value.function == name && !$0.value.retiring }.map(\.key)
-            for pid in old {
-                do {
-                    try spawnWorker(name)
-                } catch {
-                    log("reload \(name): \(error)")
-                    return
-                }
-                workers[pid]?.retiring = true
-                kill(pid, SIGTERM)
-            }
-            log("reloaded \(name) (\(old.count) processes)")
+        let taken = controlFile + ".taken"
+        guard rename(controlFile, taken) == 0 else {
+            log("reload: no function named in \(controlFile)")
+            return
         }
+        let requested = (readText(taken) ?? "").split(whereSeparator: { $0 == "\n" || $0 == " " || $0 == "," }).map(String.init)
+        unlink(taken)
+        for name in Set(requested) {
+            guard functions.contains(where: { $0.name == name }) else {
+                log("reload: there is no function named \(name)")
+                continue
+            }
+            if rolling.contains(where: { $0.function == name }) { continue }
+            let old = workers.filter { $0.value.function == name && !$0.value.retiring }.map(\.key).sorted()
+            rolling.append(RollingRestart(function: name, remaining: old))
+        }
+        advanceRolling()
+    }
+
+    /// One step of each rolling restart: start a new process, and once it has passed its probation stop
+    /// one old process; repeat until none of the old ones is left.
+    private func advanceRolling() {
+        let now = Monotonic.nowMs()
+        var finished: [Int] = []
+        for index in rolling.indices {
+            var step = rolling[index]
+            if let fresh = step.fresh {
+                guard workers[fresh] != nil, now - step.freshStarted >= Self.probationMs else { continue }
+                if let old = step.remaining.first {
+                    step.remaining.removeFirst()
+                    workers[old]?.retiring = true
+                    kill(old, SIGTERM)
+                    step.replaced += 1
+                }
+                step.fresh = nil
+            }
+            if step.remaining.isEmpty {
+                log("reloaded \(step.function) (\(step.replaced) processes replaced)")
+                finished.append(index)
+            } else {
+                do {
+                    step.fresh = try spawnWorker(step.function)
+                    step.freshStarted = now
+                } catch {
+                    log("reload of \(step.function) stopped: \(error)")
+                    finished.append(index)
+                }
+            }
+            rolling[index] = step
+        }
+        for index in finished.reversed() { rolling.remove(at: index) }
     }
 
     private func runDue() {

@@ -46,7 +46,8 @@ class Stack:
         pids = []
         for pid in out:
             try:
-                if os.readlink(f"/proc/{pid}/exe") == binary:
+                # A binary replaced on disk (a rebuild) shows as "<path> (deleted)".
+                if os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)") == binary:
                     pids.append(int(pid))
             except OSError:
                 pass
@@ -100,3 +101,120 @@ def smtp():
         yield fake
     finally:
         fake.stop()
+
+
+# ---- a second stack that uses Replicate (the fake in fakes/replicate.py) --------------------------------
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReplicateStack(Stack):
+    """A stack of its own (run directory, PostgreSQL, Redis, nginx, functions) whose functions use
+    Replicate, pointed at a ReplicateFake. `fake` is that fake; `extra_env` is what the fixture set for
+    the functions (app_env adds it, so a cron run as a process sees it even if stack.sh did not pass it on)."""
+
+    def __init__(self, fake, script_env, extra_env):
+        self.fake = fake
+        self.script_env = script_env
+        self.extra_env = extra_env
+        self.url = f"http://127.0.0.1:{script_env['PORT']}"
+        self.run_dir = script_env["RUN_DIR"]
+        self.bin_dir = script_env["BIN_DIR"]
+        written = self._env_file()
+        self.database_url = written["DATABASE_URL"]
+        self.redis_url = written["REDIS_URL"]
+
+    def _env_file(self):
+        values = {}
+        with open(os.path.join(self.run_dir, "env")) as f:
+            for line in f:
+                if "=" in line:
+                    k, v = line.rstrip("\n").split("=", 1)
+                    values[k] = shlex.split(v)[0] if v else ""
+        return values
+
+    def stack(self, *command):
+        subprocess.run([os.path.join(ROOT, "scripts", "stack.sh"), *command], check=True, cwd=ROOT,
+                       env=self.script_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def app_env(self):
+        env = {k: v for k, v in self.script_env.items()}
+        env.update(self._env_file())
+        for k, v in self.extra_env.items():
+            env.setdefault(k, v)
+        return env
+
+
+# The main stack's own settings, which scripts/test.sh exports and which must not reach the second
+# stack's env file (stack.sh prefers an exported value to its own default).
+_MAIN_STACK_ONLY = ("DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "APP_SECRET", "MEDIA_ROOT", "MIGRATIONS_DIR",
+                    "ATELIER_URL", "PORT", "PG_PORT", "REDIS_PORT")
+
+
+@pytest.fixture(scope="session")
+def replicate_stack():
+    """A second stack configured for Replicate, with the Replicate fake it talks to; mail goes to the same
+    SMTP fake as the main stack's. Started on first use, stopped at the end of the session."""
+    from fakes.replicate import ReplicateFake, new_secret
+
+    fake = ReplicateFake(secret=new_secret(), token="r8_test", port=0).start()
+    run_dir = _required("RUN_DIR").rstrip("/") + "-replicate"
+    extra = {
+        "REPLICATE_API_TOKEN": fake.token,
+        "REPLICATE_API_BASE": fake.base_url,
+        "REPLICATE_WEBHOOK_SECRET": fake.secret,
+        "RECONCILE_AFTER_SECONDS": "0",
+        "GENERATION_TIMEOUT_SECONDS": "20",
+    }
+    env = {k: v for k, v in os.environ.items()
+           if k not in _MAIN_STACK_ONLY and not k.startswith(("REPLICATE_", "RAZORPAY_"))}
+    env.update(extra)
+    env.update({
+        "RUN_DIR": run_dir,
+        "BIN_DIR": _required("BIN_DIR"),
+        "PORT": str(free_port()),
+        "PG_PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "REDIS_SAVE": "",
+        "PG_FSYNC": "off",
+        "PROCESSES": "1",
+        # No cron on a timer: the tests run maintenance-cron themselves, when they mean to.
+        "CRON_INTERVALS": " ",
+    })
+    for name in ("SMTP_URL", "MAIL_FROM"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    script = os.path.join(ROOT, "scripts", "stack.sh")
+
+    def stop():
+        subprocess.run([script, "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    # A clean slate, as scripts/test.sh gives the main stack: a stale stack from an interrupted run is
+    # stopped and its data removed.
+    if os.path.isdir(run_dir):
+        stop()
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+    started = subprocess.run([script, "start"], cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        if started.returncode != 0:
+            raise RuntimeError(f"the Replicate stack did not start (logs in {run_dir}/logs):\n"
+                               f"{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
+        yield ReplicateStack(fake, env, extra)
+    finally:
+        stop()
+        fake.stop()
+
+
+@pytest.fixture
+def replicate(replicate_stack):
+    """The Replicate fake of `replicate_stack`, its scenarios reset before and after the test."""
+    replicate_stack.fake.reset()
+    yield replicate_stack.fake
+    replicate_stack.fake.reset()

@@ -565,11 +565,19 @@ def test_deleting_an_image_removes_it_and_its_files(stack, user):
 
 
 def test_deleting_the_account_removes_its_media_files(stack, user):
-    """DELETE /profile {password} removes the user's files: every media URL they had is then 404."""
+    """DELETE /profile {password} removes the user's files: every media URL they had (generated, uploaded
+    and upscaled images with their thumbnails, a video and its poster) is then 404."""
+    user.make_premium()
     urls = []
     for prompt in ("first keepsake", "second keepsake"):
         _, image = assert_created(user.post("/api/v1/images", {"prompt": prompt}))
         urls += [image["url"], image["thumbnail_url"]]
+    r = user.transform({"mode": "upscale", "scale": "2"}, {"image": png_part(imagefiles.stripes_png(32, 32))})
+    _, upscaled = assert_created(r, task="upscale", kind="upscaled", cost=TRANSFORM_COST)
+    source = source_of(user, upscaled)
+    urls += [upscaled["url"], upscaled["thumbnail_url"], source["url"], source["thumbnail_url"]]
+    _, video = make_video(user, "a keepsake in motion")
+    urls += [video["url"], video["poster_url"]]
     assert all(fetch(stack, url).status_code == 200 for url in urls)
     r = call(stack, user.http, "DELETE", "/api/v1/profile", {"password": user.password}, csrf=user.csrf)
     assert r.status_code in (200, 204), r.text
