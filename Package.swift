@@ -18,6 +18,7 @@ let functions: [String: [Target.Dependency]] = [
     "profile": ["SharedKit"],
     "generate": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
     "enhance": ["SharedKit", "SharedKitHTTP"],
+    "keys": ["SharedKit"],
     "replicate-webhook": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
     "maintenance-cron": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
     "transform": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],

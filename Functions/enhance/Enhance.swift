@@ -16,7 +16,7 @@ enum Enhance {
     }
 
     static func suggest(_ request: Request, _ context: Context) throws -> Response {
-        _ = try context.authenticatedUser(request)
+        _ = try context.authorize(request, budget: \.enhance)
         let input = try request.decode(Input.self)
         let prompt = input.prompt.trimmingWhitespace().description
         guard !prompt.isEmpty, prompt.count <= 2000 else {

@@ -59,7 +59,11 @@ enum Images {
 
     /// Reserves quota and makes the image. The embedded provider finishes at once: 201 with the image.
     static func create(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authenticatedUser(request)
+        let user = try context.authorize(request, budget: \.generateFree).user
+        return try Idempotency.run(request, context, userID: user.id) { try makeImage(request, context, user) }
+    }
+
+    static func makeImage(_ request: Request, _ context: Context, _ user: User) throws -> Response {
         let input = try request.decode(CreateImage.self)
         let prompt = try validPrompt(input.prompt)
         let style = try Catalog.style(input.style)
@@ -94,7 +98,7 @@ enum Images {
 
     /// Newest first, `limit` per page (24 by default, at most 100), optionally one kind.
     static func list(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authenticatedUser(request)
+        let user = try context.authorize(request, budget: \.read).user
         let limit = try PageCursor.limit(request)
         let cursor = try PageCursor.parse(request.query("cursor"))
         var filter: SQLQuery = ""
@@ -119,13 +123,13 @@ enum Images {
     }
 
     static func show(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authenticatedUser(request)
+        let user = try context.authorize(request, budget: \.read).user
         return try .json(ImageView(try owned(try request.parameter("id"), by: user, context), storage: context.media))
     }
 
     /// Removes the row and its files.
     static func delete(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authenticatedUser(request)
+        let user = try context.authorize(request, budget: \.read).user
         let record = try owned(try request.parameter("id"), by: user, context)
         try context.db.execute("DELETE FROM images WHERE id = \(record.id) AND user_id = \(user.id)")
         for key in [record.storageKey, record.thumbnailKey].compactMap({ $0 }) {
@@ -135,7 +139,7 @@ enum Images {
     }
 
     static func generation(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authenticatedUser(request)
+        let user = try context.authorize(request, budget: \.read).user
         guard let view = try Generations(context).view(id: try request.parameter("id"), userID: user.id) else { throw notFound }
         return try .json(view)
     }

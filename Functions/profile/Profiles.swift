@@ -66,11 +66,11 @@ enum Profiles {
     }
 
     static func show(_ request: Request, _ context: Context) throws -> Response {
-        try .json(view(try context.authenticatedUser(request), context))
+        try .json(view(try context.authorize(request, budget: \.read).user, context))
     }
 
     static func update(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authenticatedUser(request)
+        let user = try context.authorize(request, budget: \.read).user
         let username = try AccountRules.username(try request.decode(Rename.self).username)
         do {
             try context.db.execute("UPDATE users SET username = \(username), updated_at = now() WHERE id = \(user.id)")
@@ -100,6 +100,32 @@ enum Profiles {
         var response = Response.empty()
         response.setCookie(context.expiredSessionCookie())
         return response
+    }
+
+    struct Usage: Encodable {
+        struct Day: Encodable {
+            let day: String
+            let count: Int
+        }
+
+        let days: [Day]
+        let total: Int
+        let quota: Quota
+    }
+
+    /// API calls per day for the last 30 days (zero-filled, oldest first) and the current quota.
+    static func usage(_ request: Request, _ context: Context) throws -> Response {
+        let user = try context.authorize(request, budget: \.read).user
+        let rows = try context.db.query("""
+            SELECT d::date::text AS day, COALESCE(sum(u.count), 0)::bigint AS count
+            FROM generate_series((now() AT TIME ZONE 'UTC')::date - 29, (now() AT TIME ZONE 'UTC')::date, interval '1 day') AS d
+            LEFT JOIN api_usage u ON u.user_id = \(user.id) AND u.day = d::date
+            GROUP BY d ORDER BY d
+            """)
+        let days = try rows.rows.map { Usage.Day(day: try $0.get("day"), count: try $0.get("count")) }
+        let quota = context.quota.state(for: user)
+        return try .json(Usage(days: days, total: days.reduce(0) { $0 + $1.count },
+                               quota: Quota(used: quota.used, limit: quota.limit, period: quota.period, renewsAt: quota.renewsAt)))
     }
 
     static func confirmPassword(_ password: String, of user: User, _ context: Context) throws {

@@ -6,4 +6,5 @@ FunctionRuntime(name: "profile").serve(
         .patch("/api/v1/profile", Profiles.update)
         .post("/api/v1/profile/password", Profiles.changePassword)
         .delete("/api/v1/profile", Profiles.deleteAccount)
+        .get("/api/v1/usage", Profiles.usage)
 )

@@ -26,7 +26,11 @@ enum Transform {
     }
 
     static func create(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authenticatedUser(request)
+        let user = try context.authorize(request, budget: \.generateFree).user
+        return try Idempotency.run(request, context, userID: user.id) { try transform(request, context, user) }
+    }
+
+    static func transform(_ request: Request, _ context: Context, _ user: User) throws -> Response {
         let form = try MultipartForm.parse(request)
         let mode = form.field("mode") ?? ""
         guard mode == "upscale" || mode == "inpaint" else {

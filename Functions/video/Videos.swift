@@ -54,7 +54,11 @@ enum Videos {
     static let ratios = ["16:9", "9:16", "1:1"]
 
     static func create(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authenticatedUser(request)
+        let user = try context.authorize(request, budget: \.generateFree).user
+        return try Idempotency.run(request, context, userID: user.id) { try makeVideo(request, context, user) }
+    }
+
+    static func makeVideo(_ request: Request, _ context: Context, _ user: User) throws -> Response {
         guard user.isPremium(at: Date()) else {
             throw HTTPError(.forbidden, code: "premium_required",
                             message: "Video is part of Atelier Premium; subscribe from your account page to make videos.")
@@ -127,7 +131,7 @@ enum Videos {
     }
 
     static func list(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authenticatedUser(request)
+        let user = try context.authorize(request, budget: \.read).user
         let limit = try PageCursor.limit(request)
         var filter: SQLQuery = ""
         if let cursor = try PageCursor.parse(request.query("cursor")) {
@@ -143,12 +147,12 @@ enum Videos {
     }
 
     static func show(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authenticatedUser(request)
+        let user = try context.authorize(request, budget: \.read).user
         return try .json(VideoView(try owned(try request.parameter("id"), by: user, context), storage: context.media))
     }
 
     static func delete(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authenticatedUser(request)
+        let user = try context.authorize(request, budget: \.read).user
         let record = try owned(try request.parameter("id"), by: user, context)
         try context.db.execute("DELETE FROM videos WHERE id = \(record.id) AND user_id = \(user.id)")
         for key in [record.storageKey, record.posterKey].compactMap({ $0 }) { try? context.media.delete(key: key) }

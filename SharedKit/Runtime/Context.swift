@@ -16,6 +16,8 @@ public final class Context: @unchecked Sendable {
     public let redis: RedisConnection
     /// The time source for rules with deadlines (seconds since the epoch); tests substitute a fixed clock.
     public var now: @Sendable () -> Int64 = { WallClock.nowSeconds() }
+    /// Headers every response to the current request carries (rate-limit state), errors included.
+    public var responseHeaders: [(String, String)] = []
     public let sessionLifetimes: SessionStore.Lifetimes
     public let quota: QuotaPolicy
     private let baseLogger: Logger
@@ -37,6 +39,7 @@ public final class Context: @unchecked Sendable {
         var logger = baseLogger
         logger[metadataKey: "request.id"] = .string(request.id)
         self.logger = logger
+        responseHeaders = []
     }
 }
 

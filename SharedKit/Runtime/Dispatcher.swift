@@ -17,7 +17,8 @@ public struct Dispatcher: Sendable {
         let started = Monotonic.now()
         var request = Request(cgi: params)
         context.beginRequest(request)
-        let response = respond(to: &request, readBody: readBody, context: context)
+        var response = respond(to: &request, readBody: readBody, context: context)
+        response.headers.append(contentsOf: context.responseHeaders)
         let millis = Double(Monotonic.now() - started) / 1_000_000
         context.logger.info("request", metadata: [
             "http.method": .string(request.method),

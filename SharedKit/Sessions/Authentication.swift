@@ -1,6 +1,71 @@
-/// Who is making a request. Browser sessions come from the session cookie; a state-changing request
-/// (anything but GET/HEAD/OPTIONS) must also carry the session's CSRF token in `X-CSRF-Token`.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Logging
+
+/// Who is making a request: a browser session (the session cookie; a state-changing request must also
+/// carry the session's CSRF token in `X-CSRF-Token`) or a program (an API key in `Authorization: Bearer`,
+/// never in the query string).
+public struct Principal: Sendable {
+    public let user: User
+    public let session: SessionStore.Session?
+    public let apiKeyID: String?
+}
+
 extension Context {
+    /// Authenticates by API key or session, then spends one request of `budget` (per user, and per key
+    /// for programs). The rate-limit headers go on the response whatever it turns out to be.
+    public func authorize(_ request: Request, budget: KeyPath<RateLimiter.Budgets, RateLimiter.Budget>) throws -> Principal {
+        let principal = try authenticateAny(request)
+        let budgets = try RateLimiter.Budgets(config: config)
+        var chosen = budgets[keyPath: budget]
+        if budget == \RateLimiter.Budgets.generateFree, principal.user.isPremium(at: Date()) { chosen = budgets.generatePremium }
+        var subjects = ["u:\(principal.user.id)"]
+        if let key = principal.apiKeyID { subjects.append("k:\(key)") }
+        let decision: RateLimiter.Decision
+        do {
+            decision = try RateLimiter(redis: redis).check(chosen, subjects: subjects)
+        } catch let error as DependencyUnavailable where chosen.name == "read" {
+            // Reads fail open when Redis is down (they cost nothing); generation fails closed (503).
+            logger.warning("rate limit unchecked: redis unavailable", metadata: ["error": .string(error.detail)])
+            return principal
+        }
+        responseHeaders.append(contentsOf: decision.headers)
+        guard decision.allowed else {
+            throw HTTPError(.tooManyRequests, code: "rate_limited",
+                            message: "Too many requests; wait \(decision.retryAfterSeconds) seconds and try again.",
+                            headers: [("Retry-After", String(decision.retryAfterSeconds))])
+        }
+        return principal
+    }
+
+    /// A browser session or an API key. API-key requests are counted per day for the usage page.
+    public func authenticateAny(_ request: Request) throws -> Principal {
+        if request.query["api_key"] != nil || request.query["key"] != nil || request.query["access_token"] != nil {
+            throw HTTPError(.unauthorized, code: "invalid_api_key",
+                            message: "API keys go in the Authorization header (Bearer), never in the URL.")
+        }
+        if let authorization = request.header("authorization") {
+            guard authorization.lowercased().hasPrefix("bearer ") else {
+                throw HTTPError(.unauthorized, code: "invalid_api_key", message: "Use 'Authorization: Bearer <api key>'.")
+            }
+            let key = authorization.dropFirst(7).trimmingWhitespace().description
+            guard let owner = try APIKeys(db).authenticate(key), let user = try Users(db).find(id: owner.userID) else {
+                throw HTTPError(.unauthorized, code: "invalid_api_key", message: "This API key is not valid, or was revoked.")
+            }
+            try db.execute("""
+                INSERT INTO api_usage (user_id, api_key_id, day, count) VALUES (\(user.id), \(owner.keyID)::uuid, (now() AT TIME ZONE 'UTC')::date, 1)
+                ON CONFLICT (user_id, COALESCE(api_key_id, '00000000-0000-0000-0000-000000000000'::uuid), day)
+                DO UPDATE SET count = api_usage.count + 1
+                """)
+            return Principal(user: user, session: nil, apiKeyID: owner.keyID)
+        }
+        let (user, session) = try authenticate(request)
+        return Principal(user: user, session: session, apiKeyID: nil)
+    }
+
     /// The session cookie's name: `__Host-` prefixed (Secure, Path=/, no Domain) on https deployments.
     public var sessionCookieName: String { config.isHTTPS ? "__Host-atelier_session" : "atelier_session" }
 
@@ -16,6 +81,9 @@ extension Context {
 
     /// The request's session, or 401; for a state-changing request also the CSRF token, or 403.
     public func requireSession(_ request: Request) throws -> SessionStore.Session {
+        if request.header("authorization") != nil {
+            throw HTTPError(.unauthorized, code: "session_required", message: "This needs a signed-in browser session; API keys cannot do it.")
+        }
         guard let session = try session(request) else {
             throw HTTPError(.unauthorized, code: "not_authenticated", message: "Log in to continue.")
         }
@@ -34,7 +102,8 @@ extension Context {
         try authenticate(request).user
     }
 
-    /// The signed-in user and the session that proves it.
+    /// The signed-in user and the browser session that proves it (API keys are refused here: managing
+    /// keys, changing the password and deleting the account need a person at a browser).
     public func authenticate(_ request: Request) throws -> (user: User, session: SessionStore.Session) {
         let session = try requireSession(request)
         guard let user = try Users(db).find(id: session.userID) else {

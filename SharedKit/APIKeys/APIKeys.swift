@@ -1,0 +1,152 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
+
+/// API keys look like `atl_<27 base62 characters><6 base62 checksum>`: 160 random bits, a prefix that
+/// scanners and people recognise, and a CRC-32 so a mistyped key is refused before any database lookup.
+/// Only a SHA-256 of the whole key is stored; the key is shown once, at creation.
+public struct APIKeys {
+    public static let prefix = "atl_"
+    static let bodyLength = 27
+    static let checksumLength = 6
+    public static let maxActivePerUserDefault = 20
+
+    public struct Issued: Encodable, Sendable {
+        public let id: String
+        public let name: String
+        public let prefix: String
+        public let secret: String
+        public let createdAt: Date
+    }
+
+    public struct Listed: Decodable, Encodable, Sendable {
+        public let id: String
+        public let name: String
+        public let prefix: String
+        public let createdAt: Date
+        public let lastUsedAt: Date?
+        public let revokedAt: Date?
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: EncodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(name, forKey: .name)
+            try c.encode(prefix, forKey: .prefix)
+            try c.encode(createdAt, forKey: .createdAt)
+            try c.encode(lastUsedAt, forKey: .lastUsedAt)
+            try c.encode(revokedAt, forKey: .revokedAt)
+            try c.encode(revokedAt != nil, forKey: .revoked)
+        }
+
+        enum EncodingKeys: String, CodingKey { case id, name, prefix, createdAt, lastUsedAt, revokedAt, revoked }
+    }
+
+    let db: PostgresConnection
+
+    public init(_ db: PostgresConnection) {
+        self.db = db
+    }
+
+    /// A new key for the user (the secret is returned this once).
+    public func issue(userID: String, name: String, maxActive: Int) throws -> Issued {
+        let name = name.trimmingWhitespace().description
+        guard (1...64).contains(name.count) else {
+            throw HTTPError(.badRequest, code: "invalid_name", message: "Give the key a name of 1 to 64 characters.")
+        }
+        let secret = Self.make()
+        return try db.transaction {
+            // Serialise one user's key creation so the cap holds under concurrency.
+            try db.execute("SELECT 1 FROM users WHERE id = \(userID) FOR UPDATE")
+            let active: Int = try db.query("SELECT count(*) AS n FROM api_keys WHERE user_id = \(userID) AND revoked_at IS NULL").first!.get("n")
+            guard active < maxActive else {
+                throw HTTPError(.conflict, code: "too_many_keys", message: "You have \(active) active keys, the most allowed; revoke one first.")
+            }
+            let row = try db.query("""
+                INSERT INTO api_keys (user_id, name, prefix, secret_hash) VALUES (\(userID), \(name), \(Self.visiblePrefix(secret)), \(Self.hash(secret)))
+                RETURNING id, created_at
+                """).first!
+            return Issued(id: try row.get("id"), name: name, prefix: Self.visiblePrefix(secret), secret: secret, createdAt: try row.get("created_at"))
+        }
+    }
+
+    public func list(userID: String) throws -> [Listed] {
+        try db.query("""
+            SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE user_id = \(userID)
+            ORDER BY created_at DESC
+            """).decode(Listed.self)
+    }
+
+    /// Revokes a key of the user; effective on the very next request (every request checks it).
+    public func revoke(userID: String, id: String) throws {
+        guard UUIDText.isValid(id), try db.execute("""
+            UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = \(id) AND user_id = \(userID)
+            """) == 1 else {
+            throw HTTPError(.notFound, code: "not_found", message: "No such key.")
+        }
+    }
+
+    public struct Owner: Sendable {
+        public let keyID: String
+        public let userID: String
+    }
+
+    /// The live key's owner, or nil. A key whose checksum fails never reaches the database.
+    public func authenticate(_ key: String) throws -> Owner? {
+        guard Self.isWellFormed(key) else { return nil }
+        guard let row = try db.query("""
+            UPDATE api_keys SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
+                                                    THEN now() ELSE last_used_at END
+            WHERE secret_hash = \(Self.hash(key)) AND revoked_at IS NULL
+            RETURNING id, user_id
+            """).first else { return nil }
+        return Owner(keyID: try row.get("id"), userID: try row.get("user_id"))
+    }
+
+    // MARK: Format
+
+    static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+
+    static func make() -> String {
+        var body = ""
+        for _ in 0..<bodyLength { body.append(Character(UnicodeScalar(alphabet[Int(Random.uniform(62))]))) }
+        return prefix + body + checksum(body)
+    }
+
+    static func checksum(_ body: String) -> String {
+        var value = UInt64(CRC32.checksum(Array(body.utf8)))
+        var out = [UInt8](repeating: alphabet[0], count: checksumLength)
+        for i in stride(from: checksumLength - 1, through: 0, by: -1) {
+            out[i] = alphabet[Int(value % 62)]
+            value /= 62
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func isWellFormed(_ key: String) -> Bool {
+        guard key.hasPrefix(prefix), key.utf8.count == prefix.utf8.count + bodyLength + checksumLength else { return false }
+        let rest = key.dropFirst(prefix.count)
+        guard rest.utf8.allSatisfy({ alphabet.contains($0) }) else { return false }
+        return checksum(String(rest.prefix(bodyLength))) == String(rest.suffix(checksumLength))
+    }
+
+    static func visiblePrefix(_ key: String) -> String { String(key.prefix(prefix.count + 8)) }
+
+    static func hash(_ key: String) -> String { Encoding.hex(Digest.sha256(key)) }
+}
+
+/// CRC-32 (IEEE 802.3), for key checksums.
+enum CRC32 {
+    static let table: [UInt32] = (0..<256).map { n in
+        var c = UInt32(n)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    static func checksum(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
+        return crc ^ 0xFFFF_FFFF
+    }
+}
