@@ -163,6 +163,7 @@ render_nginx() {
   mkdir -p "$RUN_DIR/nginx"
   sed -e "s#/run/atelier/#$SOCK_DIR/#g" \
       -e "s#/usr/share/atelier/web#$ROOT/web#g" \
+      -e "s#/usr/share/atelier/openapi.yaml#$ROOT/openapi.yaml#g" \
       -e "s#/var/lib/atelier/media/#$MEDIA_DIR/#g" \
       -e "s#listen 80 default_server;#listen 127.0.0.1:$PORT default_server;#" \
       "$ROOT/nginx.conf" > "$RUN_DIR/nginx/atelier.conf"

@@ -11,6 +11,11 @@ export BIN_DIR=$ROOT/.build/release
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export PORT=$(free_port) PG_PORT=$(free_port) REDIS_PORT=$(free_port)
 export REDIS_SAVE="" PG_FSYNC=off PROCESSES=${PROCESSES:-2}
+# The main test stack has generous rate limits so suites about other things are not throttled; the
+# rate-limit tests start their own stack with the product's defaults (Tests/e2e/test_public_api.py).
+export RATE_GENERATE_FREE_PER_MINUTE=60000 RATE_GENERATE_FREE_BURST=10000 RATE_GENERATE_PREMIUM_PER_MINUTE=60000 \
+  RATE_GENERATE_PREMIUM_BURST=10000 RATE_READ_PER_MINUTE=600000 RATE_READ_BURST=100000 RATE_ENHANCE_PER_MINUTE=60000 \
+  RATE_ENHANCE_BURST=10000
 # Mail goes to the SMTP fake the black-box suite runs on this port (Tests/e2e/fakes/smtp.py).
 export SMTP_PORT=$(free_port)
 export SMTP_URL="smtp://atelier:fake-pass@127.0.0.1:$SMTP_PORT" MAIL_FROM="Atelier <no-reply@atelier.test>"
