@@ -51,6 +51,7 @@ async function render() {
   const ticket = ++renderCount;
   if (cleanup) { try { cleanup(); } catch { /* a page's cleanup never blocks the next page */ } cleanup = null; }
   closeMenu();
+  document.querySelectorAll('dialog[open]').forEach((dialog) => dialog.close('navigate'));
   const path = currentPath();
   const route = routes[path];
   const params = new URLSearchParams(location.search);

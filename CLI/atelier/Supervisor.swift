@@ -94,11 +94,16 @@ final class Supervisor {
         sigprocmask(SIG_BLOCK, &signals, nil)
         signal(SIGPIPE, SIG_IGN)
 
-        for index in functions.indices {
-            functions[index].socket = try listen(functions[index].name)
-        }
-        for function in functions {
-            for _ in 0..<function.processes { try spawnWorker(function.name) }
+        do {
+            for index in functions.indices {
+                functions[index].socket = try listen(functions[index].name)
+            }
+            for function in functions {
+                for _ in 0..<function.processes { try spawnWorker(function.name) }
+            }
+        } catch {
+            shutdown()  // never leave the processes already started behind
+            throw error
         }
         log("started \(functions.map { "\($0.name)×\($0.processes)" }.joined(separator: " "))")
         let now = WallClock.nowSeconds()

@@ -38,12 +38,20 @@ enum ReplicateWebhook {
             INSERT INTO webhook_events (provider, event_id) VALUES ('replicate', \(eventID)) ON CONFLICT DO NOTHING
             """) == 1
         if fresh {
+            let known: Bool
             do {
-                try jobs.apply(prediction)
+                // Acknowledge quickly: the output copy runs after the response.
+                known = try jobs.apply(prediction, copyLater: true)
             } catch {
                 // Let Replicate retry the delivery: forget it was seen.
                 try? context.db.execute("DELETE FROM webhook_events WHERE provider = 'replicate' AND event_id = \(eventID)")
                 throw error
+            }
+            if !known {
+                // Possibly a webhook that overtook our own record of the prediction: not 2xx, so the final
+                // delivery is retried, and not remembered, so the retry is not taken for a duplicate.
+                try context.db.execute("DELETE FROM webhook_events WHERE provider = 'replicate' AND event_id = \(eventID)")
+                throw HTTPError(.notFound, code: "unknown_prediction", message: "No job here has this prediction id (yet).")
             }
         }
         return try .json(Received(received: true))

@@ -121,9 +121,10 @@ final class TransferSink {
 
 extension Substring {
     func trimmingCharacters() -> String {
+        // "\r\n" is one Character in Swift, so test isWhitespace rather than comparing with "\r".
         var s = self
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\r" || l == "\n" { s = s.dropLast() }
+        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
+        while let l = s.last, l.isWhitespace { s = s.dropLast() }
         return String(s)
     }
 }

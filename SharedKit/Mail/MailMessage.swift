@@ -63,10 +63,9 @@ public struct MailMessage: Sendable {
         return "=?utf-8?B?\(Encoding.base64(Array(safe.utf8)))?="
     }
 
+    /// Every line end as CRLF ("\r\n" is a single Character in Swift, so normalise it first).
     static func crlf(_ text: String) -> String {
-        text.split(separator: "\n", omittingEmptySubsequences: false)
-            .map { $0.hasSuffix("\r") ? String($0.dropLast()) : String($0) }
-            .joined(separator: "\r\n")
+        text.replacing("\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\r\n")
     }
 
     static func rfc5322Date(_ seconds: Int64) -> String {

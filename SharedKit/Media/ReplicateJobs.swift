@@ -57,18 +57,21 @@ public struct ReplicateJobs {
         }
     }
 
-    /// Moves the generation of a prediction forward (never back) and, on success, copies its outputs.
-    public func apply(_ prediction: ReplicateClient.Prediction) throws {
+    /// Moves the generation of a prediction forward (never back). On success the outputs are recorded as
+    /// pending and copied at once, or, with `copyLater`, after the response (the reconciler retries a copy
+    /// that fails or never runs). Returns false for a prediction that is not ours (yet).
+    @discardableResult
+    public func apply(_ prediction: ReplicateClient.Prediction, copyLater: Bool = false) throws -> Bool {
         guard let row = try context.db.query("""
             SELECT id, status FROM generations WHERE provider = 'replicate' AND provider_id = \(prediction.id)
             """).first else {
             context.logger.notice("webhook for an unknown prediction", metadata: ["prediction.id": .string(prediction.id)])
-            return
+            return false
         }
         let id: String = try row.get("id")
         switch prediction.status {
         case "starting":
-            return
+            return true
         case "processing":
             try context.db.execute("""
                 UPDATE generations SET status = 'running', started_at = COALESCE(started_at, now()), updated_at = now()
@@ -78,18 +81,23 @@ public struct ReplicateJobs {
             let files = ReplicateClient.outputFiles(prediction.output)
             if files.isEmpty {
                 try generations.markFailed(id, error: "The provider returned no result; your quota was refunded.")
-                return
+                return true
             }
             try context.db.execute("""
                 UPDATE generations SET status = 'running', pending_outputs = \(PostgresJSON(files)),
                        started_at = COALESCE(started_at, now()), updated_at = now()
                 WHERE id = \(id) AND status IN ('queued', 'running') AND pending_outputs IS NULL
                 """)
-            try copyPending(id)
+            if copyLater {
+                context.afterResponse.append { _ = try copyPending(id) }
+            } else {
+                try copyPending(id)
+            }
         default:
             let status = prediction.status == "failed" ? "failed" : "canceled"
             try generations.markFailed(id, error: ReplicateClient.userMessage(for: prediction.error, status: prediction.status), status: status)
         }
+        return true
     }
 
     /// Copies a finished job's outputs into media storage and records them. A failed copy is counted and

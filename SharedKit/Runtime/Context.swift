@@ -16,6 +16,9 @@ public final class Context: @unchecked Sendable {
     public let redis: RedisConnection
     /// The time source for rules with deadlines (seconds since the epoch); tests substitute a fixed clock.
     public var now: @Sendable () -> Int64 = { WallClock.nowSeconds() }
+    /// Work to run once the response has been sent (FastCGI lets the process finish the request first),
+    /// such as copying a provider's output after acknowledging its webhook.
+    public var afterResponse: [() throws -> Void] = []
     /// Headers every response to the current request carries (rate-limit state), errors included.
     public var responseHeaders: [(String, String)] = []
     public let sessionLifetimes: SessionStore.Lifetimes
@@ -40,6 +43,20 @@ public final class Context: @unchecked Sendable {
         logger[metadataKey: "request.id"] = .string(request.id)
         self.logger = logger
         responseHeaders = []
+        afterResponse = []
+    }
+}
+
+extension Context {
+    /// Runs the work queued for after the response; a failure is logged, never raised.
+    func runAfterResponse() {
+        let work = afterResponse
+        afterResponse = []
+        for task in work {
+            do { try task() } catch {
+                logger.error("work after the response failed", metadata: ["error": .string("\(error)")])
+            }
+        }
     }
 }
 

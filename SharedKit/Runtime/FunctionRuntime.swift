@@ -23,6 +23,8 @@ public struct FunctionRuntime {
 
         if FCGX_IsCGI() != 0 {
             serveCGI(dispatcher, context)
+            close(1)
+            context.runAfterResponse()
             exit(0)
         }
         Self.installSignalHandlers()
@@ -34,6 +36,7 @@ public struct FunctionRuntime {
         while terminationRequested == 0, FCGX_Accept_r(&request) >= 0 {
             serveFastCGI(&request, dispatcher, context)
             FCGX_Finish_r(&request)
+            context.runAfterResponse()
         }
         context.logger.info("stopping", metadata: ["reason": "SIGTERM"])
         exit(0)

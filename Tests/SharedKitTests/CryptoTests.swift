@@ -1,5 +1,6 @@
 import Testing
 @testable import SharedKit
+@testable import SharedKitHTTP
 
 @Suite struct CryptoTests {
     init() { Random.initialise() }
@@ -71,5 +72,20 @@ import Testing
 
     @Test func oneValidSignatureAmongSeveralIsEnough() throws {
         try hook.verify(id: id, timestamp: "1614265330", signatures: "v1,Zm9v \(vector) v2,bar", body: body, now: 1_614_265_330)
+    }
+}
+
+@Suite struct HTTPHeaderTests {
+    @Test func headerValuesLoseTheirLineEnd() {
+        let sink = TransferSink(limit: 10)
+        for line in ["HTTP/1.1 429 Too Many Requests\r\n", "Retry-After: 1\r\n", "Content-Type:  application/json \r\n", "\r\n"] {
+            Array(line.utf8).withUnsafeBytes { sink.header($0) }
+        }
+        #expect(sink.headers.first { $0.0 == "Retry-After" }?.1 == "1")
+        #expect(sink.headers.first { $0.0 == "Content-Type" }?.1 == "application/json")
+    }
+
+    @Test func mailLinesEndInCRLFWhateverTheyCameWith() {
+        #expect(MailMessage.crlf("a\r\nb\nc") == "a\r\nb\r\nc")
     }
 }

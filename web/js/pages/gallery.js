@@ -1,0 +1,81 @@
+// The gallery: every image the user made or uploaded, newest first, in pages ("Load more"), filtered by kind.
+import { api } from '../api.js';
+import { KIND_LABELS, h } from '../dom.js';
+import { tile } from '../media.js';
+
+const FILTERS = [['', 'All'], ...Object.entries(KIND_LABELS)];
+const PAGE = 24;
+
+export function gallery({ root, params, navigate }) {
+  let kind = params.get('kind') || '';
+  if (!KIND_LABELS[kind]) kind = '';
+  let cursor = null;
+  let loading = false;
+
+  const grid = h('ul', { class: 'grid gallery-grid', 'aria-label': 'Images' });
+  const more = h('button', { type: 'button', class: 'button secondary', hidden: true }, 'Load more');
+  const status = h('p', { class: 'form-error', role: 'alert', hidden: true });
+  const empty = h('div', { class: 'empty-state', hidden: true });
+  const filters = h('div', { class: 'filters', role: 'group', 'aria-label': 'Show' },
+    FILTERS.map(([value, label]) => {
+      const button = h('button', { type: 'button', class: 'chip', 'aria-pressed': String(value === kind), dataset: { kind: value } }, label);
+      button.addEventListener('click', () => {
+        if (value === kind) return;
+        navigate(value ? `/gallery?kind=${value}` : '/gallery', { replace: true });
+      });
+      return button;
+    }));
+
+  root.append(h('section', { class: 'page' },
+    h('div', { class: 'page-head' },
+      h('div', null, h('h1', null, 'Gallery'), h('p', { class: 'muted' }, 'Everything you made or uploaded, kept until you delete it.')),
+      h('a', { class: 'button primary', href: '/create' }, 'New image')),
+    filters,
+    grid, empty, status,
+    h('div', { class: 'load-more' }, more)));
+
+  function showEmpty() {
+    const none = grid.children.length === 0;
+    empty.hidden = !none;
+    if (!none) return;
+    empty.replaceChildren(
+      h('span', { class: 'empty-art', 'aria-hidden': 'true' }),
+      kind
+        ? h('p', null, `No ${KIND_LABELS[kind].toLowerCase()} images yet.`)
+        : h('p', { class: 'empty-title' }, 'Your gallery is waiting for its first picture.'),
+      h('p', { class: 'muted' }, kind === 'upscaled' || kind === 'inpainted' || kind === 'uploaded'
+        ? 'Upload a picture on the Transform page to upscale or repaint it.'
+        : 'Describe anything — “a fox reading in a cosy library, watercolor” — and it appears here.'),
+      h('a', { class: 'button primary', href: kind && kind !== 'generated' ? '/transform' : '/create' }, kind && kind !== 'generated' ? 'Transform an image' : 'Write your first prompt'));
+  }
+
+  async function load() {
+    if (loading) return;
+    loading = true;
+    more.disabled = true;
+    more.setAttribute('aria-busy', 'true');
+    status.hidden = true;
+    try {
+      const query = new URLSearchParams({ limit: String(PAGE) });
+      if (kind) query.set('kind', kind);
+      if (cursor) query.set('cursor', cursor);
+      const page = await api.get(`/api/v1/images?${query}`);
+      const first = grid.children.length;
+      grid.append(...page.items.map((item) => tile(item, { onDeleted: showEmpty })));
+      cursor = page.next_cursor;
+      more.hidden = !cursor;
+      showEmpty();
+      // Keyboard users who asked for more land on the first new picture.
+      if (first > 0 && grid.children[first]) grid.children[first].querySelector('button').focus();
+    } catch (error) {
+      status.textContent = error.message;
+      status.hidden = false;
+    } finally {
+      loading = false;
+      more.disabled = false;
+      more.removeAttribute('aria-busy');
+    }
+  }
+  more.addEventListener('click', load);
+  load();
+}
