@@ -31,6 +31,7 @@ import requests
 import imagefiles
 from fakes.replicate import WEBHOOK_BACKOFF, ReplicateFake, image_size, new_secret, sign
 from test_accounts import register_and_verify, sql_text
+from conftest import wait_until
 
 IMAGE_MODEL_PATH = "/v1/models/black-forest-labs/flux-schnell/predictions"
 INPAINT_MODEL_PATH = "/v1/models/black-forest-labs/flux-fill-dev/predictions"
@@ -674,7 +675,8 @@ def test_an_output_that_cannot_be_downloaded_is_copied_by_the_cron_later(replica
     generation, prediction_id = create_image(client, replicate)
     [final] = wait_final_webhook(replicate, prediction_id)[:1]
     assert is_2xx(final["code"]), f"the webhook was answered {final['code']}: {final['response'][:300]}"
-    assert any(g["status"] == 500 and g["name"].startswith(prediction_id) for g in replicate.file_gets), \
+    # The copy runs right after the webhook is acknowledged.
+    assert wait_until(lambda: any(g["status"] == 500 and g["name"].startswith(prediction_id) for g in replicate.file_gets)), \
         "Atelier never tried to download the output"
     time.sleep(0.5)
     pending = client.generation(generation["id"])

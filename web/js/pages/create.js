@@ -24,7 +24,10 @@ export function promptField({ label = 'Prompt', placeholder, hint } = {}) {
   const textarea = wrapper.querySelector('textarea');
   const counter = h('span', { class: 'counter', 'aria-hidden': 'true' }, `0 / ${PROMPT_MAX}`);
   textarea.addEventListener('input', () => { counter.textContent = `${textarea.value.length} / ${PROMPT_MAX}`; });
-  wrapper.querySelector('label').after(counter);
+  const label = wrapper.querySelector('label');
+  const row = h('div', { class: 'label-row' });
+  label.replaceWith(row);
+  row.append(label, counter);
   wrapper.classList.add('prompt-field');
   return wrapper;
 }
