@@ -1,0 +1,59 @@
+"""The maintenance cron function on the main (embedded-provider) stack: one run at a time, expired codes
+removed, and jobs orphaned by a crash mid-request timed out and refunded."""
+import os
+import subprocess
+import time
+
+from test_accounts import register_and_verify, sql_text
+
+# Maintenance.lockKey in Functions/maintenance-cron/Maintenance.swift.
+MAINTENANCE_LOCK = 0x61746C5F6D61696E
+
+
+def run_cron(stack, **extra):
+    env = dict(stack.app_env(), **extra)
+    return subprocess.run([os.path.join(stack.bin_dir, "maintenance-cron")], env=env, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_a_second_run_while_one_holds_the_lock_skips_and_succeeds(stack):
+    holder = subprocess.Popen(["psql", stack.database_url, "-tAq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        holder.stdin.write(f"SELECT pg_advisory_lock({MAINTENANCE_LOCK});\nSELECT 'held';\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() in ("", "held")
+        time.sleep(0.2)
+        result = run_cron(stack)
+        assert result.returncode == 0, result.stderr
+        assert "skipped" in result.stderr
+        assert "maintenance:" not in result.stdout
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    result = run_cron(stack)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("maintenance: ")
+
+
+def test_codes_long_expired_are_deleted(stack):
+    email = f"stale-{os.urandom(4).hex()}@example.test"
+    stack.psql(f"INSERT INTO email_codes (email, purpose, code_hmac, expires_at) "
+               f"VALUES ({sql_text(email)}, 'verify', 'x', now() - interval '2 days')")
+    result = run_cron(stack)
+    assert result.returncode == 0, result.stderr
+    assert stack.psql(f"SELECT count(*) FROM email_codes WHERE email = {sql_text(email)}") == "0"
+
+
+def test_a_job_orphaned_mid_request_is_failed_and_refunded_once(stack, smtp, http):
+    email, _password, _csrf = register_and_verify(stack, smtp, http)
+    user_id = stack.psql(f"SELECT id FROM users WHERE email = {sql_text(email)}")
+    # What a crash between reserving and finishing leaves: a running job holding one unit of quota.
+    stack.psql(f"UPDATE users SET quota_used = 1, quota_period_start = date_trunc('day', now()) WHERE id = '{user_id}'")
+    job = stack.psql(f"INSERT INTO generations (user_id, task, provider, status, input, cost, quota_period_start, created_at) "
+                     f"VALUES ('{user_id}', 'image', 'local', 'running', '{{}}', 1, date_trunc('day', now()), now() - interval '1 hour') "
+                     f"RETURNING id").splitlines()[0]
+    for _ in range(2):
+        assert run_cron(stack).returncode == 0
+    assert stack.psql(f"SELECT status, refunded FROM generations WHERE id = '{job}'") == "failed|t"
+    assert stack.psql(f"SELECT quota_used FROM users WHERE id = '{user_id}'") == "0"
