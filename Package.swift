@@ -19,6 +19,7 @@ let functions: [String: [Target.Dependency]] = [
     "generate": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
     "enhance": ["SharedKit", "SharedKitHTTP"],
     "keys": ["SharedKit"],
+    "admin": ["SharedKit"],
     "replicate-webhook": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
     "maintenance-cron": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
     "transform": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],

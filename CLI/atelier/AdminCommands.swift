@@ -1,6 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SharedKit
 
 /// Operator commands on accounts.
@@ -30,6 +35,9 @@ enum AdminCommands {
             try db.execute("INSERT INTO users (email, password_hash, verified, is_admin) VALUES (\(email), \(hash), true, true)")
             return false
         }
+        let id: String = try db.query("SELECT id FROM users WHERE email = \(email)").first!.get("id")
+        try AuditLog(db).record(actorID: nil, actorLabel: "cli", action: existed ? "promote_admin" : "create_admin", targetUserID: id,
+                                targetEmail: email, before: existed ? ["is_admin": .null] : nil, after: ["is_admin": .bool(true)], requestID: nil)
         if existed {
             print("create-admin: \(email) is now an admin" + (piped.isEmpty ? " (password unchanged)" : " with the given password"))
         } else if piped.isEmpty {
@@ -37,6 +45,81 @@ enum AdminCommands {
         } else {
             print("create-admin: created \(email)")
         }
+        return 0
+    }
+
+    /// The context of an operator command: the same configuration the functions read.
+    static func context() throws -> Context {
+        FunctionRuntime.bootstrap(name: "atelier")
+    }
+
+    static func user(_ options: [String: String], _ context: Context) throws -> User {
+        guard let raw = options["email"] else { throw Commands.UsageError(message: "--email is required") }
+        guard let user = try Users(context.db).find(email: try AccountRules.email(raw)) else {
+            throw Commands.UsageError(message: "no account has the email \(raw)")
+        }
+        return user
+    }
+
+    /// `atelier grant-premium --email E --until YYYY-MM-DD` (or `--until none` to revoke).
+    static func grantPremium(_ arguments: [String]) throws -> Int32 {
+        let options = try Commands.options(arguments)
+        let context = try context()
+        let user = try user(options, context)
+        guard let untilText = options["until"] else { throw Commands.UsageError(message: "--until DATE (or none) is required") }
+        let until: Date?
+        if untilText == "none" {
+            until = nil
+        } else {
+            guard let date = PostgresTimestamp.parse(untilText.count == 10 ? untilText + " 00:00:00+00" : untilText) else {
+                throw Commands.UsageError(message: "--until must be a date like 2027-01-31")
+            }
+            until = date
+        }
+        try context.db.transaction {
+            if let until {
+                try context.db.execute("""
+                    UPDATE users SET premium_until = \(until), updated_at = now(),
+                           quota_period_start = CASE WHEN premium_until > now() THEN quota_period_start ELSE now() END,
+                           quota_used = CASE WHEN premium_until > now() THEN quota_used ELSE 0 END
+                    WHERE id = \(user.id)
+                    """)
+            } else {
+                try context.db.execute("UPDATE users SET premium_until = NULL, updated_at = now() WHERE id = \(user.id)")
+            }
+            try AuditLog(context.db).record(
+                actorID: nil, actorLabel: "cli", action: until == nil ? "revoke_premium" : "grant_premium", targetUserID: user.id,
+                targetEmail: user.email, before: ["premium_until": user.premiumUntil.map { .string(PostgresTimestamp.format($0)) } ?? .null],
+                after: ["premium_until": until.map { .string(PostgresTimestamp.format($0)) } ?? .null], requestID: nil)
+        }
+        print("grant-premium: \(user.email) " + (until.map { "is premium until \(PostgresTimestamp.format($0))" } ?? "is no longer premium"))
+        return 0
+    }
+
+    /// `atelier revoke-sessions --email E`: logs the user out everywhere.
+    static func revokeSessions(_ arguments: [String]) throws -> Int32 {
+        let options = try Commands.options(arguments)
+        let context = try context()
+        let user = try user(options, context)
+        let ended = try context.sessions.revokeAll(userID: user.id)
+        try AuditLog(context.db).record(actorID: nil, actorLabel: "cli", action: "revoke_sessions", targetUserID: user.id,
+                                        targetEmail: user.email, before: ["active_sessions": .number(Double(ended))],
+                                        after: ["active_sessions": .number(0)], requestID: nil)
+        print("revoke-sessions: ended \(ended) sessions of \(user.email)")
+        return 0
+    }
+
+    /// `atelier delete-user --email E`: deletes the account and everything it owns.
+    static func deleteUser(_ arguments: [String]) throws -> Int32 {
+        let options = try Commands.options(arguments)
+        let context = try context()
+        let user = try user(options, context)
+        try AccountDeletion(context).delete(userID: user.id) {
+            try AuditLog(context.db).record(actorID: nil, actorLabel: "cli", action: "delete_user", targetUserID: user.id,
+                                            targetEmail: user.email, before: ["email": .string(user.email), "is_admin": .bool(user.isAdmin)],
+                                            after: nil, requestID: nil)
+        }
+        print("delete-user: deleted \(user.email) and everything it owned")
         return 0
     }
 

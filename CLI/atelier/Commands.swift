@@ -11,6 +11,11 @@ enum Commands {
               migrate [--dir Migrations]     apply pending database migrations (DATABASE_URL)
               create-admin --email E         create (or promote) an admin; a password piped on stdin is
                                              used, otherwise one is generated and printed once
+              grant-premium --email E --until YYYY-MM-DD|none
+                                             grant (or revoke) premium without a subscription
+              revoke-sessions --email E      log a user out everywhere
+              delete-user --email E          delete an account and everything it owns
+            (each of the last three is recorded in the audit log with the actor "cli")
               supervise --sockets DIR --bin DIR --functions name=N,… [--cron name=SECONDS,…] [--logs DIR]
                                              run each function under FastCGI with N processes, restart
                                              them when they die, run cron functions on a timer

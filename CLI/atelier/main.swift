@@ -9,6 +9,9 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 let commands: [String: ([String]) throws -> Int32] = [
     "migrate": Commands.migrate,
     "create-admin": AdminCommands.createAdmin,
+    "grant-premium": AdminCommands.grantPremium,
+    "revoke-sessions": AdminCommands.revokeSessions,
+    "delete-user": AdminCommands.deleteUser,
     "supervise": Supervisor.main,
 ]
 

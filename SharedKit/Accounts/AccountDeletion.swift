@@ -10,7 +10,8 @@ public struct AccountDeletion {
         self.context = context
     }
 
-    public func delete(userID: String) throws {
+    /// - Parameter alsoInTransaction: more work for the same transaction (the admin's audit row).
+    public func delete(userID: String, alsoInTransaction: () throws -> Void = {}) throws {
         let db = context.db
         let keys: [String] = try db.transaction {
             let rows = try db.query("""
@@ -20,6 +21,7 @@ public struct AccountDeletion {
                 UNION ALL SELECT poster_key FROM videos WHERE user_id = \(userID) AND poster_key IS NOT NULL
                 """)
             try db.execute("DELETE FROM users WHERE id = \(userID)")
+            try alsoInTransaction()
             return try rows.rows.map { try $0.get("key", as: String.self) }
         }
         let storage = context.media

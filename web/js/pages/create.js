@@ -24,10 +24,10 @@ export function promptField({ label = 'Prompt', placeholder, hint } = {}) {
   const textarea = wrapper.querySelector('textarea');
   const counter = h('span', { class: 'counter', 'aria-hidden': 'true' }, `0 / ${PROMPT_MAX}`);
   textarea.addEventListener('input', () => { counter.textContent = `${textarea.value.length} / ${PROMPT_MAX}`; });
-  const label = wrapper.querySelector('label');
+  const labelElement = wrapper.querySelector('label');
   const row = h('div', { class: 'label-row' });
-  label.replaceWith(row);
-  row.append(label, counter);
+  labelElement.replaceWith(row);
+  row.append(labelElement, counter);
   wrapper.classList.add('prompt-field');
   return wrapper;
 }

@@ -1,0 +1,21 @@
+import SharedKit
+
+enum AdminAccess {
+    /// The acting admin: a browser session (an API key is 401) whose user is an admin in PostgreSQL right
+    /// now (a demoted admin is refused at once), else 403.
+    static func require(_ request: Request, _ context: Context) throws -> User {
+        let (user, _) = try context.authenticate(request)
+        guard user.isAdmin else {
+            throw HTTPError(.forbidden, code: "admin_required", message: "This page is for administrators.")
+        }
+        return user
+    }
+
+    /// Sensitive actions ask for the acting admin's own password again.
+    static func reauthenticate(_ admin: User, password: String?, _ context: Context) throws {
+        guard let password, password.utf8.count <= AccountRules.maximumPasswordBytes,
+              let hash = try Users(context.db).passwordHash(id: admin.id), PasswordHasher().verify(password, against: hash) else {
+            throw HTTPError(.forbidden, code: "reauthentication_required", message: "Confirm this with your own password.")
+        }
+    }
+}

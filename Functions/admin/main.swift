@@ -1,0 +1,14 @@
+import SharedKit
+
+// The admin dashboard's API: a browser session of an admin only (re-checked on every request).
+FunctionRuntime(name: "admin").serve(
+    Router()
+        .get("/api/v1/admin/users", AdminUsers.list)
+        .get("/api/v1/admin/users/:id", AdminUsers.detail)
+        .patch("/api/v1/admin/users/:id", AdminUsers.update)
+        .delete("/api/v1/admin/users/:id", AdminUsers.delete)
+        .get("/api/v1/admin/users/:id/sessions", AdminUsers.sessions)
+        .delete("/api/v1/admin/users/:id/sessions", AdminUsers.revokeSessions)
+        .get("/api/v1/admin/audit", AdminAudit.list)
+        .get("/api/v1/admin/stats", AdminAudit.stats)
+)
