@@ -134,7 +134,7 @@ write_env() {
     quote MIGRATIONS_DIR "$ROOT/Migrations"
     # Everything else the operator set (REPLICATE_*, RAZORPAY_*, SMTP_URL, quotas …) passes through.
     local name
-    for name in $(compgen -e | grep -E '^(REPLICATE_|RAZORPAY_|SMTP_URL|MAIL_|S3_|QUOTA_|COST_|RATE_|SESSION_|ADMIN_SESSION_|RECONCILE_|GENERATION_|VIDEO_TIMEOUT|LOG_LEVEL|DEPENDENCY_TIMEOUT_MS)'); do
+    for name in $(compgen -e | grep -E '^(REPLICATE_|RAZORPAY_|SMTP_URL|MAIL_|S3_|QUOTA_|COST_|RATE_|SESSION_|ADMIN_SESSION_|RECONCILE_|GENERATION_|VIDEO_TIMEOUT|PLAN_|SUBSCRIPTION_|PREMIUM_|API_KEYS_|LOG_LEVEL|DEPENDENCY_TIMEOUT_MS)'); do
       quote "$name" "${!name}"
     done
   } > "$RUN_DIR/env"

@@ -218,3 +218,48 @@ def replicate(replicate_stack):
     replicate_stack.fake.reset()
     yield replicate_stack.fake
     replicate_stack.fake.reset()
+
+
+# ---- a private stack for the admin API (Tests/e2e/test_admin.py) ---------------------------------------
+
+@pytest.fixture(scope="session")
+def admin_stack():
+    """A stack of its own for the admin tests (run directory RUN_DIR-admin, its own PostgreSQL, Redis,
+    nginx and functions, two processes each so concurrent admin requests really run side by side): its
+    users are only the ones those tests make, so it has exactly the admins they create and counts can be
+    compared with SQL. Mail goes to the same SMTP fake. Started on first use, stopped at the end."""
+    run_dir = _required("RUN_DIR").rstrip("/") + "-admin"
+    env = {k: v for k, v in os.environ.items()
+           if k not in _MAIN_STACK_ONLY and not k.startswith(("REPLICATE_", "RAZORPAY_"))}
+    env.update({
+        "RUN_DIR": run_dir,
+        "BIN_DIR": _required("BIN_DIR"),
+        "PORT": str(free_port()),
+        "PG_PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "REDIS_SAVE": "",
+        "PG_FSYNC": "off",
+        "PROCESSES": "2",
+        "CRON_INTERVALS": " ",
+    })
+    for name in ("SMTP_URL", "MAIL_FROM"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    script = os.path.join(ROOT, "scripts", "stack.sh")
+
+    def stop():
+        subprocess.run([script, "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    if os.path.isdir(run_dir):
+        stop()
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+    started = subprocess.run([script, "start"], cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        if started.returncode != 0:
+            raise RuntimeError(f"the admin stack did not start (logs in {run_dir}/logs):\n"
+                               f"{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
+        yield ReplicateStack(None, env, {})
+    finally:
+        stop()

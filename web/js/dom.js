@@ -120,7 +120,7 @@ export function showError(root, error, fields = {}) {
 
 /** Runs `work` with the button disabled and marked busy, whatever happens. */
 export async function busy(button, work, label) {
-  const before = button.textContent;
+  const before = [...button.childNodes];
   button.disabled = true;
   button.setAttribute('aria-busy', 'true');
   if (label) button.textContent = label;
@@ -129,7 +129,7 @@ export async function busy(button, work, label) {
   } finally {
     button.disabled = false;
     button.removeAttribute('aria-busy');
-    if (label) button.textContent = before;
+    if (label) button.replaceChildren(...before);
   }
 }
 

@@ -1,6 +1,6 @@
 // Pieces shared by the studio pages: the quota line, the full-size viewer with download and delete,
 // and the status badge of a generation.
-import { api } from './api.js';
+import { COLOURS, STYLES, api } from './api.js';
 import {
   KIND_LABELS, confirmDialog, downloadName, extensionOf, formatDateTime, formatWhen, h, isVideoFile, openDialog,
   safeMediaUrl, toast,
@@ -20,12 +20,13 @@ export function quotaLine() {
     const { used, limit, period, renews_at: renews } = profile.quota;
     const left = Math.max(0, limit - used);
     const when = period === 'day' ? 'today' : 'this month';
-    el.replaceChildren(
+    el.replaceChildren(...[
       h('span', { class: 'meter', role: 'img', 'aria-label': `${used} of ${limit} used` },
         h('span', { class: ['meter-fill', meterClass(used, limit)] })),
       h('span', null, h('strong', { class: 'quota-left' }, String(left)), ` of ${limit} left ${when}`),
       h('span', { class: 'muted' }, ` · renews ${formatWhen(renews)}`),
-      profile.premium && profile.premium.active ? h('span', { class: 'badge premium' }, 'Premium') : null);
+      profile.premium && profile.premium.active ? h('span', { class: 'badge premium' }, 'Premium') : null,
+    ].filter(Boolean));
     el.classList.toggle('exhausted', left === 0);
     return profile;
   }
@@ -66,8 +67,9 @@ function describe(item) {
   const facts = [];
   if (item.kind) facts.push(['Kind', KIND_LABELS[item.kind] || item.kind]);
   if (item.width && item.height) facts.push(['Size', `${item.width} × ${item.height}`]);
-  if (item.style && item.style !== 'none') facts.push(['Style', item.style]);
-  if (item.colour && item.colour !== 'auto') facts.push(['Colour', item.colour]);
+  const name = (list, id) => (list.find(([value]) => value === id) || [id, id])[1];
+  if (item.style && item.style !== 'none') facts.push(['Style', name(STYLES, item.style)]);
+  if (item.colour && item.colour !== 'auto') facts.push(['Colour', name(COLOURS, item.colour)]);
   if (item.duration_seconds) facts.push(['Length', `${item.duration_seconds} s`]);
   if (item.seed !== null && item.seed !== undefined) facts.push(['Seed', String(item.seed)]);
   if (item.created_at) facts.push(['Made', formatDateTime(item.created_at)]);

@@ -10,7 +10,7 @@ const PASSWORD_FIELDS = {
 };
 
 function unavailable(what) {
-  return h('p', { class: 'notice' }, `${what} is not available yet. It will appear here as soon as it is.`);
+  return h('p', { class: 'notice' }, `${what} not available yet. It will appear here as soon as it is ready.`);
 }
 
 function sectionCard(id, title, ...content) {
@@ -131,7 +131,7 @@ async function loadSubscription(holder, profile) {
   try {
     [plans, current] = await Promise.all([api.get('/api/v1/plans'), api.get('/api/v1/subscription')]);
   } catch (error) {
-    holder.replaceChildren(error.unavailable ? unavailable('Subscribing online') : h('p', { class: 'error-text' }, error.message));
+    holder.replaceChildren(error.unavailable ? unavailable('Subscribing online is') : h('p', { class: 'error-text' }, error.message));
     return;
   }
   const sub = current && (current.subscription !== undefined ? current.subscription : current);
@@ -228,7 +228,7 @@ async function loadUsage(holder) {
   try {
     data = await api.get('/api/v1/usage');
   } catch (error) {
-    holder.replaceChildren(error.unavailable ? unavailable('The usage chart') : h('p', { class: 'error-text' }, error.message));
+    holder.replaceChildren(error.unavailable ? unavailable('The usage chart is') : h('p', { class: 'error-text' }, error.message));
     return;
   }
   const days = (data && data.days) || [];
@@ -302,7 +302,7 @@ export async function keys({ root }) {
     } catch (error) {
       if (error.unavailable) {
         createCard.hidden = true;
-        list.replaceChildren(unavailable('API keys'));
+        list.replaceChildren(unavailable('API keys are'));
         return;
       }
       list.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, error.message));

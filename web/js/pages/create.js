@@ -76,9 +76,12 @@ export function create({ root, params }) {
 
   async function loadRecent() {
     try {
-      const page = await api.get('/api/v1/images?limit=6');
-      recentGrid.replaceChildren(...page.items.map((item) => tile(item, { onDeleted: () => quota.refresh() })));
-      recent.hidden = page.items.length === 0;
+      const page = await api.get('/api/v1/images?limit=12');
+      // Pictures already shown above as this session's results are not repeated.
+      const shown = new Set([...jobs.querySelectorAll('[data-image-id]')].map((el) => el.dataset.imageId));
+      const items = page.items.filter((item) => !shown.has(item.id)).slice(0, 6);
+      recentGrid.replaceChildren(...items.map((item) => tile(item, { onDeleted: () => quota.refresh() })));
+      recent.hidden = items.length === 0;
     } catch { recent.hidden = true; }
   }
 
@@ -186,6 +189,7 @@ function jobCard(body) {
       }
     },
     done(image) {
+      el.dataset.imageId = image.id;
       badge.replaceChildren(statusBadge('succeeded'));
       const open = h('button', { type: 'button', class: 'job-open', 'aria-label': 'Open full size' }, mediaElement(image, { alt: image.prompt }));
       open.addEventListener('click', () => openViewer(image, { onDeleted: () => el.remove() }));

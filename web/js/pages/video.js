@@ -109,7 +109,7 @@ export async function video({ root }) {
     formError(),
     h('button', { type: 'submit', class: 'button primary large full' }, 'Make video'));
   const progress = h('div', { class: 'video-progress', hidden: true, 'aria-live': 'polite' });
-  body.append(form, progress);
+  body.append(form, h('div', { class: 'video-side' }, progress, listSection));
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();

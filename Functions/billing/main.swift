@@ -1,0 +1,10 @@
+import SharedKit
+
+FunctionRuntime(name: "billing").serve(
+    Router()
+        .get("/api/v1/plans", Billing.plans)
+        .get("/api/v1/subscription", Billing.show)
+        .post("/api/v1/subscription", Billing.subscribe)
+        .post("/api/v1/subscription/verify", Billing.verify)
+        .post("/api/v1/subscription/cancel", Billing.cancel)
+)
