@@ -29,11 +29,12 @@ cleanup() { scripts/stack.sh stop >/dev/null 2>&1 || true; }
 trap cleanup EXIT INT TERM
 
 # Python for the black-box tools only: pytest and requests, installed when missing.
+PY_PACKAGES="pytest requests selenium openapi-spec-validator schemathesis"
 ensure_python() {
-  python3 -c 'import pytest, requests' 2>/dev/null && return 0
-  python3 -m pip install -q pytest requests 2>/dev/null && return 0
-  python3 -m pip install -q --break-system-packages pytest requests 2>/dev/null && return 0
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq python3-pytest python3-requests >/dev/null; else sudo apt-get install -y -qq python3-pytest python3-requests >/dev/null; fi
+  python3 -c 'import pytest, requests, selenium, openapi_spec_validator, schemathesis' 2>/dev/null && return 0
+  python3 -m pip install -q $PY_PACKAGES 2>/dev/null && return 0
+  python3 -m pip install -q --break-system-packages $PY_PACKAGES 2>/dev/null && return 0
+  return 1
 }
 ensure_python || { echo "test: cannot install pytest and requests" >&2; exit 1; }
 

@@ -32,6 +32,10 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs one statement and returns its rows.
     @discardableResult
     public func query(_ query: SQLQuery) throws -> PostgresResult {
+        // A C string ends at NUL: a value holding one would be cut short silently, so it is refused.
+        if query.binds.contains(where: { $0?.utf8.contains(0) == true }) {
+            throw HTTPError(.badRequest, code: "invalid_text", message: "Text cannot contain NUL characters.")
+        }
         let conn = try ready()
         var values: [UnsafeMutablePointer<CChar>?] = query.binds.map { $0.flatMap { strdup($0) } }
         defer { values.forEach { free($0) } }

@@ -30,11 +30,32 @@ public enum JSON {
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
             throw HTTPError(.badRequest, code: "invalid_json", message: "The request body is empty; a JSON object is expected.")
         }
+        // PostgreSQL text (and jsonb) cannot hold NUL, so no field of any body may carry one.
+        if containsEscapedNUL(bytes) || bytes.contains(0) {
+            throw HTTPError(.badRequest, code: "invalid_json", message: "Text in the request cannot contain NUL characters (\\u0000).")
+        }
         do {
             return try decoder().decode(type, from: Data(bytes))
         } catch let error as DecodingError {
             throw describe(error)
         }
+    }
+
+    /// `\u0000` in any case, not preceded by an escaping backslash.
+    static func containsEscapedNUL(_ bytes: [UInt8]) -> Bool {
+        guard bytes.count >= 6 else { return false }
+        var i = 0
+        while i + 5 < bytes.count {
+            if bytes[i] == 0x5C {  // backslash: look at what it escapes, then skip it
+                if bytes[i + 1] == 0x75 || bytes[i + 1] == 0x55, bytes[i + 2] == 0x30, bytes[i + 3] == 0x30, bytes[i + 4] == 0x30, bytes[i + 5] == 0x30 {
+                    return true
+                }
+                i += 2
+                continue
+            }
+            i += 1
+        }
+        return false
     }
 
     static func describe(_ error: DecodingError) -> HTTPError {

@@ -126,3 +126,12 @@ private struct Unexpected: Error {}
         #expect(request.clientAddress == "10.0.0.9")
     }
 }
+
+@Suite struct NULTests {
+    @Test func escapedNULIsFoundButAnEscapedBackslashIsNot() {
+        #expect(JSON.containsEscapedNUL(Array(#"{"a":"x\u0000y"}"#.utf8)))
+        #expect(JSON.containsEscapedNUL(Array(#"{"a":"\U0000"}"#.utf8)))
+        #expect(!JSON.containsEscapedNUL(Array(#"{"a":"\\u0000"}"#.utf8)))
+        #expect(!JSON.containsEscapedNUL(Array(#"{"a":"u0000"}"#.utf8)))
+    }
+}

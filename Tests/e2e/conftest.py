@@ -263,3 +263,136 @@ def admin_stack():
         yield ReplicateStack(None, env, {})
     finally:
         stop()
+
+
+# ---- a private stack with the product's rate limits (Tests/e2e/test_public_api.py) ---------------------
+
+@pytest.fixture(scope="session")
+def limits_stack():
+    """A stack of its own (run directory RUN_DIR-limits, its own PostgreSQL, Redis, nginx and functions, two
+    processes each) with the product's default rate limits, where the main test stack's are generous: free
+    generation 10 a minute with bursts of 5, premium 60/20, enhancement 30/10; reads 50 a minute with bursts
+    of 50 (the default is 600/100), so 100 concurrent reads meet the limit. A free user may make 100 images a
+    day, so the quota never gets in the way. Mail goes to the same SMTP fake. Started on first use, stopped
+    at the end of the session."""
+    run_dir = _required("RUN_DIR").rstrip("/") + "-limits"
+    env = {k: v for k, v in os.environ.items()
+           if k not in _MAIN_STACK_ONLY and not k.startswith(("REPLICATE_", "RAZORPAY_", "RATE_", "QUOTA_"))}
+    env.update({
+        "RUN_DIR": run_dir,
+        "BIN_DIR": _required("BIN_DIR"),
+        "PORT": str(free_port()),
+        "PG_PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "REDIS_SAVE": "",
+        "PG_FSYNC": "off",
+        "PROCESSES": "2",
+        "CRON_INTERVALS": " ",
+        "RATE_READ_PER_MINUTE": "50",
+        "RATE_READ_BURST": "50",
+        "QUOTA_FREE_DAILY": "100",
+    })
+    for name in ("SMTP_URL", "MAIL_FROM"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    script = os.path.join(ROOT, "scripts", "stack.sh")
+
+    def stop():
+        subprocess.run([script, "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    if os.path.isdir(run_dir):
+        stop()
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+    started = subprocess.run([script, "start"], cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        if started.returncode != 0:
+            raise RuntimeError(f"the rate-limits stack did not start (logs in {run_dir}/logs):\n"
+                               f"{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
+        yield ReplicateStack(None, env, {})
+    finally:
+        stop()
+
+
+# ---- a private stack for billing (Tests/e2e/test_billing.py), with the Razorpay fake --------------------
+
+class BillingStack(ReplicateStack):
+    """A stack of its own whose functions sell premium through Razorpay, pointed at a RazorpayFake
+    (`fake`). `webhook_url` is its /hooks/razorpay through nginx; `renew_cron()` runs the renew-cron once
+    as a process with the functions' environment."""
+
+    @property
+    def webhook_url(self):
+        return self.url + "/hooks/razorpay"
+
+    def renew_cron(self, timeout=60):
+        return subprocess.run([os.path.join(self.bin_dir, "renew-cron")], env=self.app_env(),
+                              capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def billing_stack():
+    """A stack of its own (run directory RUN_DIR-billing, its own PostgreSQL, Redis, nginx and one process
+    per function) configured for Razorpay with the fake in fakes/razorpay.py: key rzp_test_x, a key secret
+    and a webhook secret of its own, plan plan_test, one hour of grace after a period end, reconciliation of
+    stale subscriptions at once. No cron runs on a timer: the tests run renew-cron when they mean to. Mail
+    goes to the same SMTP fake. Started on first use, stopped at the end of the session."""
+    from fakes.razorpay import RazorpayFake, new_secret
+
+    fake = RazorpayFake(key_id="rzp_test_x", key_secret=new_secret(), webhook_secret=new_secret(),
+                        plan_id="plan_test", port=0).start()
+    run_dir = _required("RUN_DIR").rstrip("/") + "-billing"
+    extra = {
+        "RAZORPAY_KEY_ID": fake.key_id,
+        "RAZORPAY_KEY_SECRET": fake.key_secret,
+        "RAZORPAY_WEBHOOK_SECRET": fake.webhook_secret,
+        "RAZORPAY_PLAN_ID": fake.plan_id,
+        "RAZORPAY_API_BASE": fake.base_url,
+        "PREMIUM_GRACE_SECONDS": "3600",
+        "RAZORPAY_RECONCILE_AFTER_SECONDS": "0",
+    }
+    env = {k: v for k, v in os.environ.items()
+           if k not in _MAIN_STACK_ONLY and not k.startswith(("REPLICATE_", "RAZORPAY_", "PLAN_", "SUBSCRIPTION_", "PREMIUM_"))}
+    env.update(extra)
+    env.update({
+        "RUN_DIR": run_dir,
+        "BIN_DIR": _required("BIN_DIR"),
+        "PORT": str(free_port()),
+        "PG_PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "REDIS_SAVE": "",
+        "PG_FSYNC": "off",
+        "PROCESSES": "1",
+        "CRON_INTERVALS": " ",
+    })
+    for name in ("SMTP_URL", "MAIL_FROM"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    script = os.path.join(ROOT, "scripts", "stack.sh")
+
+    def stop():
+        subprocess.run([script, "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    if os.path.isdir(run_dir):
+        stop()
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+    started = subprocess.run([script, "start"], cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        if started.returncode != 0:
+            raise RuntimeError(f"the billing stack did not start (logs in {run_dir}/logs):\n"
+                               f"{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
+        yield BillingStack(fake, env, extra)
+    finally:
+        stop()
+        fake.stop()
+
+
+@pytest.fixture
+def razorpay(billing_stack):
+    """The Razorpay fake of `billing_stack`, its scenarios reset before and after the test."""
+    billing_stack.fake.reset()
+    yield billing_stack.fake
+    billing_stack.fake.reset()
