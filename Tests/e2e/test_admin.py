@@ -326,10 +326,12 @@ def test_admin_mutations_need_the_sessions_csrf_token(people):
 
 # ---- search, filters and pages -----------------------------------------------------------------------
 
-def test_empty_query_parameters_count_as_absent(people):
-    """`GET /users?q=&premium=&admin=&verified=&sort=&cursor=&limit=` is the unfiltered first page."""
+@pytest.mark.parametrize("query", ["q=&premium=&admin=&verified=&cursor=", "sort=", "limit=",
+                                   "q=&premium=&admin=&verified=&sort=&cursor=&limit="])
+def test_empty_query_parameters_count_as_absent(people, query):
+    """`GET /users?q=&premium=&admin=&verified=&sort=&cursor=&limit=`: an empty parameter is no parameter."""
     admin = people.admin()
-    r = admin.admin("GET", "/users?q=&premium=&admin=&verified=&sort=&cursor=&limit=")
+    r = admin.admin("GET", "/users?" + query)
     assert r.status_code == 200, r.text
     assert r.json()["items"], r.json()
 
@@ -645,10 +647,12 @@ def test_premium_is_granted_and_revoked(people):
     assert last_audit_id(stack) == since and user.profile()["premium"]["active"] is False
 
 
-def test_premium_until_may_be_a_plain_date(people):
-    """`premium_until` as an ISO date (as the CLI's --until takes it) grants premium to that day's start."""
+@pytest.mark.parametrize("value", ["2031-01-31", "2031-01-31T00:00:00.000Z", "2031-01-31T05:30:00+05:30"])
+def test_premium_until_takes_any_iso_8601_form(people, value):
+    """`premium_until` as an ISO date (as the CLI's --until takes it), or a timestamp with fractional
+    seconds (JavaScript's toISOString()) or an offset, grants premium until 2031-01-31T00:00Z."""
     admin, user = people.admin(), people.user()
-    r = admin.admin("PATCH", f"/users/{user.id}", {"premium_until": "2031-01-31"})
+    r = admin.admin("PATCH", f"/users/{user.id}", {"premium_until": value})
     assert r.status_code == 200, r.text
     assert parse_time(user.profile()["premium"]["until"]) == datetime.datetime(2031, 1, 31, tzinfo=datetime.timezone.utc)
 
