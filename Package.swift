@@ -15,11 +15,11 @@ let functions: [String: [Target.Dependency]] = [
     "register": ["SharedKit", "SharedKitHTTP"],
     "verify-otp": ["SharedKit"],
     "session": ["SharedKit"],
-    "profile": ["SharedKit"],
+    "profile": ["SharedKit", "SharedKitHTTP"],
     "generate": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
     "enhance": ["SharedKit", "SharedKitHTTP"],
     "keys": ["SharedKit"],
-    "admin": ["SharedKit"],
+    "admin": ["SharedKit", "SharedKitHTTP"],
     "billing": ["SharedKit", "SharedKitHTTP"],
     "razorpay-webhook": ["SharedKit"],
     "renew-cron": ["SharedKit", "SharedKitHTTP"],
@@ -64,7 +64,7 @@ let package = Package(
         .target(name: "SharedKitHTTP", dependencies: ["SharedKit", "CCurl"], path: "SharedKit/HTTP", swiftSettings: strict),
         .target(name: "SharedKitMedia", dependencies: ["SharedKit", "SharedKitHTTP", "CVips", .product(name: "Logging", package: "swift-log")], path: "SharedKit/Media", swiftSettings: strict),
 
-        .executableTarget(name: "atelier", dependencies: ["SharedKit"], path: "CLI/atelier", swiftSettings: strict),
+        .executableTarget(name: "atelier", dependencies: ["SharedKit", "SharedKitHTTP"], path: "CLI/atelier", swiftSettings: strict),
         .executableTarget(name: "runtime-probe", dependencies: ["SharedKit"], path: "Tests/Fixtures/runtime-probe", swiftSettings: strict),
         .testTarget(
             name: "SharedKitTests",

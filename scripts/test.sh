@@ -25,13 +25,16 @@ scripts/stack.sh stop >/dev/null 2>&1 || true
 rm -rf "$RUN_DIR"
 mkdir -p "$RUN_DIR"
 
-cleanup() { scripts/stack.sh stop >/dev/null 2>&1 || true; }
+cleanup() {
+  scripts/stack.sh stop >/dev/null 2>&1 || true
+  [ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 
 # Python for the black-box tools only: pytest and requests, installed when missing.
-PY_PACKAGES="pytest requests selenium openapi-spec-validator schemathesis"
+PY_PACKAGES="pytest requests selenium openapi-spec-validator schemathesis moto[server]"
 ensure_python() {
-  python3 -c 'import pytest, requests, selenium, openapi_spec_validator, schemathesis' 2>/dev/null && return 0
+  python3 -c 'import pytest, requests, selenium, openapi_spec_validator, schemathesis, moto.server' 2>/dev/null && return 0
   python3 -m pip install -q $PY_PACKAGES 2>/dev/null && return 0
   python3 -m pip install -q --break-system-packages $PY_PACKAGES 2>/dev/null && return 0
   return 1
@@ -47,6 +50,13 @@ PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U atelier atelier_swift_test
 export TEST_DATABASE_URL="postgresql://atelier@127.0.0.1:$PG_PORT/atelier_swift_test"
 export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/1"
+
+# An S3-compatible server (moto) for the S3 media storage tests.
+S3_PORT=$(free_port)
+python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$RUN_DIR/logs/moto.log" 2>&1 &
+MOTO_PID=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$S3_PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
+export TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 
 status=0
 echo "== Swift tests"

@@ -17,6 +17,9 @@ const routes = {
   '/keys': { module: 'account', page: 'keys', title: 'API keys', auth: true },
   '/account': { module: 'account', page: 'account', title: 'Account', auth: true },
   '/admin': { module: 'admin', page: 'admin', title: 'Admin', auth: true },
+  '/admin/user': { module: 'admin', page: 'adminUser', title: 'User · Admin', auth: true },
+  '/admin/audit': { module: 'admin', page: 'adminAudit', title: 'Audit log · Admin', auth: true },
+  '/admin/stats': { module: 'admin', page: 'adminStats', title: 'Figures · Admin', auth: true },
 };
 
 const main = document.getElementById('main');
@@ -102,7 +105,8 @@ function notFound() {
 }
 
 function link(path, text, current) {
-  return h('a', { href: path, class: 'nav-link', 'aria-current': current === path ? 'page' : null }, text);
+  const here = current === path || (path === '/admin' && current.startsWith('/admin/'));
+  return h('a', { href: path, class: 'nav-link', 'aria-current': here ? 'page' : null }, text);
 }
 
 function updateNav(path = currentPath()) {

@@ -7,6 +7,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import SharedKit
+import SharedKitHTTP
 
 /// Operator commands on accounts.
 enum AdminCommands {
@@ -24,7 +25,12 @@ enum AdminCommands {
         let db = PostgresConnection(url: try Commands.environment("DATABASE_URL"), timeoutMs: 10_000)
         let hash = try PasswordHasher().hash(password)
         let existed = try db.transaction { () -> Bool in
-            if try db.query("SELECT 1 FROM users WHERE email = \(email) FOR UPDATE").first != nil {
+            if let current = try db.query("SELECT id, is_admin FROM users WHERE email = \(email) FOR UPDATE").first {
+                let wasAdmin: Bool = try current.get("is_admin")
+                if !wasAdmin {
+                    try AuditLog(db).record(actorID: nil, actorLabel: "cli", action: "promote_admin", targetUserID: try current.get("id"),
+                                            targetEmail: email, before: ["is_admin": .bool(false)], after: ["is_admin": .bool(true)], requestID: nil)
+                }
                 if piped.isEmpty {
                     try db.execute("UPDATE users SET is_admin = true, verified = true, updated_at = now() WHERE email = \(email)")
                 } else {
@@ -32,12 +38,13 @@ enum AdminCommands {
                 }
                 return true
             }
-            try db.execute("INSERT INTO users (email, password_hash, verified, is_admin) VALUES (\(email), \(hash), true, true)")
+            let id: String = try db.query("""
+                INSERT INTO users (email, password_hash, verified, is_admin) VALUES (\(email), \(hash), true, true) RETURNING id
+                """).first!.get("id")
+            try AuditLog(db).record(actorID: nil, actorLabel: "cli", action: "create_admin", targetUserID: id, targetEmail: email,
+                                    before: nil, after: ["is_admin": .bool(true)], requestID: nil)
             return false
         }
-        let id: String = try db.query("SELECT id FROM users WHERE email = \(email)").first!.get("id")
-        try AuditLog(db).record(actorID: nil, actorLabel: "cli", action: existed ? "promote_admin" : "create_admin", targetUserID: id,
-                                targetEmail: email, before: existed ? ["is_admin": .null] : nil, after: ["is_admin": .bool(true)], requestID: nil)
         if existed {
             print("create-admin: \(email) is now an admin" + (piped.isEmpty ? " (password unchanged)" : " with the given password"))
         } else if piped.isEmpty {
@@ -50,7 +57,7 @@ enum AdminCommands {
 
     /// The context of an operator command: the same configuration the functions read.
     static func context() throws -> Context {
-        FunctionRuntime.bootstrap(name: "atelier")
+        FunctionRuntime.bootstrap(name: "atelier", media: MediaStorages.configured)
     }
 
     static func user(_ options: [String: String], _ context: Context) throws -> User {
@@ -114,6 +121,9 @@ enum AdminCommands {
         let options = try Commands.options(arguments)
         let context = try context()
         let user = try user(options, context)
+        if user.isAdmin, try context.db.query("SELECT count(*) AS n FROM users WHERE is_admin").first!.get("n", as: Int.self) <= 1 {
+            throw Commands.UsageError(message: "\(user.email) is the last admin; promote someone else first")
+        }
         try AccountDeletion(context).delete(userID: user.id) {
             try AuditLog(context.db).record(actorID: nil, actorLabel: "cli", action: "delete_user", targetUserID: user.id,
                                             targetEmail: user.email, before: ["email": .string(user.email), "is_admin": .bool(user.isAdmin)],

@@ -4,10 +4,12 @@ enum AdminAccess {
     /// The acting admin: a browser session (an API key is 401) whose user is an admin in PostgreSQL right
     /// now (a demoted admin is refused at once), else 403.
     static func require(_ request: Request, _ context: Context) throws -> User {
-        let (user, _) = try context.authenticate(request)
+        let (user, session) = try context.authenticate(request)
         guard user.isAdmin else {
             throw HTTPError(.forbidden, code: "admin_required", message: "This page is for administrators.")
         }
+        // Promoted while signed in: the session takes an admin's shorter idle timeout from now on.
+        if !session.isAdmin { try context.sessions.markAdmin(session) }
         return user
     }
 

@@ -82,7 +82,7 @@ enum AdminUsers {
         let limit = try PageCursor.limit(request, default: 50, maximum: 200)
         let cursor = try PageCursor.parse(request.query("cursor"))
         let ascending: Bool
-        switch request.query("sort") ?? "created_desc" {
+        switch request.query("sort").flatMap({ $0.isEmpty ? nil : $0 }) ?? "created_desc" {
         case "created_desc": ascending = false
         case "created_asc": ascending = true
         default: throw HTTPError(.badRequest, code: "invalid_sort", message: "sort must be created_desc or created_asc.")
@@ -230,6 +230,11 @@ enum AdminUsers {
         }
         let db = context.db
         let updated: User = try db.transaction {
+            if case .set(false) = input.isAdmin {
+                // Lock every admin row in one order before anything else, so two admins demoting each
+                // other wait for one another instead of deadlocking, and the count below is exact.
+                try db.execute("SELECT id FROM users WHERE is_admin ORDER BY id FOR UPDATE")
+            }
             guard let before = try db.query("SELECT \(User.columns) FROM users WHERE id = \(targetID) FOR UPDATE").decode(User.self).first else {
                 throw HTTPError(.notFound, code: "not_found", message: "No such user.")
             }
@@ -240,8 +245,7 @@ enum AdminUsers {
             }
             if case .set(let makeAdmin) = input.isAdmin, makeAdmin != before.isAdmin {
                 if !makeAdmin {
-                    // Lock every admin row so two demotions cannot both pass the check.
-                    let admins = try db.query("SELECT id FROM users WHERE is_admin FOR UPDATE").rows.count
+                    let admins = try db.query("SELECT id FROM users WHERE is_admin").rows.count
                     if admins <= 1 {
                         throw HTTPError(.conflict, code: "last_admin", message: "This is the last admin; promote someone else first.")
                     }

@@ -1,7 +1,8 @@
 import SharedKit
+import SharedKitHTTP
 
 // The admin dashboard's API: a browser session of an admin only (re-checked on every request).
-FunctionRuntime(name: "admin").serve(
+FunctionRuntime(name: "admin", media: MediaStorages.configured).serve(
     Router()
         .get("/api/v1/admin/users", AdminUsers.list)
         .get("/api/v1/admin/users/:id", AdminUsers.detail)

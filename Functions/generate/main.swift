@@ -1,6 +1,7 @@
 import SharedKit
+import SharedKitHTTP
 
-FunctionRuntime(name: "generate").serve(
+FunctionRuntime(name: "generate", media: MediaStorages.configured).serve(
     Router()
         .post("/api/v1/images", Images.create)
         .get("/api/v1/images", Images.list)

@@ -2,7 +2,8 @@
 import Glibc
 #endif
 import SharedKit
+import SharedKitHTTP
 
 // Run by cron (every minute under `make run`): reconciles provider jobs, retries output copies, times
 // out stuck jobs and deletes expired codes. Safe to run twice at once: the second one skips.
-exit(Maintenance.run(FunctionRuntime.bootstrap(name: "maintenance-cron")))
+exit(Maintenance.run(FunctionRuntime.bootstrap(name: "maintenance-cron", media: MediaStorages.configured)))

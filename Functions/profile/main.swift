@@ -1,6 +1,7 @@
 import SharedKit
+import SharedKitHTTP
 
-FunctionRuntime(name: "profile").serve(
+FunctionRuntime(name: "profile", media: MediaStorages.configured).serve(
     Router()
         .get("/api/v1/profile", Profiles.show)
         .patch("/api/v1/profile", Profiles.update)

@@ -1,6 +1,7 @@
 import SharedKit
+import SharedKitHTTP
 
-FunctionRuntime(name: "replicate-webhook").serve(
+FunctionRuntime(name: "replicate-webhook", media: MediaStorages.configured).serve(
     Router()
         .post("/hooks/replicate", maxBodyBytes: 256 * 1024, ReplicateWebhook.receive)
 )

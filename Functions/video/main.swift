@@ -1,6 +1,7 @@
 import SharedKit
+import SharedKitHTTP
 
-FunctionRuntime(name: "video").serve(
+FunctionRuntime(name: "video", media: MediaStorages.configured).serve(
     Router()
         .post("/api/v1/videos", Videos.create)
         .get("/api/v1/videos", Videos.list)

@@ -9,6 +9,11 @@ public struct Config: Sendable {
         public let variable: String
         public let problem: String
         public var description: String { "\(variable) \(problem)" }
+
+        public init(variable: String, problem: String) {
+            self.variable = variable
+            self.problem = problem
+        }
     }
 
     public let environment: [String: String]

@@ -117,7 +117,7 @@ public struct PageCursor: Sendable {
 
     /// The page size from `limit` (default 24, 1…100).
     public static func limit(_ request: Request, default value: Int = 24, maximum: Int = 100) throws -> Int {
-        guard let text = request.query("limit") else { return value }
+        guard let text = request.query("limit"), !text.isEmpty else { return value }
         guard let limit = Int(text), (1...maximum).contains(limit) else {
             throw HTTPError(.badRequest, code: "invalid_limit", message: "limit must be a whole number from 1 to \(maximum).")
         }

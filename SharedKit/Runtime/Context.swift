@@ -23,6 +23,9 @@ public final class Context: @unchecked Sendable {
     public var responseHeaders: [(String, String)] = []
     public let sessionLifetimes: SessionStore.Lifetimes
     public let quota: QuotaPolicy
+    public let rateBudgets: RateLimiter.Budgets
+    /// Remote media storage (S3), set at start by functions that link the HTTP part of the kit.
+    public internal(set) var remoteMedia: (any MediaStorage)?
     private let baseLogger: Logger
 
     /// Fails when a configured number is malformed, so the process stops at start naming it.
@@ -35,6 +38,7 @@ public final class Context: @unchecked Sendable {
         self.redis = RedisConnection(url: config.redisURL, timeoutMs: config.dependencyTimeoutMs)
         self.sessionLifetimes = try SessionStore.Lifetimes(config: config)
         self.quota = try QuotaPolicy(config: config)
+        self.rateBudgets = try RateLimiter.Budgets(config: config)
     }
 
     /// Called by the dispatcher as a request starts: the logger carries its id from here on.

@@ -12,13 +12,16 @@ nonisolated(unsafe) private var terminationRequested: sig_atomic_t = 0
 /// a socket it answers one request as plain CGI from the environment and stdin.
 public struct FunctionRuntime {
     public let name: String
+    /// Makes the remote media storage from the configuration (nil when none is configured).
+    public let media: (@Sendable (Config) throws -> (any MediaStorage)?)?
 
-    public init(name: String) {
+    public init(name: String, media: (@Sendable (Config) throws -> (any MediaStorage)?)? = nil) {
         self.name = name
+        self.media = media
     }
 
     public func serve(_ router: Router) -> Never {
-        let context = Self.bootstrap(name: name)
+        let context = Self.bootstrap(name: name, media: media)
         let dispatcher = Dispatcher(router: router)
 
         if FCGX_IsCGI() != 0 {
@@ -44,14 +47,16 @@ public struct FunctionRuntime {
 
     /// Logging, libsodium and configuration: everything a function needs before its first request.
     /// A configuration problem ends the process here with one line naming the variable.
-    public static func bootstrap(name: String) -> Context {
+    public static func bootstrap(name: String, media: (@Sendable (Config) throws -> (any MediaStorage)?)? = nil) -> Context {
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
         var logger = Logger(label: name)
         Random.initialise()
         do {
             let config = try Config.fromProcess()
             logger.logLevel = Logger.Level(rawValue: config.logLevel) ?? .info
-            return try Context(config: config, functionName: name, logger: logger)
+            let context = try Context(config: config, functionName: name, logger: logger)
+            context.remoteMedia = try media?(config)
+            return context
         } catch {
             fail("\(name): configuration error: \(error)")
         }

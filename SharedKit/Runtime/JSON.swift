@@ -17,7 +17,16 @@ public enum JSON {
     public static func decoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
-        decoder.dateDecodingStrategy = .iso8601
+        // ISO 8601 with or without fractions and offsets, or a plain date (midnight UTC).
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            let full = text.utf8.count == 10 ? text + "T00:00:00Z" : text
+            guard full.utf8.count >= 19, let date = PostgresTimestamp.parse(full) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "not an ISO 8601 date")
+            }
+            return date
+        }
         return decoder
     }
 

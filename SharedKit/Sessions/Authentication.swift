@@ -19,7 +19,7 @@ extension Context {
     /// for programs). The rate-limit headers go on the response whatever it turns out to be.
     public func authorize(_ request: Request, budget: KeyPath<RateLimiter.Budgets, RateLimiter.Budget>) throws -> Principal {
         let principal = try authenticateAny(request)
-        let budgets = try RateLimiter.Budgets(config: config)
+        let budgets = rateBudgets
         var chosen = budgets[keyPath: budget]
         if budget == \RateLimiter.Budgets.generateFree, principal.user.isPremium(at: Date()) { chosen = budgets.generatePremium }
         var subjects = ["u:\(principal.user.id)"]

@@ -81,6 +81,12 @@ public struct SessionStore {
         return Session(id: id, userID: userID, csrfToken: csrf, createdAt: created, isAdmin: values["admin"] == "1")
     }
 
+    /// Gives a session an admin's (shorter) idle timeout.
+    public func markAdmin(_ session: Session) throws {
+        try redis.command("HSET", Self.key(session.id), "admin", "1")
+        try redis.command("EXPIRE", Self.key(session.id), String(min(lifetimes.adminIdleSeconds, lifetimes.idleSeconds)))
+    }
+
     public func delete(id: String, userID: String) throws {
         try redis.command("DEL", Self.key(id))
         try redis.command("SREM", Self.userKey(userID), id)

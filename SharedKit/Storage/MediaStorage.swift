@@ -79,8 +79,20 @@ public struct FileMediaStorage: MediaStorage {
 }
 
 extension Context {
-    /// The configured media storage (filesystem under MEDIA_ROOT).
+    /// The configured media storage: an S3-compatible bucket when the function was started with one
+    /// (`FunctionRuntime(media:)`), otherwise files under MEDIA_ROOT. With S3_BUCKET set, a function that
+    /// cannot reach S3 refuses media work rather than writing files no other host would see.
     public var media: any MediaStorage {
-        FileMediaStorage(root: config.string("MEDIA_ROOT") ?? "\(config.runDir)/media")
+        if let remote = remoteMedia { return remote }
+        if config.string("S3_BUCKET") != nil { return UnreachableMediaStorage() }
+        return FileMediaStorage(root: config.string("MEDIA_ROOT") ?? "\(config.runDir)/media")
     }
+}
+
+struct UnreachableMediaStorage: MediaStorage {
+    func fail() -> DependencyUnavailable { DependencyUnavailable(.storage, detail: "this function was started without S3 support") }
+    func put(_ bytes: [UInt8], key: String, contentType: String) throws { throw fail() }
+    func read(key: String) throws -> [UInt8] { throw fail() }
+    func delete(key: String) throws { throw fail() }
+    func url(for key: String) -> String { "" }
 }

@@ -105,7 +105,7 @@ def new_subscriber(stack, smtp):
     email, _, csrf = register_and_verify(stack, smtp, http)
     subscriber = Subscriber(stack, http, email, csrf)
     # An account made a while ago (its free daily period started before any period a test sets).
-    stack.psql(f"UPDATE users SET quota_period_start = now() - interval '2 days' WHERE id = {sql_text(subscriber.user_id)}")
+    stack.psql(f"UPDATE users SET quota_period_start = now() - interval '60 days' WHERE id = {sql_text(subscriber.user_id)}")
     return subscriber
 
 
@@ -331,24 +331,36 @@ def test_a_checkout_signature_for_another_subscription_is_400_and_changes_nothin
     assert subscriber.profile()["premium"]["active"] is False
 
 
-def test_a_replayed_checkout_signature_does_not_revive_premium_after_the_subscription_ended(rz):
-    """Checkout's signature never expires, so verify must not hand out a fresh provisional day for a
-    subscription that has already ended: after cancellation (premium ended at current_end, now past),
-    replaying the original Checkout response leaves the account without premium."""
+def test_a_replayed_checkout_signature_does_not_grant_premium_again(rz):
+    """Checkout's signature never expires, so verify must not hand out a new provisional day each time
+    the same Checkout response is posted: a user who verified once, cancelled (Razorpay cancels a
+    subscription without a period at once) and let the provisional day run out does not get premium back
+    by replaying the response, and neither does replaying it for a subscription that is still live."""
     stack, fake, smtp = rz
-    now = int(time.time())
-    subscriber, start, end, _ = live(stack, smtp, fake, start=now - 31 * DAY, end=now - 2 * GRACE)
+    subscriber = subscribed(stack, smtp)
     payment_id = new_id("pay")
     signature = checkout_signature(payment_id, subscriber.subscription_id, fake.key_secret)
-    deliver_ok(stack, fake.set_status(subscriber.subscription_id, "cancelled"))
+    assert subscriber.verify(payment_id, subscriber.subscription_id, signature).status_code == 200
+    r = subscriber.call("POST", "/api/v1/subscription/cancel", {})
+    assert r.status_code == 200, r.text
     assert subscriber.row()["status"] == "cancelled"
-    assert subscriber.premium_until() == end
+    # The provisional day is over.
+    stack.psql(f"UPDATE users SET premium_until = now() - interval '1 minute' WHERE id = {sql_text(subscriber.user_id)}")
     assert subscriber.profile()["premium"]["active"] is False
 
     r = subscriber.verify(payment_id, subscriber.subscription_id, signature)
     assert r.status_code in (200, 400, 409), r.text
     assert subscriber.profile()["premium"]["active"] is False, \
-        f"replaying an old Checkout response revived premium: {r.status_code} {r.text}"
+        f"replaying an old Checkout response for a cancelled subscription granted premium: {r.status_code} {r.text}"
+
+    live_one = subscribed(stack, smtp)
+    payment_id = new_id("pay")
+    signature = checkout_signature(payment_id, live_one.subscription_id, fake.key_secret)
+    assert live_one.verify(payment_id, live_one.subscription_id, signature).status_code == 200
+    deliver_ok(stack, fake.authenticate(live_one.subscription_id))
+    stack.psql(f"UPDATE users SET premium_until = now() - interval '1 minute' WHERE id = {sql_text(live_one.user_id)}")
+    live_one.verify(payment_id, live_one.subscription_id, signature)
+    assert live_one.profile()["premium"]["active"] is False, "a replayed Checkout response granted another provisional day"
 
 
 # ---- webhooks ------------------------------------------------------------------------------------------
@@ -418,9 +430,9 @@ def test_charged_delivered_before_activated_ends_in_the_right_state(rz):
     subscriber.set_quota_used(3)
     now = int(time.time())
     start, end = now - 120, now + 30 * DAY
+    authenticated = fake.authenticate(subscriber.subscription_id)  # status authenticated, no period yet
     activated = fake.activate(subscriber.subscription_id, start, end)
     charged = fake.charge(subscriber.subscription_id, new_id("pay"), 49900, start, end)
-    authenticated = fake.event("subscription.authenticated", subscriber.subscription_id)
     deliver_ok(stack, charged)
     deliver_ok(stack, activated)
     deliver_ok(stack, authenticated)
@@ -654,6 +666,41 @@ def test_renew_cron_skips_while_another_run_holds_its_lock(rz):
     outputs = sorted(next(l for l in r.stdout.splitlines() if l.startswith("renew:")) for r in results)
     assert [r.returncode for r in results] == [0, 0], [(r.stdout, r.stderr[-500:]) for r in results]
     assert outputs[1] == "renew: skipped" and outputs[0] != "renew: skipped", outputs
+
+
+def test_a_webhook_is_answered_in_time_while_renew_cron_waits_on_a_slow_razorpay(rz):
+    """The renew-cron asks Razorpay about stale subscriptions one after another. While it waits for a slow
+    answer about one subscription, a webhook for another one it already reconciled must still be answered
+    within Razorpay's 5 seconds (no row lock held across the cron's HTTP calls)."""
+    stack, fake, smtp = rz
+    first, second = subscribed(stack, smtp), subscribed(stack, smtp)
+    for subscriber in (first, second):
+        fake.authenticate(subscriber.subscription_id)  # no webhook: both stay `created` at our end
+        stack.psql("UPDATE subscriptions SET created_at = now() - interval '2 days' "
+                   f"WHERE razorpay_subscription_id = {sql_text(subscriber.subscription_id)}")
+    # Only these two are stale, the first the older one (the cron goes by updated_at).
+    stack.psql("UPDATE subscriptions SET updated_at = now() + interval '1 day' WHERE razorpay_subscription_id NOT IN "
+               f"({sql_text(first.subscription_id)}, {sql_text(second.subscription_id)})")
+    stack.psql("UPDATE subscriptions SET updated_at = now() - interval '2 hours' "
+               f"WHERE razorpay_subscription_id = {sql_text(first.subscription_id)}")
+    stack.psql("UPDATE subscriptions SET updated_at = now() - interval '1 hour' "
+               f"WHERE razorpay_subscription_id = {sql_text(second.subscription_id)}")
+    fake.slow_subscription(second.subscription_id, 8.0)
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("done", stack.renew_cron()))
+    worker.start()
+    try:
+        path = f"/v1/subscriptions/{second.subscription_id}"
+        assert wait_until(lambda: any(e["status"] is None for e in fake.requests_to("GET", path)), timeout=20), \
+            "the cron did not ask about the second subscription"
+        now = int(time.time())
+        d = deliver(stack, fake.charge(first.subscription_id, new_id("pay"), 49900, now - 60, now + 30 * DAY))
+        assert 200 <= d.status < 300, d
+    finally:
+        worker.join(60)
+        fake.reset()
+    assert result["done"].returncode == 0, result["done"].stderr[-2000:]
+    assert first.row()["status"] == "active"
 
 
 def test_renew_cron_reconciles_a_subscription_whose_webhooks_never_came(rz):

@@ -28,7 +28,8 @@ for it (a `WebhookEvent`: the JSON envelope as raw bytes, signed with the webhoo
 another event id (a redelivery reuses the event's own), sign with another secret, or leave headers out.
 
 Scenarios: `fail_next(n, status=500)` makes the next n API requests answer that status (429 or 5xx, the
-ones the client retries); `delay_next(n, seconds)` makes the next n answer late. `reset()` clears them.
+ones the client retries); `delay_next(n, seconds)` makes the next n answer late, and
+`slow_subscription(sub_id, seconds)` every request about one subscription. `reset()` clears them.
 
 What happened is kept for assertions: `subscriptions` (id -> entity, live), `requests` (every API request:
 method, path, headers, raw body, parsed JSON, status answered), `creates` and `cancels` (the JSON bodies
@@ -211,6 +212,7 @@ class RazorpayFake:
             self._failing_status = 500
             self._delays = 0
             self._delay_seconds = 0.0
+            self._slow = {}
 
     def fail_next(self, n, status=500):
         with self._lock:
@@ -220,6 +222,11 @@ class RazorpayFake:
         """The next `n` API requests are answered only after `seconds`."""
         with self._lock:
             self._delays, self._delay_seconds = n, seconds
+
+    def slow_subscription(self, sub_id, seconds):
+        """Every request about this subscription is answered only after `seconds` (until reset)."""
+        with self._lock:
+            self._slow[sub_id] = seconds
 
     # ---- reading what happened ----
 
@@ -409,6 +416,9 @@ class RazorpayFake:
         with self._lock:
             delay = self._delay_seconds if self._delays > 0 else 0
             self._delays = max(self._delays - 1, 0)
+            about = re.match(r"/v1/subscriptions/([^/]+)", path)
+            if about and about.group(1) in self._slow:
+                delay = max(delay, self._slow[about.group(1)])
         if delay:
             time.sleep(delay)
         with self._lock:

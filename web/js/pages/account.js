@@ -68,7 +68,7 @@ export async function account({ root, navigate }) {
 
   // ---- usage
   const usage = h('div', { class: 'usage' }, h('p', { class: 'muted' }, 'Loading usage…'));
-  const usageSection = sectionCard('usage', 'Usage', usage);
+  const usageSection = sectionCard('usage', 'Usage', usage, h('p', { class: 'muted' }, 'API calls made with your keys. ', h('a', { href: '/keys' }, 'Manage your API keys')));
 
   // ---- password
   const passwordForm = h('form', { class: 'stack', novalidate: true },
@@ -125,6 +125,28 @@ export async function account({ root, navigate }) {
 
 // ---- subscription (Razorpay Checkout) --------------------------------------------------------------
 
+/** An amount in the currency's smallest unit (paise for INR), formatted for people. */
+export function formatMoney(amount, currency = 'INR') {
+  let format;
+  try {
+    format = new Intl.NumberFormat(undefined, { style: 'currency', currency: String(currency).toUpperCase() });
+  } catch {
+    return `${amount} ${currency}`;
+  }
+  const digits = format.resolvedOptions().maximumFractionDigits;
+  return format.format(Number(amount || 0) / 10 ** digits);
+}
+
+// Subscriptions in these states are live (paid for, or being retried); `created` is a Checkout that was
+// never finished, which POST /subscription picks up again.
+const LIVE = new Set(['authenticated', 'active', 'pending', 'halted', 'paused']);
+const SUBSCRIPTION_STATES = {
+  created: 'Checkout not finished', authenticated: 'Authorised, first payment pending', active: 'Active',
+  pending: 'Payment being retried', halted: 'Halted: payments failed', paused: 'Paused', cancelled: 'Cancelled',
+  completed: 'Completed', expired: 'Expired',
+};
+const NOT_CONFIGURED = 'Payments are not configured on this server, so premium cannot be bought here yet.';
+
 async function loadSubscription(holder, profile) {
   let plans;
   let current;
@@ -134,45 +156,59 @@ async function loadSubscription(holder, profile) {
     holder.replaceChildren(error.unavailable ? unavailable('Subscribing online is') : h('p', { class: 'error-text' }, error.message));
     return;
   }
-  const sub = current && (current.subscription !== undefined ? current.subscription : current);
-  const planList = Array.isArray(plans) ? plans : (plans && (plans.items || plans.plans)) || [];
+  renderSubscription(holder, profile, plans, current);
+}
+
+function renderSubscription(holder, profile, plans, current) {
+  const sub = current.subscription;
+  const planList = plans.plans || [];
   holder.replaceChildren();
-  if (sub && sub.status && !['cancelled', 'canceled', 'expired', 'completed'].includes(sub.status)) {
-    const end = sub.current_period_end || sub.current_end || sub.ends_at || sub.period_end;
+  if (sub && LIVE.has(sub.status)) {
     const cancel = h('button', { type: 'button', class: 'button secondary' }, 'Cancel subscription');
-    const error = formError();
+    const host = h('div', { class: 'field-host' }, cancel, formError());
+    const plan = planList.find((p) => p.id === sub.plan_id);
     holder.append(
-      h('p', null, `Subscription: ${sub.status}`, end ? ` · current period ends ${formatDate(end)}` : ''),
-      sub.cancel_at_period_end ? h('p', { class: 'muted' }, 'It will not renew; premium stays until the end of the period.') : h('div', { class: 'field-host' }, cancel, error));
+      h('p', { class: 'subscription-state' }, h('strong', null, plan ? plan.name : 'Subscription'), ': ', SUBSCRIPTION_STATES[sub.status] || sub.status,
+        sub.current_end ? `, current period ends ${formatDate(sub.current_end)}` : ''),
+      sub.cancel_at_cycle_end
+        ? h('p', { class: 'muted' }, 'Cancelled: it will not renew, and premium stays until the end of the period you paid for.')
+        : host);
     cancel.addEventListener('click', async () => {
+      clearErrors(host);
       const sure = await confirmDialog({ title: 'Cancel your subscription?', message: 'Premium stays active until the end of the period you paid for; it is not renewed after that.', confirmLabel: 'Cancel subscription', danger: true });
       if (!sure) return;
       try {
-        await busy(cancel, () => api.post('/api/v1/subscription/cancel', {}));
+        const updated = await busy(cancel, () => api.post('/api/v1/subscription/cancel', {}), 'Cancelling…');
         toast('Your subscription will end at the end of this period.');
-        loadSubscription(holder, profile);
+        renderSubscription(holder, profile, plans, updated);
       } catch (failure) {
-        showError(holder, failure, {});
+        showError(host, failure, {});
       }
     });
-    return;
+  } else if (planList.length === 0) {
+    holder.append(h('p', { class: 'muted' }, plans.payments_configured ? 'No plans are offered right now.' : NOT_CONFIGURED));
+  } else {
+    planList.forEach((plan) => {
+      const subscribe = h('button', { type: 'button', class: 'button primary', disabled: !plans.payments_configured },
+        sub && sub.status === 'created' ? 'Finish subscribing' : (current.premium.active ? 'Subscribe to renew' : 'Go Premium'));
+      const host = h('div', { class: 'field-host' }, subscribe, formError());
+      holder.append(h('div', { class: 'plan-offer' },
+        h('div', null,
+          h('p', { class: 'plan-name' }, plan.name),
+          h('p', { class: 'muted' }, `${formatMoney(plan.price, plan.currency)} a ${plan.period}`,
+            ` · ${plan.quota.toLocaleString()} images a ${plan.period}${plan.video ? ', and video' : ''}`)),
+        host));
+      if (!plans.payments_configured) holder.append(h('p', { class: 'notice' }, NOT_CONFIGURED));
+      subscribe.addEventListener('click', () => startCheckout(subscribe, host, profile));
+    });
   }
-  if (planList.length === 0) {
-    holder.append(h('p', { class: 'muted' }, 'No plans are offered right now.'));
-    return;
+  const payments = current.payments || [];
+  if (payments.length) {
+    holder.append(h('details', { class: 'payments' },
+      h('summary', null, `Payments (${payments.length})`),
+      h('ul', { class: 'payment-list' }, payments.map((p) => h('li', null,
+        h('span', null, formatDate(p.created_at)), h('span', null, formatMoney(p.amount, p.currency)), h('span', { class: 'muted' }, p.status))))));
   }
-  planList.forEach((plan) => {
-    const subscribe = h('button', { type: 'button', class: 'button primary' }, profile.premium.active ? 'Subscribe to renew' : 'Go Premium');
-    const error = formError();
-    const price = plan.amount !== undefined ? new Intl.NumberFormat(undefined, { style: 'currency', currency: plan.currency || 'INR' }).format(plan.amount / 100) : '';
-    holder.append(h('div', { class: 'plan-offer' },
-      h('div', null,
-        h('p', { class: 'plan-name' }, plan.name || 'Premium'),
-        h('p', { class: 'muted' }, [price, plan.period || plan.interval ? `per ${plan.period || plan.interval}` : ''].filter(Boolean).join(' '),
-          plan.monthly_quota || plan.quota ? ` · ${plan.monthly_quota || plan.quota} credits a month, and video` : '')),
-      h('div', { class: 'field-host' }, subscribe, error)));
-    subscribe.addEventListener('click', () => startCheckout(plan, subscribe, holder, profile));
-  });
 }
 
 function loadCheckoutScript() {
@@ -186,18 +222,18 @@ function loadCheckoutScript() {
   });
 }
 
-async function startCheckout(plan, button, holder, profile) {
-  clearErrors(holder);
+async function startCheckout(button, host, profile) {
+  clearErrors(host);
   try {
-    const created = await busy(button, () => api.post('/api/v1/subscription', { plan_id: plan.id }), 'Starting…');
+    const created = await busy(button, () => api.post('/api/v1/subscription', {}), 'Starting…');
     await loadCheckoutScript();
     const checkout = new window.Razorpay({
-      key: created.key_id || created.key,
-      subscription_id: created.subscription_id || created.id,
-      name: 'Atelier',
-      description: plan.name || 'Atelier Premium',
-      prefill: { email: profile.email },
-      theme: { color: '#6a5af9' },
+      key: created.key_id,
+      subscription_id: created.subscription_id,
+      name: created.name,
+      description: created.description,
+      prefill: created.prefill || { email: profile.email },
+      theme: { color: '#5646d6' },
       handler: async (response) => {
         try {
           await api.post('/api/v1/subscription/verify', {
@@ -208,16 +244,16 @@ async function startCheckout(plan, button, holder, profile) {
           toast('Welcome to Premium! Your payment is confirmed.');
           location.reload();
         } catch (error) {
-          showError(holder, error, {});
+          showError(host, error, {});
         }
       },
     });
     checkout.on('payment.failed', (response) => {
-      showError(holder, { message: (response.error && response.error.description) || 'The payment failed; nothing was charged.' }, {});
+      showError(host, { message: (response.error && response.error.description) || 'The payment failed; nothing was charged.' }, {});
     });
     checkout.open();
   } catch (error) {
-    showError(holder, error, {});
+    showError(host, error.code === 'payments_not_configured' ? { message: NOT_CONFIGURED } : error, {});
   }
 }
 
@@ -277,27 +313,38 @@ export async function keys({ root }) {
   async function load() {
     try {
       const data = await api.get('/api/v1/keys');
-      const items = Array.isArray(data) ? data : data.items || data.keys || [];
+      const items = data.items || [];
       if (items.length === 0) { list.replaceChildren(h('p', { class: 'muted' }, 'You have no API keys yet.')); return; }
-      list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
-        h('thead', null, h('tr', null, ['Name', 'Key', 'Created', 'Last used', ''].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', null, items.map((key) => {
-          const revoke = h('button', { type: 'button', class: 'button danger small' }, 'Revoke');
-          revoke.addEventListener('click', async () => {
-            const sure = await confirmDialog({ title: `Revoke “${key.name}”?`, message: 'Programs using this key stop working at once. This cannot be undone.', confirmLabel: 'Revoke', danger: true });
-            if (!sure) return;
-            try {
-              await api.delete(`/api/v1/keys/${encodeURIComponent(key.id)}`);
-              toast('Key revoked.');
-              load();
-            } catch (error) { toast(error.message, 'error'); }
-          });
-          return h('tr', null,
-            h('td', null, key.name),
-            h('td', null, h('code', null, `${key.prefix || ''}…`)),
-            h('td', null, key.created_at ? formatDate(key.created_at) : ''),
-            h('td', null, key.last_used_at ? formatDateTime(key.last_used_at) : 'Never'),
-            h('td', { class: 'actions' }, revoke));
+      // Live keys first, each group newest first (the API's order).
+      const ordered = [...items.filter((k) => !k.revoked), ...items.filter((k) => k.revoked)];
+      list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { class: 'table stacked keys-table' },
+        h('caption', { class: 'visually-hidden' }, 'Your API keys'),
+        h('thead', null, h('tr', null, ['Name', 'Key', 'Created', 'Last used', 'State'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', null, ordered.map((key) => {
+          let state;
+          if (key.revoked) {
+            state = h('span', { class: 'badge' }, `Revoked ${formatDate(key.revoked_at)}`);
+          } else {
+            const revoke = h('button', { type: 'button', class: 'button danger small', 'aria-label': `Revoke ${key.name}` }, 'Revoke');
+            const host = h('div', { class: 'field-host' }, revoke, formError());
+            revoke.addEventListener('click', async () => {
+              clearErrors(host);
+              const sure = await confirmDialog({ title: `Revoke “${key.name}”?`, message: 'Programs using this key stop working at once. This cannot be undone.', confirmLabel: 'Revoke', danger: true });
+              if (!sure) return;
+              try {
+                await busy(revoke, () => api.delete(`/api/v1/keys/${encodeURIComponent(key.id)}`), 'Revoking…');
+                toast(`The key “${key.name}” was revoked.`);
+                load();
+              } catch (error) { showError(host, error, {}); }
+            });
+            state = host;
+          }
+          return h('tr', { class: key.revoked ? 'revoked' : null, dataset: { keyId: key.id } },
+            h('td', { 'data-label': 'Name' }, key.name),
+            h('td', { 'data-label': 'Key' }, h('code', null, `${key.prefix}…`)),
+            h('td', { 'data-label': 'Created' }, formatDate(key.created_at)),
+            h('td', { 'data-label': 'Last used' }, key.last_used_at ? formatDateTime(key.last_used_at) : 'Never'),
+            h('td', { 'data-label': 'State', class: 'actions' }, state));
         })))));
     } catch (error) {
       if (error.unavailable) {
