@@ -62,22 +62,24 @@ enum Billing {
         guard billing.paymentsConfigured, let client = RazorpayClient(billing), let keyID = billing.keyID else {
             throw HTTPError(.serviceUnavailable, code: "payments_not_configured", message: "Payments are not set up on this Atelier yet.")
         }
-        let existing = try context.db.query("""
-            SELECT razorpay_subscription_id, status FROM subscriptions WHERE user_id = \(user.id)
-            AND status NOT IN ('cancelled', 'completed', 'expired') ORDER BY created_at DESC LIMIT 1
-            """).first
-        let subscriptionID: String
-        if let existing, try existing.get("status", as: String.self) != "created" {
-            throw HTTPError(.conflict, code: "subscription_exists", message: "You already have a subscription; manage it from your account page.")
-        } else if let existing {
-            subscriptionID = try existing.get("razorpay_subscription_id")
-        } else {
+        // The user's row is locked while checking and creating, so two concurrent calls make one subscription.
+        let subscriptionID: String = try context.db.transaction {
+            try context.db.execute("SELECT 1 FROM users WHERE id = \(user.id) FOR UPDATE")
+            let existing = try context.db.query("""
+                SELECT razorpay_subscription_id, status FROM subscriptions WHERE user_id = \(user.id)
+                AND status NOT IN ('cancelled', 'completed', 'expired') ORDER BY created_at DESC LIMIT 1
+                """).first
+            if let existing, try existing.get("status", as: String.self) != "created" {
+                throw HTTPError(.conflict, code: "subscription_exists", message: "You already have a subscription; manage it from your account page.")
+            } else if let existing {
+                return try existing.get("razorpay_subscription_id")
+            }
             let entity = try client.createSubscription(planID: billing.plan.id, totalCount: billing.totalCount, userID: user.id)
             try context.db.execute("""
                 INSERT INTO subscriptions (user_id, razorpay_subscription_id, plan_id, status) VALUES (\(user.id), \(entity.id), \(billing.plan.id), \(entity.status))
                 ON CONFLICT (razorpay_subscription_id) DO NOTHING
                 """)
-            subscriptionID = entity.id
+            return entity.id
         }
         return try .json(Checkout(subscriptionId: subscriptionID, keyId: keyID, name: billing.plan.name,
                                   description: "\(billing.plan.quota) images a month and video",
@@ -114,9 +116,12 @@ enum Billing {
             throw HTTPError(.badRequest, code: "invalid_signature", message: "This payment could not be verified.")
         }
         try context.db.transaction {
-            try context.db.execute("""
+            // The provisional day is granted once, when the checkout first completes: a replayed
+            // verification (or one for a subscription already live or ended) grants nothing more.
+            let completed = try context.db.execute("""
                 UPDATE subscriptions SET status = 'authenticated', updated_at = now() WHERE razorpay_subscription_id = \(stored) AND status = 'created'
                 """)
+            guard completed == 1 else { return }
             try context.db.execute("""
                 UPDATE users SET premium_until = GREATEST(COALESCE(premium_until, now()), now() + make_interval(secs => \(provisionalSeconds))),
                        quota_period_start = CASE WHEN premium_until > now() THEN quota_period_start ELSE now() END,

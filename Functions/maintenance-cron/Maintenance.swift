@@ -12,18 +12,13 @@ enum Maintenance {
     static func run(_ context: Context) -> Int32 {
         do {
             let reconcileAfter = try context.config.integer("RECONCILE_AFTER_SECONDS", default: 180, range: 0...86_400)
-            let imageTimeout = try context.config.integer("GENERATION_TIMEOUT_SECONDS", default: 900, range: 1...86_400)
-            let videoTimeout = try context.config.integer("VIDEO_TIMEOUT_SECONDS", default: 3600, range: 1...86_400)
-            // A transaction-level advisory lock (safe under transaction pooling): a second run skips.
-            var summary: [String: Int] = [:]
-            try context.db.transaction {
-                guard try context.db.query("SELECT pg_try_advisory_xact_lock(\(lockKey)) AS ok").first!.get("ok", as: Bool.self) else {
-                    summary["skipped"] = 1
-                    return
-                }
-                summary = try work(context, reconcileAfter: reconcileAfter, imageTimeout: imageTimeout, videoTimeout: videoTimeout)
+            let imageTimeout = try context.config.integer("GENERATION_TIMEOUT_SECONDS", default: 900, range: 0...86_400)
+            let videoTimeout = try context.config.integer("VIDEO_TIMEOUT_SECONDS", default: 3600, range: 0...86_400)
+            // One run at a time; provider calls happen between short transactions, holding no row locks.
+            let result = try RunLock(db: context.db, key: lockKey).run {
+                try work(context, reconcileAfter: reconcileAfter, imageTimeout: imageTimeout, videoTimeout: videoTimeout)
             }
-            if summary["skipped"] != nil {
+            guard let summary = result else {
                 context.logger.info("maintenance skipped: another run holds the lock")
                 return 0
             }
@@ -36,7 +31,7 @@ enum Maintenance {
         }
     }
 
-    /// Runs inside the locking transaction; every change it makes is itself guarded, so a crash midway
+    /// Every change it makes is itself guarded (and transactional where it spans rows), so a crash midway
     /// leaves nothing half-done and the next run picks up.
     static func work(_ context: Context, reconcileAfter: Int, imageTimeout: Int, videoTimeout: Int) throws -> [String: Int] {
         var summary = ["reconciled": 0, "copied": 0, "timed_out": 0, "codes_deleted": 0]

@@ -9,10 +9,8 @@ enum Renewal {
         do {
             let billing = try BillingConfig(config: context.config)
             let staleAfter = try context.config.integer("RAZORPAY_RECONCILE_AFTER_SECONDS", default: 3600, range: 0...30 * 86_400)
-            var summary: [String: Int]? = nil
-            try context.db.transaction {
-                guard try context.db.query("SELECT pg_try_advisory_xact_lock(\(lockKey)) AS ok").first!.get("ok", as: Bool.self) else { return }
-                summary = try work(context, billing: billing, staleAfter: staleAfter)
+            let summary = try RunLock(db: context.db, key: lockKey).run {
+                try work(context, billing: billing, staleAfter: staleAfter)
             }
             guard let summary else {
                 context.logger.info("renew skipped: another run holds the lock")
@@ -28,7 +26,8 @@ enum Renewal {
         }
     }
 
-    /// Every change is guarded by its own condition, so a second run changes nothing.
+    /// Every change is guarded by its own condition, so a second run changes nothing. Each statement is its
+    /// own transaction, and each subscription is fetched outside any transaction and applied in a short one.
     static func work(_ context: Context, billing: BillingConfig, staleAfter: Int) throws -> [String: Int] {
         let db = context.db
         var summary = ["periods_started": 0, "reconciled": 0, "reconcile_failed": 0, "expired": 0]
@@ -54,7 +53,7 @@ enum Renewal {
             let stale = try db.query("""
                 SELECT razorpay_subscription_id AS id FROM subscriptions
                 WHERE ((status IN ('active', 'authenticated', 'pending', 'halted') AND (current_end IS NULL OR current_end < now()))
-                       OR (status = 'created' AND created_at < now() - interval '1 day'))
+                       OR (status = 'created' AND created_at < now() - make_interval(secs => \(staleAfter))))
                   AND updated_at < now() - make_interval(secs => \(staleAfter))
                 ORDER BY updated_at LIMIT 100
                 """)
@@ -62,8 +61,11 @@ enum Renewal {
             for row in stale.rows {
                 let id: String = try row.get("id")
                 do {
-                    try ledger.apply(try client.fetchSubscription(id), payment: nil)
-                    try db.execute("UPDATE subscriptions SET updated_at = now() WHERE razorpay_subscription_id = \(id)")
+                    let entity = try client.fetchSubscription(id)
+                    try db.transaction {
+                        try ledger.apply(entity, payment: nil)
+                        try db.execute("UPDATE subscriptions SET updated_at = now() WHERE razorpay_subscription_id = \(id)")
+                    }
                     summary["reconciled"]! += 1
                 } catch {
                     context.logger.error("reconcile failed", metadata: ["subscription": .string(id), "error": .string("\(error)")])

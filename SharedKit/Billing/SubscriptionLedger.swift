@@ -68,8 +68,8 @@ public struct SubscriptionLedger {
         if older || leavingTerminal { return true }
 
         try db.execute("""
-            UPDATE subscriptions SET status = \(entity.status), current_start = COALESCE(\(start), current_start),
-                   current_end = COALESCE(\(end), current_end), updated_at = now()
+            UPDATE subscriptions SET status = \(entity.status), current_start = COALESCE(\(start)::timestamptz, current_start),
+                   current_end = COALESCE(\(end)::timestamptz, current_end), updated_at = now()
             WHERE id = \(subscriptionID)
             """)
         guard let end else { return true }
@@ -77,22 +77,22 @@ public struct SubscriptionLedger {
         case "active", "authenticated", "pending":
             // Paid through `end`; while renewals are expected, premium outlives it by the grace period.
             try db.execute("""
-                UPDATE users SET premium_until = GREATEST(COALESCE(premium_until, to_timestamp(0)), \(end) + make_interval(secs => \(billing.graceSeconds))),
+                UPDATE users SET premium_until = GREATEST(COALESCE(premium_until, to_timestamp(0)), \(end)::timestamptz + make_interval(secs => \(billing.graceSeconds)::integer)),
                        updated_at = now()
                 WHERE id = \(userID)
                 """)
             if let start {
                 // A new billing period starts with a fresh quota, exactly once.
                 try db.execute("""
-                    UPDATE users SET quota_period_start = \(start), quota_used = 0
-                    WHERE id = \(userID) AND quota_period_start < \(start)
+                    UPDATE users SET quota_period_start = \(start)::timestamptz, quota_used = 0
+                    WHERE id = \(userID) AND quota_period_start < \(start)::timestamptz
                     """)
             }
         case "cancelled", "completed", "halted", "expired", "paused":
             // Premium lasts to the end of what was paid for (a longer admin grant is kept).
             try db.execute("""
-                UPDATE users SET premium_until = CASE WHEN premium_until > \(end) + make_interval(secs => \(billing.graceSeconds))
-                                                      THEN premium_until ELSE \(end) END, updated_at = now()
+                UPDATE users SET premium_until = CASE WHEN premium_until > \(end)::timestamptz + make_interval(secs => \(billing.graceSeconds)::integer)
+                                                      THEN premium_until ELSE \(end)::timestamptz END, updated_at = now()
                 WHERE id = \(userID)
                 """)
         default:

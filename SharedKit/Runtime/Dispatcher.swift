@@ -18,7 +18,9 @@ public struct Dispatcher: Sendable {
         var request = Request(cgi: params)
         context.beginRequest(request)
         var response = respond(to: &request, readBody: readBody, context: context)
-        response.headers.append(contentsOf: context.responseHeaders)
+        for (name, value) in context.responseHeaders where response.header(name) == nil {
+            response.headers.append((name, value))
+        }
         let millis = Double(Monotonic.now() - started) / 1_000_000
         context.logger.info("request", metadata: [
             "http.method": .string(request.method),

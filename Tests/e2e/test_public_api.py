@@ -34,6 +34,7 @@ ISSUED_KEY_FIELDS = {"id", "name", "prefix", "secret", "created_at"}
 MAX_ACTIVE_KEYS = 20
 GENERATE_BURST = 5          # free generation: 10 a minute (one every 6 s), at most 5 at once
 READ_BURST = 50             # RATE_READ_BURST of limits_stack
+READ_REFILL_SECONDS = 60 / 50  # RATE_READ_PER_MINUTE of limits_stack
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 PROMPT = "a lighthouse on a cliff at dusk"
 
@@ -389,17 +390,26 @@ def test_one_hundred_concurrent_reads_against_a_burst_of_fifty(limits_stack, acc
     user = account()
     secret = user.new_key()["secret"]
     barrier = threading.Barrier(100)
+    times = []
 
     def read(_):
         with requests.Session() as s:
             s.get(limits_stack.api("/api/v1/health"), timeout=30)  # connect before the start line
             barrier.wait(timeout=60)
-            return s.get(limits_stack.api("/api/v1/images"), headers={"Authorization": f"Bearer {secret}"}, timeout=60)
+            started = time.monotonic()
+            r = s.get(limits_stack.api("/api/v1/images"), headers={"Authorization": f"Bearer {secret}"}, timeout=60)
+            times.append((started, time.monotonic()))
+            return r
 
     with ThreadPoolExecutor(max_workers=100) as pool:
         answers = list(pool.map(read, range(100)))
     statuses = sorted(r.status_code for r in answers)
-    assert statuses.count(200) == READ_BURST and statuses.count(429) == 100 - READ_BURST, statuses
+    # 50 a minute refills one request every 1.2 s: the burst normally ends well within that (about 0.25 s),
+    # and then exactly 50 pass. On a machine so loaded that it did not, each 1.2 s may add one.
+    span = max(end for _, end in times) - min(start for start, _ in times)
+    refills = int(span / READ_REFILL_SECONDS)
+    assert READ_BURST <= statuses.count(200) <= READ_BURST + refills, (span, statuses)
+    assert statuses.count(200) + statuses.count(429) == 100, statuses
     for r in answers:
         rate_headers(r)
         if r.status_code == 429:

@@ -153,10 +153,11 @@ export function openDialog({ title, body, actions = [], className = '', labelled
   const titleId = nextId('dialog-title');
   const dialog = h('dialog', { class: ['dialog', className], 'aria-labelledby': labelledBy || titleId });
   const close = h('button', { type: 'button', class: 'icon-button dialog-close', 'aria-label': 'Close' }, '×');
+  // (Element.append would write a null as the text "null": dialogs without actions append nothing.)
   dialog.append(
     h('div', { class: 'dialog-head' }, h('h2', { id: titleId }, title), close),
     h('div', { class: 'dialog-body' }, body),
-    actions.length ? h('div', { class: 'dialog-actions' }, actions) : null,
+    ...(actions.length ? [h('div', { class: 'dialog-actions' }, actions)] : []),
   );
   document.body.append(dialog);
   const closed = new Promise((resolve) => {

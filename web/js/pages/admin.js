@@ -17,6 +17,7 @@ const enc = encodeURIComponent;
 const TABS = [['/admin', 'Users'], ['/admin/audit', 'Audit log'], ['/admin/stats', 'Figures']];
 
 export const ACTION_LABELS = {
+  create_admin: 'Created admin',
   promote_admin: 'Made admin',
   demote_admin: 'Removed admin',
   grant_premium: 'Granted premium',
@@ -71,7 +72,7 @@ function dataTable(columns, items, { caption, className } = {}) {
   const add = (list) => tbody.append(...list.map((item) => h('tr', null,
     columns.map((c) => h('td', { 'data-label': c.label, class: c.className }, c.cell(item))))));
   add(items);
-  return { table, tbody, add };
+  return { table: h('div', { class: 'table-wrap' }, table), tbody, add };
 }
 
 function badges(user) {
@@ -119,7 +120,7 @@ export async function admin({ root, params }) {
       results, h('div', { class: 'load-more field-host' }, more, moreError)));
 
   const columns = [
-    { label: 'User', cell: (u) => [h('a', { href: `/admin/user?id=${enc(u.id)}`, class: 'user-link' }, u.email), u.username ? h('span', { class: 'muted sub' }, `@${u.username}`) : null] },
+    { label: 'User', className: 'wrap', cell: (u) => [h('a', { href: `/admin/user?id=${enc(u.id)}`, class: 'user-link' }, u.email), u.username ? h('span', { class: 'muted sub' }, `@${u.username}`) : null] },
     { label: 'Standing', cell: (u) => { const b = badges(u); return b.length ? b : h('span', { class: 'muted' }, 'Free'); } },
     { label: 'Quota', cell: (u) => quotaText(u.quota) },
     { label: 'Joined', cell: (u) => formatDate(u.created_at) },
@@ -402,7 +403,7 @@ export async function adminUser({ root, params, navigate }) {
     }
     content.push(h('h3', null, 'Payments'));
     content.push(payments.length === 0 ? h('p', { class: 'muted' }, 'No payments.') : dataTable([
-      { label: 'Date', cell: (p) => formatDateTime(p.created_at) },
+      { label: 'Date', className: 'when', cell: (p) => formatDateTime(p.created_at) },
       { label: 'Amount', cell: (p) => formatMoney(p.amount, p.currency) },
       { label: 'Status', cell: (p) => p.status },
       { label: 'Payment', cell: (p) => h('code', null, p.razorpay_payment_id || p.id || '') },
@@ -419,7 +420,7 @@ export async function adminUser({ root, params, navigate }) {
   function keysCard(detail) {
     const keys = detail.api_keys || [];
     return card('keys', 'API keys', keys.length === 0 ? h('p', { class: 'muted' }, 'No API keys.') : dataTable([
-      { label: 'Name', cell: (k) => k.name },
+      { label: 'Name', className: 'wrap', cell: (k) => k.name },
       { label: 'Key', cell: (k) => h('code', null, `${k.prefix}…`) },
       { label: 'Created', cell: (k) => formatDate(k.created_at) },
       { label: 'Last used', cell: (k) => (k.last_used_at ? formatDateTime(k.last_used_at) : 'Never') },
@@ -437,10 +438,10 @@ export async function adminUser({ root, params, navigate }) {
       return section;
     }
     const list = dataTable([
-      { label: 'When', cell: (g) => formatDateTime(g.created_at) },
+      { label: 'When', className: 'when', cell: (g) => formatDateTime(g.created_at) },
       { label: 'Task', cell: (g) => [g.task, h('span', { class: 'muted sub' }, g.provider)] },
       { label: 'Status', cell: (g) => [h('span', { class: ['status', `status-${g.status}`] }, g.status), g.refunded ? h('span', { class: 'badge' }, 'refunded') : null] },
-      { label: 'Prompt', className: 'prompt-cell', cell: (g) => g.prompt || h('span', { class: 'muted' }, '—') },
+      { label: 'Prompt', className: 'prompt-cell', cell: (g) => promptText(g.prompt) },
       { label: 'Cost', cell: (g) => String(g.cost ?? '') },
       { label: 'Result', cell: (g) => [resultText(g), g.error ? h('span', { class: 'error-text sub' }, g.error) : null] },
     ], items, { caption: 'Generations, newest first', className: 'history-table' });
@@ -456,11 +457,18 @@ export async function adminUser({ root, params, navigate }) {
         more.hidden = !cursor;
       } catch (error) { if (!ui.refuse(error)) showError(host, error, {}); }
     }, 'Loading…'));
-    section.append(h('div', { class: 'table-wrap' }, list.table), host);
+    section.append(list.table, host);
     return section;
   }
 
   await reload();
+}
+
+/** A prompt (up to 2000 characters): the start, and the rest on request. */
+function promptText(prompt) {
+  if (!prompt) return h('span', { class: 'muted' }, '—');
+  if (prompt.length <= 240) return prompt;
+  return [`${prompt.slice(0, 240)}…`, h('details', { class: 'prompt-more' }, h('summary', null, 'The whole prompt'), h('p', null, prompt))];
 }
 
 function resultText(g) {
@@ -595,12 +603,12 @@ export async function adminAudit({ root, params }) {
   const results = h('div', { class: 'results-host' }, h('p', { class: 'muted' }, 'Loading…'));
   const more = h('button', { type: 'button', class: 'button secondary', hidden: true }, 'Load more');
   const host = h('div', { class: 'load-more field-host' }, more, formError());
-  ui.body.append(filter, h('section', { class: 'card', 'aria-label': 'Audit log entries' }, results, host));
+  ui.body.append(...[filter].filter(Boolean), h('section', { class: 'card', 'aria-label': 'Audit log entries' }, results, host));
   const columns = [
-    { label: 'When', cell: (e) => formatDateTime(e.created_at) },
-    { label: 'Admin', cell: (e) => (e.actor === 'cli' && !e.actor_id ? h('span', { class: 'badge' }, 'command line') : e.actor || '—') },
+    { label: 'When', className: 'when', cell: (e) => formatDateTime(e.created_at) },
+    { label: 'Admin', className: 'wrap', cell: (e) => (e.actor === 'cli' && !e.actor_id ? h('span', { class: 'badge' }, 'command line') : e.actor || '—') },
     { label: 'Action', cell: (e) => h('span', { class: 'audit-action', 'data-action': e.action }, ACTION_LABELS[e.action] || e.action) },
-    { label: 'User', cell: (e) => (e.target_user_id && e.action !== 'delete_user'
+    { label: 'User', className: 'wrap', cell: (e) => (e.target_user_id && e.action !== 'delete_user'
       ? h('a', { href: `/admin/user?id=${enc(e.target_user_id)}` }, e.target_email || e.target_user_id)
       : e.target_email || '—') },
     { label: 'Change', className: 'change-cell', cell: (e) => describeChange(e) },
