@@ -85,12 +85,12 @@ enum Images {
             response.setHeader("Location", "/api/v1/generations/\(generationID)")
             return response
         }
-        let generationID = try generations.create(userID: user.id, task: .image, provider: "local", input: job, cost: cost)
-        let image = LocalRenderer().render(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed)
-        let stored = try LocalImageJobs(context).finish(
-            generationID: generationID, userID: user.id, image: image, kind: "generated", prompt: prompt,
-            style: style.id, colour: colour.id, seed: seed, sourceImageID: nil)
-        let view = try generations.view(id: generationID, userID: user.id)!
+        let stored = try LocalImageJobs(context).run(
+            userID: user.id, task: .image, input: job, cost: cost, sourceImageID: nil, kind: "generated", prompt: prompt,
+            style: style.id, colour: colour.id, seed: seed) {
+            LocalRenderer().render(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed)
+        }
+        let view = try generations.view(id: stored.generationID, userID: user.id)!
         var response = try Response.json(Created(generation: view, image: ImageView(stored.image, storage: context.media)), status: .created)
         response.setHeader("Location", "/api/v1/images/\(stored.image.id)")
         return response

@@ -111,20 +111,13 @@ enum Transform {
                                 input: input)
             return try .json(Queued(generation: try generations.view(id: generationID, userID: user.id)!), status: .accepted)
         }
-        let generationID = try generations.create(
-            userID: user.id, task: task, provider: "local", input: job, cost: cost, sourceImageID: sourceRecord.id)
-        if mode == "upscale" {
-            do {
-                result = try Imaging.resize(source, scale: Double(scale))
-            } catch {
-                try generations.markFailed(generationID, error: "The image could not be upscaled; your quota was refunded.")
-                throw error
-            }
+        let inpainted = result
+        let stored = try jobs.run(
+            userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id,
+            kind: mode == "upscale" ? "upscaled" : "inpainted", prompt: prompt ?? sourceRecord.prompt, style: nil, colour: nil, seed: nil) {
+            mode == "upscale" ? try Imaging.resize(source, scale: Double(scale)) : inpainted
         }
-        let stored = try jobs.finish(
-            generationID: generationID, userID: user.id, image: result, kind: mode == "upscale" ? "upscaled" : "inpainted",
-            prompt: prompt ?? sourceRecord.prompt, style: nil, colour: nil, seed: nil, sourceImageID: sourceRecord.id)
-        let view = try generations.view(id: generationID, userID: user.id)!
+        let view = try generations.view(id: stored.generationID, userID: user.id)!
         return try .json(Created(generation: view, image: ImageView(stored.image, storage: context.media)), status: .created)
     }
 

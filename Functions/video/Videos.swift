@@ -91,39 +91,52 @@ enum Videos {
             response.setHeader("Location", "/api/v1/generations/\(generationID)")
             return response
         }
-        let generationID = try generations.create(userID: user.id, task: .video, provider: "local", input: job, cost: cost)
-
+        // One transaction for the whole job, as for images (LocalImageJobs.run): a failure to make or store
+        // the video is committed as failed and refunded; losing PostgreSQL midway commits nothing.
         let storage = context.media
         var keys: [String] = []
-        let record: VideoRecord
+        let outcome: Result<(String, VideoRecord), any Error>
         do {
-            let frames = LocalRenderer(longSide: 480).frames(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed, count: frameCount)
-            let animation = try Imaging.animatedWebP(frames, delayMs: frameDelayMs)
-            let poster = try Imaging.encode(frames[0], as: .webp, quality: 85)
-            let key = FileMediaStorage.newKey(extension: "webp")
-            let posterKey = FileMediaStorage.newKey(extension: "webp")
-            try storage.put(animation, key: key, contentType: "image/webp")
-            keys.append(key)
-            try storage.put(poster, key: posterKey, contentType: "image/webp")
-            keys.append(posterKey)
-            record = try context.db.transaction {
-                let row = try context.db.query("""
-                    INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed,
-                                        status, generation_id, completed_at)
-                    VALUES (\(user.id), \(key), \(posterKey), \(prompt), \(style.id), \(colour.id), \(frames[0].width), \(frames[0].height),
-                            \(Double(frameCount * frameDelayMs) / 1000), 'atelier-local', \(seed), 'succeeded', \(generationID), now())
-                    RETURNING \(VideoRecord.columns)
-                    """)
-                try generations.markSucceeded(generationID)
-                return try row.decode(VideoRecord.self)[0]
+            outcome = try context.db.transaction {
+                let generationID = try generations.create(userID: user.id, task: .video, provider: "local", input: job, cost: cost)
+                do {
+                    let frames = LocalRenderer(longSide: 480).frames(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed, count: frameCount)
+                    let animation = try Imaging.animatedWebP(frames, delayMs: frameDelayMs)
+                    let poster = try Imaging.encode(frames[0], as: .webp, quality: 85)
+                    let key = FileMediaStorage.newKey(extension: "webp")
+                    let posterKey = FileMediaStorage.newKey(extension: "webp")
+                    try storage.put(animation, key: key, contentType: "image/webp")
+                    keys.append(key)
+                    try storage.put(poster, key: posterKey, contentType: "image/webp")
+                    keys.append(posterKey)
+                    let record = try context.db.transaction {
+                        let row = try context.db.query("""
+                            INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed,
+                                                status, generation_id, completed_at)
+                            VALUES (\(user.id), \(key), \(posterKey), \(prompt), \(style.id), \(colour.id), \(frames[0].width), \(frames[0].height),
+                                    \(Double(frameCount * frameDelayMs) / 1000), 'atelier-local', \(seed), 'succeeded', \(generationID), now())
+                            RETURNING \(VideoRecord.columns)
+                            """)
+                        try generations.markSucceeded(generationID)
+                        return try row.decode(VideoRecord.self)[0]
+                    }
+                    return .success((generationID, record))
+                } catch let error as DependencyUnavailable where error.dependency == .database {
+                    throw error
+                } catch {
+                    for key in keys { try? storage.delete(key: key) }
+                    keys = []
+                    context.logger.error("video job failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+                    try generations.markFailed(generationID, error: "The video could not be made; your quota was refunded.")
+                    return .failure(error is DependencyUnavailable ? error
+                        : HTTPError(.internalServerError, code: "generation_failed", message: "The video could not be made; your quota was refunded."))
+                }
             }
         } catch {
             for key in keys { try? storage.delete(key: key) }
-            context.logger.error("video job failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
-            try generations.markFailed(generationID, error: "The video could not be made; your quota was refunded.")
-            throw error is DependencyUnavailable ? error
-                : HTTPError(.internalServerError, code: "generation_failed", message: "The video could not be made; your quota was refunded.")
+            throw error
         }
+        let (generationID, record) = try outcome.get()
         let view = try generations.view(id: generationID, userID: user.id)!
         var response = try Response.json(Created(generation: view, video: VideoView(record, storage: storage)), status: .created)
         response.setHeader("Location", "/api/v1/videos/\(record.id)")

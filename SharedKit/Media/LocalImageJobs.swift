@@ -38,12 +38,42 @@ public struct LocalImageJobs {
         }
     }
 
-    /// Stores `image` as the result of generation `generationID`, or fails the generation and refunds.
-    public func finish(generationID: String, userID: String, image: RGBImage, kind: String, prompt: String,
+    /// A whole job of the embedded provider as one transaction: reserve the quota and record the job, make
+    /// the image, store it, record it. If making or storing fails, the job is recorded as failed and
+    /// refunded; if PostgreSQL itself goes away midway, nothing was committed at all (no charge, no job)
+    /// and the files written are removed, so "nothing was changed" in the 503 is true.
+    public func run<Input: Codable & Sendable>(
+        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String?, kind: String,
+        prompt: String, style: String?, colour: String?, seed: Int64?, make: () throws -> RGBImage
+    ) throws -> Stored {
+        var written: [String] = []
+        do {
+            let outcome: Result<Stored, any Error> = try context.db.transaction {
+                let generationID = try generations.create(userID: userID, task: task, provider: "local", input: input, cost: cost,
+                                                          sourceImageID: sourceImageID)
+                do {
+                    let stored = try finish(generationID: generationID, userID: userID, image: make, kind: kind, prompt: prompt,
+                                            style: style, colour: colour, seed: seed, sourceImageID: sourceImageID)
+                    written = [stored.image.storageKey, stored.image.thumbnailKey].compactMap { $0 }
+                    return .success(stored)
+                } catch {
+                    return .failure(error)  // committed as failed and refunded, then reported
+                }
+            }
+            return try outcome.get()
+        } catch let error as DependencyUnavailable where error.dependency == .database {
+            for key in written { try? context.media.delete(key: key) }
+            throw error
+        }
+    }
+
+    /// Stores the image as the result of generation `generationID`, or fails the generation and refunds.
+    public func finish(generationID: String, userID: String, image make: () throws -> RGBImage, kind: String, prompt: String,
                        style: String?, colour: String?, seed: Int64?, sourceImageID: String?) throws -> Stored {
         let storage = context.media
         var keys: [String] = []
         do {
+            let image = try make()
             let encoded = try Imaging.encode(image, as: .webp, quality: 90)
             let thumbnail = try Imaging.thumbnail(image)
             let key = FileMediaStorage.newKey(extension: "webp")
@@ -67,6 +97,7 @@ public struct LocalImageJobs {
         } catch {
             for key in keys { try? storage.delete(key: key) }
             context.logger.error("local job failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+            if let unavailable = error as? DependencyUnavailable, unavailable.dependency == .database { throw error }
             let storageDown = error is DependencyUnavailable
             try generations.markFailed(generationID, error: storageDown
                 ? "The image could not be saved; your quota was refunded. Please try again."
