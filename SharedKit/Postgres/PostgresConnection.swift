@@ -15,6 +15,8 @@ public final class PostgresConnection: @unchecked Sendable {
     public let timeoutMs: Int
     private var connection: OpaquePointer?
     private var transactionDepth = 0
+    /// Counts connections opened and lost, so a transaction can tell that its connection went away.
+    private var connectionEpoch = 0
     /// Backend pid of the current connection, for diagnostics and tests.
     public private(set) var backendPID: Int32 = 0
 
@@ -68,37 +70,47 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs `body` in a transaction that commits when it returns and rolls back when it throws. Nested
     /// calls become savepoints.
+    ///
+    /// A connection lost inside a transaction is never replaced until the outermost transaction has
+    /// unwound: every statement in between fails, so no part of the work can run outside it, and COMMIT
+    /// is sent on the connection that ran the work or not at all.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
         let depth = transactionDepth
         try execute(depth == 0 ? "BEGIN" : SQLQuery(unsafeSQL: "SAVEPOINT s\(depth)"))
-        transactionDepth += 1
+        transactionDepth = depth + 1
+        let epoch = connectionEpoch
         do {
             let result = try body()
-            transactionDepth -= 1
             try execute(depth == 0 ? "COMMIT" : SQLQuery(unsafeSQL: "RELEASE SAVEPOINT s\(depth)"))
+            transactionDepth = depth
             return result
         } catch {
-            transactionDepth -= 1
-            if connection != nil {
+            if connectionEpoch == epoch, connection != nil {
                 _ = try? execute(depth == 0 ? "ROLLBACK" : SQLQuery(unsafeSQL: "ROLLBACK TO SAVEPOINT s\(depth)"))
             }
+            transactionDepth = depth
             throw error
         }
     }
 
-    /// Closes the connection; the next statement opens a new one.
+    /// Closes the connection; the next statement outside a transaction opens a new one.
     public func close() {
         if let connection { PQfinish(connection) }
         connection = nil
-        transactionDepth = 0
+        connectionEpoch += 1
     }
 
     // MARK: Connection state
 
     /// A live connection: opened if there is none, replaced if the server closed the idle one.
     private func ready() throws -> OpaquePointer {
+        if transactionDepth > 0 {
+            guard let conn = connection else {
+                throw DependencyUnavailable(.database, detail: "the connection was lost inside a transaction")
+            }
+            return conn
+        }
         if let conn = connection {
-            if transactionDepth > 0 { return conn }
             if PQstatus(conn) == CONNECTION_OK, idleSocketIsQuiet(conn) { return conn }
             close()
         }

@@ -97,6 +97,34 @@ import Testing
         #expect(after != before)
     }
 
+    @Test func aConnectionLostInsideNestedTransactionsFailsThemAllThenRecovers() throws {
+        let admin = PostgresConnection(url: TestSupport.databaseURL)
+        var afterLoss: [String] = []
+        #expect(throws: DependencyUnavailable.self) {
+            try db.transaction {
+                try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('lost outer')")
+                do {
+                    try db.transaction {
+                        let pid: Int = try db.query("SELECT pg_backend_pid() AS pid").first!.get("pid")
+                        _ = try admin.query("SELECT pg_terminate_backend(\(pid))")
+                        var ts = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+                        nanosleep(&ts, nil)
+                        try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('lost inner')")
+                    }
+                } catch {
+                    // Nothing may run outside the transaction after the loss, not even on a new connection.
+                    do { try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('escaped')") } catch { afterLoss.append("refused") }
+                    throw error
+                }
+            }
+        }
+        #expect(afterLoss == ["refused"])
+        // The next transaction gets a fresh connection and works; nothing of the lost one was kept.
+        try db.transaction { try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('after')") }
+        let names = try db.query("SELECT name FROM \(unsafeSQL: table) WHERE name IN ('lost outer', 'lost inner', 'escaped', 'after')").rows
+        #expect(try names.map { try $0.get("name", as: String.self) } == ["after"])
+    }
+
     @Test func unreachableServerIsDependencyUnavailableQuickly() throws {
         let started = Monotonic.now()
         let dead = PostgresConnection(url: "postgresql://x@127.0.0.1:1/none", timeoutMs: 500)
