@@ -8,6 +8,7 @@ the audit log lists those actions; the admin pages fit 375 px and 1280 px withou
 non-admin who opens /admin is told it is for administrators. On the keys page a key is made (its secret
 shown once, with a copy button), listed, used and revoked. Screenshots go to $RUN_DIR/artifacts/browser/.
 """
+from selenium.common.exceptions import StaleElementReferenceException
 import subprocess
 import uuid
 
@@ -90,7 +91,19 @@ def open_user(driver, email):
     """Searches for `email`, opens it and waits for its page."""
     rows = search_users(driver, email)
     assert len(rows) == 1, [row.text for row in rows]
-    press(driver, rows[0].find_element(By.CSS_SELECTOR, "a.user-link"))
+
+    def click_the_link(d):
+        # The table may be re-rendered between finding the link and clicking it: find it afresh each time.
+        try:
+            links = d.find_elements(By.CSS_SELECTOR, ".users-table tbody tr a.user-link")
+            if len(links) != 1:
+                return False
+            press(d, links[0])
+            return True
+        except StaleElementReferenceException:
+            return False
+
+    wait(driver).until(click_the_link)
     wait(driver).until(lambda d: text_of(d, "main h1") == email)
     visible(driver, "#user-actions")
 
