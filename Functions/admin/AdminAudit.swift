@@ -30,7 +30,7 @@ enum AdminAudit {
         let page = Array(rows.rows.prefix(limit))
         let items = try page.map { try JSON.decoder().decode(JSONValue.self, from: Data(try $0.get("j", as: String.self).utf8)) }
         let next: String? = rows.rows.count > limit ? try page.last.map { String(try $0.get("id", as: Int64.self)) } : nil
-        return try .json(AdminUsers.Page(items: items, nextCursor: next))
+        return try .json(Page(items: items, nextCursor: next))
     }
 
     /// The service at a glance.

@@ -47,19 +47,6 @@ enum AdminUsers {
         enum CodingKeys: String, CodingKey { case id, email, username, verified, isAdmin, premium, quota, createdAt, lastLoginAt }
     }
 
-    struct Page<Item: Encodable>: Encodable {
-        let items: [Item]
-        let nextCursor: String?
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(items, forKey: .items)
-            try c.encode(nextCursor, forKey: .nextCursor)
-        }
-
-        enum CodingKeys: String, CodingKey { case items, nextCursor }
-    }
-
     static func listed(_ user: User, _ context: Context) -> ListedUser {
         ListedUser(id: user.id, email: user.email, username: user.username, verified: user.verified, isAdmin: user.isAdmin,
                    premium: UserView(user).premium, quota: context.quota.state(for: user), createdAt: user.createdAt,

@@ -33,19 +33,6 @@ enum Images {
         let generation: Generations.View
     }
 
-    struct Page: Encodable {
-        let items: [ImageView]
-        let nextCursor: String?
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(items, forKey: .items)
-            try c.encode(nextCursor, forKey: .nextCursor)
-        }
-
-        enum CodingKeys: String, CodingKey { case items, nextCursor }
-    }
-
     static let maxPromptCharacters = 2000
 
     static func validPrompt(_ raw: String) throws -> String {

@@ -36,19 +36,6 @@ enum Videos {
         let generation: Generations.View
     }
 
-    struct Page: Encodable {
-        let items: [VideoView]
-        let nextCursor: String?
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(items, forKey: .items)
-            try c.encode(nextCursor, forKey: .nextCursor)
-        }
-
-        enum CodingKeys: String, CodingKey { case items, nextCursor }
-    }
-
     static let frameCount = 24
     static let frameDelayMs = 125
     static let ratios = ["16:9", "9:16", "1:1"]

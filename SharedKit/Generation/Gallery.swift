@@ -91,6 +91,25 @@ public struct ImageView: Encodable, Sendable {
     }
 }
 
+/// One page of a listing: `{"items": [...], "next_cursor": "…" | null}`.
+public struct Page<Item: Encodable & Sendable>: Encodable, Sendable {
+    public let items: [Item]
+    public let nextCursor: String?
+
+    public init(items: [Item], nextCursor: String?) {
+        self.items = items
+        self.nextCursor = nextCursor
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(items, forKey: .items)
+        try c.encode(nextCursor, forKey: .nextCursor)
+    }
+
+    enum CodingKeys: String, CodingKey { case items, nextCursor }
+}
+
 /// Newest-first keyset pages: the cursor is the (created_at, id) of the last row shown, so rows added
 /// meanwhile never shift a page (no duplicates, no gaps).
 public struct PageCursor: Sendable {

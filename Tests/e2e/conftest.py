@@ -3,8 +3,10 @@
 The stack's location comes from the environment scripts/test.sh exports; running these without it is a
 failure, never a skip.
 """
+import contextlib
 import os
 import shlex
+import shutil
 import subprocess
 import time
 
@@ -113,10 +115,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-class ReplicateStack(Stack):
-    """A stack of its own (run directory, PostgreSQL, Redis, nginx, functions) whose functions use
-    Replicate, pointed at a ReplicateFake. `fake` is that fake; `extra_env` is what the fixture set for
-    the functions (app_env adds it, so a cron run as a process sees it even if stack.sh did not pass it on)."""
+class PrivateStack(Stack):
+    """A stack of its own (run directory, PostgreSQL, Redis, nginx, functions) started by `private_stack`.
+    `fake` is the provider fake it talks to (or None); `extra_env` is what the fixture set for the
+    functions (app_env adds it, so a cron run as a process sees it even if stack.sh did not pass it on)."""
 
     def __init__(self, fake, script_env, extra_env):
         self.fake = fake
@@ -150,29 +152,33 @@ class ReplicateStack(Stack):
         return env
 
 
-# The main stack's own settings, which scripts/test.sh exports and which must not reach the second
+class BillingStack(PrivateStack):
+    """A private stack selling premium through Razorpay, pointed at a RazorpayFake (`fake`). `webhook_url`
+    is its /hooks/razorpay through nginx; `renew_cron()` runs the renew-cron once as a process."""
+
+    @property
+    def webhook_url(self):
+        return self.url + "/hooks/razorpay"
+
+    def renew_cron(self, timeout=60):
+        return subprocess.run([os.path.join(self.bin_dir, "renew-cron")], env=self.app_env(),
+                              capture_output=True, text=True, timeout=timeout)
+
+
+# The main stack's own settings, which scripts/test.sh exports and which must not reach a private
 # stack's env file (stack.sh prefers an exported value to its own default).
 _MAIN_STACK_ONLY = ("DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "APP_SECRET", "MEDIA_ROOT", "MIGRATIONS_DIR",
                     "ATELIER_URL", "PORT", "PG_PORT", "REDIS_PORT")
 
 
-@pytest.fixture(scope="session")
-def replicate_stack():
-    """A second stack configured for Replicate, with the Replicate fake it talks to; mail goes to the same
-    SMTP fake as the main stack's. Started on first use, stopped at the end of the session."""
-    from fakes.replicate import ReplicateFake, new_secret
-
-    fake = ReplicateFake(secret=new_secret(), token="r8_test", port=0).start()
-    run_dir = _required("RUN_DIR").rstrip("/") + "-replicate"
-    extra = {
-        "REPLICATE_API_TOKEN": fake.token,
-        "REPLICATE_API_BASE": fake.base_url,
-        "REPLICATE_WEBHOOK_SECRET": fake.secret,
-        "RECONCILE_AFTER_SECONDS": "0",
-        "GENERATION_TIMEOUT_SECONDS": "20",
-    }
-    env = {k: v for k, v in os.environ.items()
-           if k not in _MAIN_STACK_ONLY and not k.startswith(("REPLICATE_", "RAZORPAY_"))}
+@contextlib.contextmanager
+def private_stack(name, extra, processes=1, drop=(), cls=PrivateStack, fake=None):
+    """Starts a stack of its own in RUN_DIR-<name> on free ports (clearing what an interrupted run left),
+    with `extra` settings for its functions and no cron on a timer (tests run crons when they mean to);
+    mail goes to the same SMTP fake as the main stack's. Stops it when the block ends."""
+    run_dir = _required("RUN_DIR").rstrip("/") + "-" + name
+    dropped = ("REPLICATE_", "RAZORPAY_") + tuple(drop)
+    env = {k: v for k, v in os.environ.items() if k not in _MAIN_STACK_ONLY and not k.startswith(dropped)}
     env.update(extra)
     env.update({
         "RUN_DIR": run_dir,
@@ -182,33 +188,47 @@ def replicate_stack():
         "REDIS_PORT": str(free_port()),
         "REDIS_SAVE": "",
         "PG_FSYNC": "off",
-        "PROCESSES": "1",
-        # No cron on a timer: the tests run maintenance-cron themselves, when they mean to.
+        "PROCESSES": str(processes),
         "CRON_INTERVALS": " ",
     })
-    for name in ("SMTP_URL", "MAIL_FROM"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
+    for variable in ("SMTP_URL", "MAIL_FROM"):
+        if os.environ.get(variable):
+            env[variable] = os.environ[variable]
     script = os.path.join(ROOT, "scripts", "stack.sh")
 
     def stop():
         subprocess.run([script, "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    # A clean slate, as scripts/test.sh gives the main stack: a stale stack from an interrupted run is
-    # stopped and its data removed.
     if os.path.isdir(run_dir):
         stop()
-        import shutil
-
         shutil.rmtree(run_dir, ignore_errors=True)
     started = subprocess.run([script, "start"], cwd=ROOT, env=env, capture_output=True, text=True)
     try:
         if started.returncode != 0:
-            raise RuntimeError(f"the Replicate stack did not start (logs in {run_dir}/logs):\n"
+            raise RuntimeError(f"the {name} stack did not start (logs in {run_dir}/logs):\n"
                                f"{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
-        yield ReplicateStack(fake, env, extra)
+        yield cls(fake, env, extra)
     finally:
         stop()
+
+
+@pytest.fixture(scope="session")
+def replicate_stack():
+    """A private stack whose functions use Replicate, pointed at the Replicate fake."""
+    from fakes.replicate import ReplicateFake, new_secret
+
+    fake = ReplicateFake(secret=new_secret(), token="r8_test", port=0).start()
+    extra = {
+        "REPLICATE_API_TOKEN": fake.token,
+        "REPLICATE_API_BASE": fake.base_url,
+        "REPLICATE_WEBHOOK_SECRET": fake.secret,
+        "RECONCILE_AFTER_SECONDS": "0",
+        "GENERATION_TIMEOUT_SECONDS": "20",
+    }
+    try:
+        with private_stack("replicate", extra, fake=fake) as stack:
+            yield stack
+    finally:
         fake.stop()
 
 
@@ -220,129 +240,35 @@ def replicate(replicate_stack):
     replicate_stack.fake.reset()
 
 
-# ---- a private stack for the admin API (Tests/e2e/test_admin.py) ---------------------------------------
-
 @pytest.fixture(scope="session")
 def admin_stack():
-    """A stack of its own for the admin tests (run directory RUN_DIR-admin, its own PostgreSQL, Redis,
-    nginx and functions, two processes each so concurrent admin requests really run side by side): its
-    users are only the ones those tests make, so it has exactly the admins they create and counts can be
-    compared with SQL. Mail goes to the same SMTP fake. Started on first use, stopped at the end."""
-    run_dir = _required("RUN_DIR").rstrip("/") + "-admin"
-    env = {k: v for k, v in os.environ.items()
-           if k not in _MAIN_STACK_ONLY and not k.startswith(("REPLICATE_", "RAZORPAY_"))}
-    env.update({
-        "RUN_DIR": run_dir,
-        "BIN_DIR": _required("BIN_DIR"),
-        "PORT": str(free_port()),
-        "PG_PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "REDIS_SAVE": "",
-        "PG_FSYNC": "off",
-        "PROCESSES": "2",
-        "CRON_INTERVALS": " ",
-    })
-    for name in ("SMTP_URL", "MAIL_FROM"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    script = os.path.join(ROOT, "scripts", "stack.sh")
+    """A private stack for the admin tests (Tests/e2e/test_admin.py), two processes per function so
+    concurrent admin requests really run side by side: its users are only the ones those tests make, so
+    it has exactly the admins they create and counts can be compared with SQL."""
+    with private_stack("admin", {}, processes=2) as stack:
+        yield stack
 
-    def stop():
-        subprocess.run([script, "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    if os.path.isdir(run_dir):
-        stop()
-        import shutil
-
-        shutil.rmtree(run_dir, ignore_errors=True)
-    started = subprocess.run([script, "start"], cwd=ROOT, env=env, capture_output=True, text=True)
-    try:
-        if started.returncode != 0:
-            raise RuntimeError(f"the admin stack did not start (logs in {run_dir}/logs):\n"
-                               f"{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
-        yield ReplicateStack(None, env, {})
-    finally:
-        stop()
-
-
-# ---- a private stack with the product's rate limits (Tests/e2e/test_public_api.py) ---------------------
 
 @pytest.fixture(scope="session")
 def limits_stack():
-    """A stack of its own (run directory RUN_DIR-limits, its own PostgreSQL, Redis, nginx and functions, two
-    processes each) with the product's default rate limits, where the main test stack's are generous: free
-    generation 10 a minute with bursts of 5, premium 60/20, enhancement 30/10; reads 50 a minute with bursts
-    of 50 (the default is 600/100), so 100 concurrent reads meet the limit. A free user may make 100 images a
-    day, so the quota never gets in the way. Mail goes to the same SMTP fake. Started on first use, stopped
-    at the end of the session."""
-    run_dir = _required("RUN_DIR").rstrip("/") + "-limits"
-    env = {k: v for k, v in os.environ.items()
-           if k not in _MAIN_STACK_ONLY and not k.startswith(("REPLICATE_", "RAZORPAY_", "RATE_", "QUOTA_"))}
-    env.update({
-        "RUN_DIR": run_dir,
-        "BIN_DIR": _required("BIN_DIR"),
-        "PORT": str(free_port()),
-        "PG_PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "REDIS_SAVE": "",
-        "PG_FSYNC": "off",
-        "PROCESSES": "2",
-        "CRON_INTERVALS": " ",
-        "RATE_READ_PER_MINUTE": "50",
-        "RATE_READ_BURST": "50",
-        "QUOTA_FREE_DAILY": "100",
-    })
-    for name in ("SMTP_URL", "MAIL_FROM"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    script = os.path.join(ROOT, "scripts", "stack.sh")
-
-    def stop():
-        subprocess.run([script, "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    if os.path.isdir(run_dir):
-        stop()
-        import shutil
-
-        shutil.rmtree(run_dir, ignore_errors=True)
-    started = subprocess.run([script, "start"], cwd=ROOT, env=env, capture_output=True, text=True)
-    try:
-        if started.returncode != 0:
-            raise RuntimeError(f"the rate-limits stack did not start (logs in {run_dir}/logs):\n"
-                               f"{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
-        yield ReplicateStack(None, env, {})
-    finally:
-        stop()
-
-
-# ---- a private stack for billing (Tests/e2e/test_billing.py), with the Razorpay fake --------------------
-
-class BillingStack(ReplicateStack):
-    """A stack of its own whose functions sell premium through Razorpay, pointed at a RazorpayFake
-    (`fake`). `webhook_url` is its /hooks/razorpay through nginx; `renew_cron()` runs the renew-cron once
-    as a process with the functions' environment."""
-
-    @property
-    def webhook_url(self):
-        return self.url + "/hooks/razorpay"
-
-    def renew_cron(self, timeout=60):
-        return subprocess.run([os.path.join(self.bin_dir, "renew-cron")], env=self.app_env(),
-                              capture_output=True, text=True, timeout=timeout)
+    """A private stack with the product's default rate limits (Tests/e2e/test_public_api.py), where the main
+    test stack's are generous: free generation 10 a minute with bursts of 5, premium 60/20, enhancement
+    30/10; reads 50 a minute with bursts of 50 (the default is 600/100), so 100 concurrent reads meet the
+    limit. A free user may make 100 images a day, so the quota never gets in the way."""
+    extra = {"RATE_READ_PER_MINUTE": "50", "RATE_READ_BURST": "50", "QUOTA_FREE_DAILY": "100"}
+    with private_stack("limits", extra, processes=2, drop=("RATE_", "QUOTA_")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
 def billing_stack():
-    """A stack of its own (run directory RUN_DIR-billing, its own PostgreSQL, Redis, nginx and one process
-    per function) configured for Razorpay with the fake in fakes/razorpay.py: key rzp_test_x, a key secret
-    and a webhook secret of its own, plan plan_test, one hour of grace after a period end, reconciliation of
-    stale subscriptions at once. No cron runs on a timer: the tests run renew-cron when they mean to. Mail
-    goes to the same SMTP fake. Started on first use, stopped at the end of the session."""
+    """A private stack configured for Razorpay with the fake in fakes/razorpay.py (Tests/e2e/test_billing.py):
+    key rzp_test_x, a key secret and a webhook secret of its own, plan plan_test, one hour of grace after a
+    period end, reconciliation of stale subscriptions at once."""
     from fakes.razorpay import RazorpayFake, new_secret
 
     fake = RazorpayFake(key_id="rzp_test_x", key_secret=new_secret(), webhook_secret=new_secret(),
                         plan_id="plan_test", port=0).start()
-    run_dir = _required("RUN_DIR").rstrip("/") + "-billing"
     extra = {
         "RAZORPAY_KEY_ID": fake.key_id,
         "RAZORPAY_KEY_SECRET": fake.key_secret,
@@ -352,41 +278,10 @@ def billing_stack():
         "PREMIUM_GRACE_SECONDS": "3600",
         "RAZORPAY_RECONCILE_AFTER_SECONDS": "0",
     }
-    env = {k: v for k, v in os.environ.items()
-           if k not in _MAIN_STACK_ONLY and not k.startswith(("REPLICATE_", "RAZORPAY_", "PLAN_", "SUBSCRIPTION_", "PREMIUM_"))}
-    env.update(extra)
-    env.update({
-        "RUN_DIR": run_dir,
-        "BIN_DIR": _required("BIN_DIR"),
-        "PORT": str(free_port()),
-        "PG_PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "REDIS_SAVE": "",
-        "PG_FSYNC": "off",
-        "PROCESSES": "1",
-        "CRON_INTERVALS": " ",
-    })
-    for name in ("SMTP_URL", "MAIL_FROM"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    script = os.path.join(ROOT, "scripts", "stack.sh")
-
-    def stop():
-        subprocess.run([script, "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    if os.path.isdir(run_dir):
-        stop()
-        import shutil
-
-        shutil.rmtree(run_dir, ignore_errors=True)
-    started = subprocess.run([script, "start"], cwd=ROOT, env=env, capture_output=True, text=True)
     try:
-        if started.returncode != 0:
-            raise RuntimeError(f"the billing stack did not start (logs in {run_dir}/logs):\n"
-                               f"{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
-        yield BillingStack(fake, env, extra)
+        with private_stack("billing", extra, drop=("PLAN_", "SUBSCRIPTION_", "PREMIUM_"), cls=BillingStack, fake=fake) as stack:
+            yield stack
     finally:
-        stop()
         fake.stop()
 
 
