@@ -9,6 +9,10 @@ public enum Vips {
         if started { return }
         if vips_init("atelier") != 0 { fatalError("libvips could not be initialised") }
         vips_concurrency_set(1)
+        // Each request works on different images, so vips's operation cache only holds memory (it grew a
+        // generate process to ~90 MiB); keep it small.
+        vips_cache_set_max(8)
+        vips_cache_set_max_mem(8 * 1024 * 1024)
         started = true
     }
 }
