@@ -8,7 +8,11 @@ public import Foundation
 public enum JSON {
     public static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
+        // Our own ASCII conversion: Foundation's convertToSnakeCase consults Unicode properties for every
+        // character of every key and was the largest cost of a gallery page (perf).
+        // A response repeats the same few keys for every item, so each encoder remembers its conversions.
+        let names = KeyNames()
+        encoder.keyEncodingStrategy = .custom { path in names.key(for: path.last!.stringValue) }
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
@@ -99,17 +103,40 @@ public enum JSON {
             .replacing(".[", with: "[")
     }
 
+    /// `createdAt` → `created_at`. Swift property names here are ASCII; bytes are compared directly.
     static func snakeCase(_ name: String) -> String {
-        var out = ""
-        for character in name {
-            if character.isUppercase {
-                if !out.isEmpty { out.append("_") }
-                out.append(contentsOf: character.lowercased())
+        var out: [UInt8] = []
+        out.reserveCapacity(name.utf8.count + 4)
+        for byte in name.utf8 {
+            if byte >= 0x41, byte <= 0x5A {
+                if !out.isEmpty { out.append(0x5F) }
+                out.append(byte + 0x20)
             } else {
-                out.append(character)
+                out.append(byte)
             }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The snake_case keys one encoder has made. `@unchecked Sendable`: an encoder (and so this cache) is
+    /// made for one response on one thread and never shared.
+    final class KeyNames: @unchecked Sendable {
+        var made: [String: SnakeKey] = [:]
+
+        func key(for name: String) -> SnakeKey {
+            if let key = made[name] { return key }
+            let key = SnakeKey(JSON.snakeCase(name))
+            made[name] = key
+            return key
+        }
+    }
+
+    struct SnakeKey: CodingKey {
+        let stringValue: String
+        var intValue: Int? { nil }
+        init(_ value: String) { stringValue = value }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { return nil }
     }
 
     static func typeName(_ type: Any.Type) -> String {
