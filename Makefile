@@ -25,4 +25,4 @@ reload:
 	@scripts/stack.sh reload $(FUNCTION)
 
 clean:
-	rm -rf .build .run .run-test results
+	rm -rf .build .run .run-* results
