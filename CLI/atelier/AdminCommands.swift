@@ -19,7 +19,7 @@ enum AdminCommands {
         guard let rawEmail = options["email"] else { throw Commands.UsageError(message: "create-admin needs --email") }
         Random.initialise()
         let email = try AccountRules.email(rawEmail)
-        let piped = isatty(0) == 0 ? readStandardInput().trimmingCharacters() : ""
+        let piped = isatty(0) == 0 ? readStandardInput().trimmingWhitespace().description : ""
         let password = piped.isEmpty ? generatedPassword() : piped
         if !piped.isEmpty { try AccountRules.password(password, email: email) }
         let db = PostgresConnection(url: try Commands.environment("DATABASE_URL"), timeoutMs: 10_000)
@@ -151,11 +151,3 @@ enum AdminCommands {
     }
 }
 
-extension String {
-    func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
-        while let l = s.last, l.isWhitespace { s = s.dropLast() }
-        return String(s)
-    }
-}

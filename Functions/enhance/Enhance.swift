@@ -18,10 +18,7 @@ enum Enhance {
     static func suggest(_ request: Request, _ context: Context) throws -> Response {
         _ = try context.authorize(request, budget: \.enhance)
         let input = try request.decode(Input.self)
-        let prompt = input.prompt.trimmingWhitespace().description
-        guard !prompt.isEmpty, prompt.count <= 2000 else {
-            throw HTTPError(.badRequest, code: "invalid_prompt", message: "Give a prompt of 1 to 2000 characters to enhance.")
-        }
+        let prompt = try Catalog.prompt(input.prompt, what: "prompt to enhance")
         let style = try Catalog.style(input.style)
         return try .json(Suggestion(prompt: try suggestion(for: prompt, style: style, context), original: prompt))
     }

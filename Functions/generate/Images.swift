@@ -8,22 +8,6 @@ import SharedKitHTTP
 import SharedKitMedia
 
 enum Images {
-    struct CreateImage: Decodable {
-        let prompt: String
-        let style: String?
-        let colour: String?
-        let aspectRatio: String?
-        let seed: Int64?
-    }
-
-    struct JobInput: Codable, Sendable {
-        let prompt: String
-        let style: String
-        let colour: String
-        let aspectRatio: String
-        let seed: Int64
-    }
-
     struct Created: Encodable {
         let generation: Generations.View
         let image: ImageView
@@ -33,17 +17,6 @@ enum Images {
         let generation: Generations.View
     }
 
-    static let maxPromptCharacters = 2000
-
-    static func validPrompt(_ raw: String) throws -> String {
-        let prompt = raw.trimmingCharacters()
-        guard !prompt.isEmpty else { throw HTTPError(.badRequest, code: "invalid_prompt", message: "Describe the image you want in the prompt.") }
-        guard prompt.count <= maxPromptCharacters else {
-            throw HTTPError(.badRequest, code: "invalid_prompt", message: "Prompts can be at most \(maxPromptCharacters) characters.")
-        }
-        return prompt
-    }
-
     /// Reserves quota and makes the image. The embedded provider finishes at once: 201 with the image.
     static func create(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.generateFree).user
@@ -51,16 +24,8 @@ enum Images {
     }
 
     static func makeImage(_ request: Request, _ context: Context, _ user: User) throws -> Response {
-        let input = try request.decode(CreateImage.self)
-        let prompt = try validPrompt(input.prompt)
-        let style = try Catalog.style(input.style)
-        let colour = try Catalog.colour(input.colour)
-        let ratio = try Catalog.aspectRatio(input.aspectRatio)
-        if let seed = input.seed, !(0...4_294_967_295).contains(seed) {
-            throw HTTPError(.badRequest, code: "invalid_seed", message: "seed must be a whole number from 0 to 4294967295.")
-        }
-        let seed = input.seed ?? Int64(Random.uniform(UInt32.max))
-        let job = JobInput(prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id, seed: seed)
+        let asked = try request.decode(GenerationRequest.self).validated(what: "image")
+        let (prompt, style, colour, ratio, seed, job) = (asked.prompt, asked.style, asked.colour, asked.ratio, asked.seed, asked.job)
         let generations = Generations(context)
         let cost = try Generations.Costs(config: context.config).cost(of: .image)
         if let replicate = ReplicateJobs(context) {
@@ -142,11 +107,3 @@ enum Images {
     static let notFound = HTTPError(.notFound, code: "not_found", message: "No such image.")
 }
 
-extension String {
-    func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
-        while let l = s.last, l.isWhitespace { s = s.dropLast() }
-        return String(s)
-    }
-}

@@ -45,11 +45,7 @@ enum Transform {
         }
         var prompt: String?
         if mode == "inpaint" {
-            let text = form.field("prompt") ?? ""
-            guard !text.isEmpty, text.count <= 2000 else {
-                throw HTTPError(.badRequest, code: "invalid_prompt", message: "Describe what to paint into the masked area (1 to 2000 characters).")
-            }
-            prompt = text
+            prompt = try Catalog.prompt(form.field("prompt") ?? "", what: "what to paint into the masked area")
         }
 
         // The source: an upload checked by content, or one of the user's images.

@@ -11,22 +11,6 @@ import SharedKitMedia
 /// Short videos, for premium users. The embedded provider makes a looping animation (animated WebP,
 /// which every current browser plays in an <img>) with a poster frame.
 enum Videos {
-    struct CreateVideo: Decodable {
-        let prompt: String
-        let style: String?
-        let colour: String?
-        let aspectRatio: String?
-        let seed: Int64?
-    }
-
-    struct JobInput: Codable, Sendable {
-        let prompt: String
-        let style: String
-        let colour: String
-        let aspectRatio: String
-        let seed: Int64
-    }
-
     struct Created: Encodable {
         let generation: Generations.View
         let video: VideoView
@@ -50,24 +34,10 @@ enum Videos {
             throw HTTPError(.forbidden, code: "premium_required",
                             message: "Video is part of Atelier Premium; subscribe from your account page to make videos.")
         }
-        let input = try request.decode(CreateVideo.self)
-        let prompt = input.prompt.trimmingWhitespace().description
-        guard !prompt.isEmpty, prompt.count <= 2000 else {
-            throw HTTPError(.badRequest, code: "invalid_prompt", message: "Describe the video in 1 to 2000 characters.")
-        }
-        let style = try Catalog.style(input.style)
-        let colour = try Catalog.colour(input.colour)
-        guard ratios.contains(input.aspectRatio ?? "16:9") else {
-            throw HTTPError(.badRequest, code: "invalid_aspect_ratio", message: "Videos can be 16:9, 9:16 or 1:1.")
-        }
-        let ratio = try Catalog.aspectRatio(input.aspectRatio ?? "16:9")
-        if let seed = input.seed, !(0...4_294_967_295).contains(seed) {
-            throw HTTPError(.badRequest, code: "invalid_seed", message: "seed must be a whole number from 0 to 4294967295.")
-        }
-        let seed = input.seed ?? Int64(Random.uniform(UInt32.max))
+        let asked = try request.decode(GenerationRequest.self).validated(what: "video", ratios: ratios, defaultRatio: "16:9")
+        let (prompt, style, colour, ratio, seed, job) = (asked.prompt, asked.style, asked.colour, asked.ratio, asked.seed, asked.job)
         let generations = Generations(context)
         let cost = try Generations.Costs(config: context.config).cost(of: .video)
-        let job = JobInput(prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id, seed: seed)
         if let replicate = ReplicateJobs(context) {
             let generationID = try generations.create(userID: user.id, task: .video, provider: "replicate", input: job, cost: cost, status: "queued")
             try replicate.start(generationID: generationID, model: replicate.client.models.video, input: [

@@ -62,6 +62,18 @@ public enum Catalog {
         AspectRatio(id: "21:9", width: 1536, height: 640),
     ]
 
+    public static let maxPromptCharacters = 2000
+
+    /// A prompt of 1 to 2000 characters, trimmed.
+    public static func prompt(_ raw: String, what: String) throws -> String {
+        let prompt = raw.trimmingWhitespace().description
+        guard !prompt.isEmpty, prompt.count <= maxPromptCharacters else {
+            throw HTTPError(.badRequest, code: "invalid_prompt",
+                            message: "Describe the \(what) in 1 to \(maxPromptCharacters) characters.")
+        }
+        return prompt
+    }
+
     public static func style(_ id: String?) throws -> Style {
         let key = (id ?? "none").lowercased()
         guard let style = styles.first(where: { $0.id == key }) else {

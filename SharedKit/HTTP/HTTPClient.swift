@@ -132,17 +132,8 @@ final class TransferSink {
         if line.hasPrefix("HTTP/") { headers = [] }  // a new response (redirect, 100-continue)
         guard let colon = line.firstIndex(of: ":") else { return }
         let name = String(line[..<colon])
-        let value = line[line.index(after: colon)...].trimmingCharacters()
+        let value = line[line.index(after: colon)...].trimmingWhitespace().description
         headers.append((name, value))
     }
 }
 
-extension Substring {
-    func trimmingCharacters() -> String {
-        // "\r\n" is one Character in Swift, so test isWhitespace rather than comparing with "\r".
-        var s = self
-        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
-        while let l = s.last, l.isWhitespace { s = s.dropLast() }
-        return String(s)
-    }
-}

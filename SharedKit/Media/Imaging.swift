@@ -118,7 +118,7 @@ public enum Imaging {
     static func failure(_ what: String) -> ImagingError {
         let detail = vips_error_buffer().map { String(cString: $0) } ?? ""
         vips_error_clear()
-        return ImagingError(description: "\(what): \(detail.trimmingCharacters())")
+        return ImagingError(description: "\(what): \(detail.trimmingWhitespace().description)")
     }
 }
 
@@ -163,11 +163,3 @@ final class VipsRef {
     }
 }
 
-extension String {
-    func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
-        while let l = s.last, l.isWhitespace { s = s.dropLast() }
-        return String(s)
-    }
-}
