@@ -28,7 +28,7 @@ enum AdminAudit {
             FROM audit_log WHERE \(filter) ORDER BY id DESC LIMIT \(limit + 1)
             """)
         let page = Array(rows.rows.prefix(limit))
-        let items = try page.map { try JSON.decoder().decode(JSONValue.self, from: Data(try $0.get("j", as: String.self).utf8)) }
+        let items = try page.map { try $0.get("j", as: JSONValue.self) }
         let next: String? = rows.rows.count > limit ? try page.last.map { String(try $0.get("id", as: Int64.self)) } : nil
         return try .json(Page(items: items, nextCursor: next))
     }
@@ -36,7 +36,7 @@ enum AdminAudit {
     /// The service at a glance.
     static func stats(_ request: Request, _ context: Context) throws -> Response {
         _ = try AdminAccess.require(request, context)
-        let text: String = try context.db.query("""
+        let stats: JSONValue = try context.db.query("""
             SELECT json_build_object(
               'users', (SELECT json_build_object('total', count(*), 'verified', count(*) FILTER (WHERE verified),
                                                  'premium', count(*) FILTER (WHERE premium_until > now()),
@@ -54,6 +54,6 @@ enum AdminAudit {
                           WHERE status = 'captured' AND created_at >= now() - interval '30 days' GROUP BY currency) p)
             )::text AS j
             """).first!.get("j")
-        return try .json(try JSON.decoder().decode(JSONValue.self, from: Data(text.utf8)))
+        return try .json(stats)
     }
 }

@@ -128,8 +128,7 @@ enum AdminUsers {
     }
 
     static func json(_ context: Context, _ query: SQLQuery) throws -> JSONValue {
-        let text: String = try context.db.query(query).first?.get("j") ?? "null"
-        return try JSON.decoder().decode(JSONValue.self, from: Data(text.utf8))
+        try context.db.query(query).first?.get("j", as: JSONValue?.self) ?? .null
     }
 
     /// Everything about one user: standing, subscription and payments, usage, keys, sessions and the
@@ -151,7 +150,7 @@ enum AdminUsers {
             ORDER BY g.created_at DESC, g.id DESC LIMIT \(limit + 1)
             """)
         let rows = Array(history.rows.prefix(limit))
-        let items = try rows.map { try JSON.decoder().decode(JSONValue.self, from: Data(try $0.get("j", as: String.self).utf8)) }
+        let items = try rows.map { try $0.get("j", as: JSONValue.self) }
         let next = history.rows.count > limit
             ? try rows.last.map { PageCursor(createdAt: try $0.get("created_at"), id: try $0.get("id")).token } : nil
         let detail = Detail(

@@ -44,7 +44,7 @@ enum ReplicateWebhook {
                 known = try jobs.apply(prediction, copyLater: true)
             } catch {
                 // Let Replicate retry the delivery: forget it was seen.
-                try? context.db.execute("DELETE FROM webhook_events WHERE provider = 'replicate' AND event_id = \(eventID)")
+                _ = try? context.db.execute("DELETE FROM webhook_events WHERE provider = 'replicate' AND event_id = \(eventID)")
                 throw error
             }
             if !known {

@@ -48,7 +48,7 @@ public enum Idempotency {
             return response
         } catch {
             // Nothing was kept: the key is free for a retry (a failed job was already refunded).
-            try? db.execute("DELETE FROM idempotency_keys WHERE user_id = \(userID) AND key = \(key) AND status IS NULL")
+            _ = try? db.execute("DELETE FROM idempotency_keys WHERE user_id = \(userID) AND key = \(key) AND status IS NULL")
             throw error
         }
     }

@@ -1,5 +1,5 @@
 import CVips
-public import SharedKit
+import SharedKit
 
 /// An 8-bit sRGB image in memory, three bytes a pixel, row by row.
 public struct RGBImage: Sendable {

@@ -184,3 +184,11 @@ public enum PostgresTimestamp {
         return Date(timeIntervalSince1970: Double(epoch) + fraction)
     }
 }
+
+/// A `json`/`jsonb` (or JSON text) column of any shape, read as a JSON value.
+extension JSONValue: PostgresDecodable {
+    public static func decode(postgresText: String?) throws -> JSONValue {
+        guard let text = postgresText else { throw PostgresDecodingError(column: "", expected: "json") }
+        return try JSON.decoder().decode(JSONValue.self, from: Data(text.utf8))
+    }
+}

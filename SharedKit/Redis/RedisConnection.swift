@@ -112,7 +112,7 @@ public final class RedisConnection: @unchecked Sendable {
         guard let endpoint = Self.parse(url) else {
             throw DependencyUnavailable(.redis, detail: "REDIS_URL cannot be parsed")
         }
-        var timeout = timeval(tv_sec: timeoutMs / 1000, tv_usec: (timeoutMs % 1000) * 1000)
+        let timeout = timeval(tv_sec: timeoutMs / 1000, tv_usec: (timeoutMs % 1000) * 1000)
         let made: UnsafeMutablePointer<redisContext>?
         switch endpoint.address {
         case .tcp(let host, let port): made = redisConnectWithTimeout(host, port, timeout)

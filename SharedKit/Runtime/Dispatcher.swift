@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-public import Logging
+import Logging
 
 /// Turns one request's CGI parameters and body stream into a response: routing, body cap, the handler,
 /// and error rendering. No I/O of its own, so tests drive it directly.

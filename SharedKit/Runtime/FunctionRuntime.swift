@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CFastCGI
-public import Logging
+import Logging
 
 /// Set from the SIGTERM handler; read by the accept loop between requests.
 nonisolated(unsafe) private var terminationRequested: sig_atomic_t = 0
