@@ -110,11 +110,12 @@ PY
 
 # ---- the stack and the ceiling -----------------------------------------------------------------------
 
-CEILING_PID_FILE=$RUN_DIR/ceiling.pid
+# The C references run under a small Python parent each (their pid files below); stopping it stops them.
+reference_pid_file() { echo "$RUN_DIR/$1.pid"; }
 
 # The supervisor's way of serving a function, for a binary it does not know: one listening Unix socket
 # handed to N processes as fd 0. The helper stays the parent so that stopping it stops them all.
-CEILING_SPAWNER='
+SPAWNER='
 import os, signal, socket, subprocess, sys
 path, count, binary, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 if os.path.exists(path):
@@ -138,42 +139,66 @@ while True:
     signal.pause()
 '
 
-ceiling_start() {
-  local processes=$1
-  cc -O2 -Wall "$ROOT/bench/ceiling.c" -lfcgi -o "$RUN_DIR/ceiling"
-  python3 -c "$CEILING_SPAWNER" "$SOCK_DIR/ceiling.sock" "$processes" "$RUN_DIR/ceiling" "$LOG_DIR/ceiling.log" \
-    </dev/null >>"$LOG_DIR/ceiling.log" 2>&1 &
-  echo $! > "$CEILING_PID_FILE"
-  for _ in $(seq 100); do [ -S "$SOCK_DIR/ceiling.sock" ] && break; sleep 0.05; done
-  [ -S "$SOCK_DIR/ceiling.sock" ] || die "the ceiling did not open its socket (see $LOG_DIR/ceiling.log)"
+# reference_start NAME PROCESSES: serves the compiled $RUN_DIR/NAME with PROCESSES processes at
+# /bench/NAME, behind the same nginx as the stack (nginx is reloaded with the new location).
+reference_start() {
+  local name=$1 processes=$2
+  python3 -c "$SPAWNER" "$SOCK_DIR/$name.sock" "$processes" "$RUN_DIR/$name" "$LOG_DIR/$name.log" \
+    </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+  echo $! > "$(reference_pid_file "$name")"
+  for _ in $(seq 100); do [ -S "$SOCK_DIR/$name.sock" ] && break; sleep 0.05; done
+  [ -S "$SOCK_DIR/$name.sock" ] || die "$name did not open its socket (see $LOG_DIR/$name.log)"
 
-  # The stack has no include hook for extra locations, so the ceiling's location goes into this run's
-  # rendered copy of nginx.conf, next to health's, and nginx reloads it.
+  # The stack has no include hook for extra locations, so the location goes into this run's rendered copy
+  # of nginx.conf, next to health's, and nginx reloads it.
   local conf=$RUN_DIR/nginx/atelier.conf
-  sed -i "\#location = /api/v1/health#i\\    location = /bench/ceiling { fastcgi_pass unix:$SOCK_DIR/ceiling.sock; }" "$conf"
-  grep -q 'location = /bench/ceiling' "$conf" || die "no 'location = /api/v1/health' in $conf to put the ceiling next to"
+  sed -i "\#location = /api/v1/health#i\\    location = /bench/$name { fastcgi_pass unix:$SOCK_DIR/$name.sock; }" "$conf"
+  grep -q "location = /bench/$name" "$conf" || die "no 'location = /api/v1/health' in $conf to put /bench/$name next to"
   nginx -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$LOG_DIR/nginx-error.log" -s reload
-  # A reload is asynchronous: wait for the new workers to answer for the new location.
+  # A reload is asynchronous: wait for the new workers to route the new location to the reference.
+  local code
   for _ in $(seq 50); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE_URL/bench/ceiling")" = 200 ] && return 0
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE_URL/bench/$name")
+    [ "$code" != 404 ] && [ "$code" != 000 ] && return 0
     sleep 0.1
   done
-  die "nginx does not serve /bench/ceiling after the reload (see $LOG_DIR/nginx-error.log)"
+  die "nginx does not serve /bench/$name after the reload (see $LOG_DIR/nginx-error.log)"
 }
 
-ceiling_stop() {
-  [ -f "$CEILING_PID_FILE" ] || return 0
-  local pid; pid=$(cat "$CEILING_PID_FILE")
+reference_stop() {
+  local file; file=$(reference_pid_file "$1")
+  [ -f "$file" ] || return 0
+  local pid; pid=$(cat "$file")
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  rm -f "$CEILING_PID_FILE"
+  rm -f "$file"
+}
+
+# The ceiling: a C hello-world (bench/ceiling.c) with as many processes as the health function.
+ceiling_start() {
+  cc -O2 -Wall "$ROOT/bench/ceiling.c" -lfcgi -o "$RUN_DIR/ceiling"
+  reference_start ceiling "$1"
+}
+
+# The gallery limit: the gallery read written in C (bench/gallery.c) with as many processes as the
+# generate function, on this stack's PostgreSQL and Redis. The stack's environment file gives it the URLs.
+gallery_limit_start() {
+  cc -O2 -Wall "$ROOT/bench/gallery.c" -I"$(pg_config --includedir)" -lfcgi -lpq -lhiredis -lsodium -o "$RUN_DIR/gallery"
+  (
+    set -a
+    # shellcheck disable=SC1091  # written by scripts/stack.sh
+    . "$RUN_DIR/env"
+    set +a
+    reference_start gallery "$1"
+  )
 }
 
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
   [ $status -eq 0 ] || say "bench failed (status $status); logs are in $LOG_DIR/"
-  ceiling_stop
+  reference_stop ceiling
+  reference_stop gallery
   scripts/stack.sh stop || true
   exit $status
 }
@@ -192,7 +217,7 @@ function_pids() {
 }
 health_pids() { function_pids health; }
 
-ceiling_pids() { pgrep -P "$(cat "$CEILING_PID_FILE")" || true; }
+reference_pids() { pgrep -P "$(cat "$(reference_pid_file "$1")")" || true; }
 
 # ---- the bench user ----------------------------------------------------------------------------------
 
@@ -410,13 +435,18 @@ lines = [
     "Generation under the product's default budget (10 a minute, bursts of 5); reads and quota unlimited; "
     "nginx's per-address auth limit lifted for login.",
     "",
-    "| scenario | connections | req/s | p50 | p99 | ratio to ceiling | non-2xx | socket errors |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|",
+    "| scenario | connections | req/s | p50 | p99 | ratio to ceiling | ratio to gallery limit | non-2xx | socket errors |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
 ]
 scenarios = [m for m in measurements if m["kind"] == "scenario"]
+# The listings are read against the C gallery (bench/gallery.c): the same work by hand, same processes.
+limit = next((s["rps"] for s in scenarios if s["name"] == "gallery-limit"), 0)
+listings = {"gallery", "videos", "keys", "usage", "generation", "admin-users", "admin-audit"}
 for s in scenarios:
+    to_limit = f"{s['rps'] / limit:.3f}" if limit and s["name"] in listings else ""
+    s["ratio_to_gallery_limit"] = round(s["rps"] / limit, 3) if to_limit else None
     lines.append(f"| {s['name']} | {s['connections']} | {s['rps']:,.0f} | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms "
-                 f"| {s['ratio']:.3f} | {s['non_2xx']:,} | {s['socket_errors']:,} |")
+                 f"| {s['ratio']:.3f} | {to_limit} | {s['non_2xx']:,} | {s['socket_errors']:,} |")
 lines.append("")
 for s in scenarios:
     if s.get("statuses"):
@@ -448,7 +478,7 @@ PY
 
 # ---- the run -----------------------------------------------------------------------------------------
 
-need_packages wrk libfcgi-dev curl python3
+need_packages wrk libfcgi-dev libpq-dev libhiredis-dev libsodium-dev curl python3
 command -v cc >/dev/null || need_packages gcc
 [ -x "$BIN_DIR/health" ] || die "no build in $BIN_DIR: run 'make build' first"
 
@@ -467,7 +497,8 @@ trap 'exit 130' INT TERM
 # Whatever a previous, interrupted run left running goes first: a PostgreSQL still running on this data
 # directory would be reused on its old port. Logs start empty so that they show this run only.
 mkdir -p "$RUN_DIR"
-ceiling_stop
+reference_stop ceiling
+reference_stop gallery
 scripts/stack.sh stop
 rm -rf "$LOG_DIR" "$SOCK_DIR" "$MEASUREMENTS" "$RUN_DIR"/wrk-*.txt
 
@@ -484,6 +515,8 @@ sed -i -E 's#(zone=atelier_auth:[0-9]+m) rate=[0-9]+r/s#\1 rate=1000000r/s#' "$R
 grep -q 'zone=atelier_auth:[0-9]*m rate=1000000r/s' "$RUN_DIR/nginx/atelier.conf" \
   || die "no atelier_auth limit_req_zone in $RUN_DIR/nginx/atelier.conf to lift"
 ceiling_start "$HEALTH_PROCESSES"
+GENERATE_PROCESSES=$(function_pids generate | wc -l)
+gallery_limit_start "$GENERATE_PROCESSES"
 
 say "The bench user ($GALLERY_IMAGES images through POST /api/v1/images)"
 USER_VARS=$(bench_user) || die "could not make the bench user (see $LOG_DIR/)"
@@ -493,6 +526,7 @@ export BENCH_API_KEY BENCH_EMAIL BENCH_PASSWORD BENCH_LUA_DIR=$ROOT/bench
 say "Load (wrk)"
 scenario ceiling /bench/ceiling
 scenario health /api/v1/health
+scenario gallery-limit /bench/gallery -H "Cookie: atelier_session=$BENCH_SESSION"
 scenario gallery /api/v1/images -H "Cookie: atelier_session=$BENCH_SESSION"
 scenario usage /api/v1/usage -H "Authorization: Bearer $BENCH_API_KEY"
 SCENARIO_BEFORE_MEASURE=reset_generation_budget scenario generate /api/v1/images -s "$ROOT/bench/generate.lua"
@@ -510,7 +544,9 @@ rss session "${SERVED[login]:-0}" $(function_pids session)
 # shellcheck disable=SC2046
 rss profile "${SERVED[usage]:-0}" $(function_pids profile)
 # shellcheck disable=SC2046
-rss ceiling "${SERVED[ceiling]}" $(ceiling_pids)
+rss ceiling "${SERVED[ceiling]}" $(reference_pids ceiling)
+# shellcheck disable=SC2046
+rss gallery-limit "${SERVED[gallery-limit]}" $(reference_pids gallery)
 
 say "Cold start (CGI, $COLD_RUNS runs each)"
 cold_start health "$BIN_DIR/health" /api/v1/health

@@ -30,7 +30,7 @@ enum AdminAudit {
         let page = Array(rows.rows.prefix(limit))
         let items = try page.map { try $0.get("j", as: JSONValue.self) }
         let next: String? = rows.rows.count > limit ? try page.last.map { String(try $0.get("id", as: Int64.self)) } : nil
-        return try .json(Page(items: items, nextCursor: next))
+        return .json(Page(items: items, nextCursor: next))
     }
 
     /// The service at a glance.
@@ -54,6 +54,6 @@ enum AdminAudit {
                           WHERE status = 'captured' AND created_at >= now() - interval '30 days' GROUP BY currency) p)
             )::text AS j
             """).first!.get("j")
-        return try .json(stats)
+        return .json(stats)
     }
 }

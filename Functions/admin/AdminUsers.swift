@@ -20,7 +20,7 @@ enum AdminUsers {
         let lastLoginAt: Date?
     }
 
-    struct ListedUser: Encodable {
+    struct ListedUser: JSONWritable {
         let id: String
         let email: String
         let username: String?
@@ -31,20 +31,19 @@ enum AdminUsers {
         let createdAt: Date
         let lastLoginAt: Date?
 
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(id, forKey: .id)
-            try c.encode(email, forKey: .email)
-            try c.encode(username, forKey: .username)
-            try c.encode(verified, forKey: .verified)
-            try c.encode(isAdmin, forKey: .isAdmin)
-            try c.encode(premium, forKey: .premium)
-            try c.encode(quota, forKey: .quota)
-            try c.encode(createdAt, forKey: .createdAt)
-            try c.encode(lastLoginAt, forKey: .lastLoginAt)
+        func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.field("created_at", createdAt)
+                o.field("email", email)
+                o.field("id", id)
+                o.field("is_admin", isAdmin)
+                o.field("last_login_at", lastLoginAt)
+                o.field("premium", premium)
+                o.field("quota", quota)
+                o.field("username", username)
+                o.field("verified", verified)
+            }
         }
-
-        enum CodingKeys: String, CodingKey { case id, email, username, verified, isAdmin, premium, quota, createdAt, lastLoginAt }
     }
 
     static func listed(_ user: User, _ context: Context) -> ListedUser {
@@ -92,10 +91,10 @@ enum AdminUsers {
         let users = try context.db.query("SELECT \(User.columns) FROM users WHERE \(filter) ORDER BY \(order) LIMIT \(limit + 1)").decode(User.self)
         let page = Array(users.prefix(limit))
         let next = users.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: $0.id).token } : nil
-        return try .json(Page(items: page.map { listed($0, context) }, nextCursor: next))
+        return .json(Page(items: page.map { listed($0, context) }, nextCursor: next))
     }
 
-    struct Detail: Encodable {
+    struct Detail: JSONWritable {
         let user: ListedUser
         let subscription: JSONValue
         let payments: JSONValue
@@ -105,19 +104,18 @@ enum AdminUsers {
         let history: JSONValue
         let historyNextCursor: String?
 
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(user, forKey: .user)
-            try c.encode(subscription, forKey: .subscription)
-            try c.encode(payments, forKey: .payments)
-            try c.encode(usage, forKey: .usage)
-            try c.encode(apiKeys, forKey: .apiKeys)
-            try c.encode(activeSessions, forKey: .activeSessions)
-            try c.encode(history, forKey: .history)
-            try c.encode(historyNextCursor, forKey: .historyNextCursor)
+        func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.field("active_sessions", activeSessions)
+                o.field("api_keys", apiKeys)
+                o.field("history", history)
+                o.field("history_next_cursor", historyNextCursor)
+                o.field("payments", payments)
+                o.field("subscription", subscription)
+                o.field("usage", usage)
+                o.field("user", user)
+            }
         }
-
-        enum CodingKeys: String, CodingKey { case user, subscription, payments, usage, apiKeys, activeSessions, history, historyNextCursor }
     }
 
     static func target(_ request: Request, _ context: Context) throws -> User {
@@ -172,7 +170,7 @@ enum AdminUsers {
             activeSessions: try context.sessions.count(userID: user.id),
             history: .array(items),
             historyNextCursor: next)
-        return try .json(detail)
+        return .json(detail)
     }
 
     /// A field that may be absent (unchanged), null (cleared) or a value.
@@ -265,7 +263,7 @@ enum AdminUsers {
             }
             return try db.query("SELECT \(User.columns) FROM users WHERE id = \(before.id)").decode(User.self)[0]
         }
-        return try .json(listed(updated, context))
+        return .json(listed(updated, context))
     }
 
     static func timestamp(_ date: Date?) -> JSONValue {

@@ -8,15 +8,6 @@ import SharedKitHTTP
 import SharedKitMedia
 
 enum Images {
-    struct Created: Encodable {
-        let generation: Generations.View
-        let image: ImageView
-    }
-
-    struct Queued: Encodable {
-        let generation: Generations.View
-    }
-
     /// Reserves quota and makes the image. The embedded provider finishes at once: 201 with the image.
     static func create(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.generateFree).user
@@ -33,7 +24,7 @@ enum Images {
             let generationID = try generations.create(userID: user.id, task: .image, provider: "replicate", input: job, cost: cost, status: "queued")
             try replicate.start(generationID: generationID, model: replicate.client.models.image,
                                 input: replicate.input(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed))
-            var response = try Response.json(Queued(generation: try generations.view(id: generationID, userID: user.id)!), status: .accepted)
+            var response = Response.json(GenerationAnswer.queued(try generations.view(id: generationID, userID: user.id)!), status: .accepted)
             response.setHeader("Location", "/api/v1/generations/\(generationID)")
             return response
         }
@@ -43,7 +34,7 @@ enum Images {
             LocalRenderer().render(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed)
         }
         let view = try generations.view(id: stored.generationID, userID: user.id)!
-        var response = try Response.json(Created(generation: view, image: ImageView(stored.image, storage: context.media)), status: .created)
+        var response = Response.json(GenerationAnswer.made(view, image: ImageView(stored.image, storage: context.media)), status: .created)
         response.setHeader("Location", "/api/v1/images/\(stored.image.id)")
         return response
     }
@@ -71,12 +62,12 @@ enum Images {
         let page = Array(records.prefix(limit))
         let next = records.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: $0.id).token } : nil
         let storage = context.media
-        return try .json(Page(items: page.map { ImageView($0, storage: storage) }, nextCursor: next))
+        return .json(Page(items: page.map { ImageView($0, storage: storage) }, nextCursor: next))
     }
 
     static func show(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.read).user
-        return try .json(ImageView(try owned(try request.parameter("id"), by: user, context), storage: context.media))
+        return .json(ImageView(try owned(try request.parameter("id"), by: user, context), storage: context.media))
     }
 
     /// Removes the row and its files.
@@ -93,7 +84,7 @@ enum Images {
     static func generation(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.read).user
         guard let view = try Generations(context).view(id: try request.parameter("id"), userID: user.id) else { throw notFound }
-        return try .json(view)
+        return .json(view)
     }
 
     /// Another user's image is "not found", never "forbidden": ids reveal nothing.

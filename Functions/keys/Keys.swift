@@ -6,13 +6,17 @@ enum Keys {
         let name: String
     }
 
-    struct KeyList: Encodable {
+    struct KeyList: JSONWritable {
         let items: [APIKeys.Listed]
+
+        func write(to json: inout JSONWriter) {
+            json.object { $0.field("items", items) }
+        }
     }
 
     static func list(_ request: Request, _ context: Context) throws -> Response {
         let (user, _) = try context.authenticate(request)
-        return try .json(KeyList(items: try APIKeys(context.db).list(userID: user.id)))
+        return .json(KeyList(items: try APIKeys(context.db).list(userID: user.id)))
     }
 
     /// 201 with the secret, shown this once.

@@ -6,7 +6,7 @@ import Foundation
 import SharedKit
 
 enum Profiles {
-    struct Profile: Encodable {
+    struct Profile: JSONWritable {
         let id: String
         let email: String
         let username: String?
@@ -16,26 +16,34 @@ enum Profiles {
         let quota: Quota
         let createdAt: Date
 
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(id, forKey: .id)
-            try container.encode(email, forKey: .email)
-            try container.encode(username, forKey: .username)
-            try container.encode(verified, forKey: .verified)
-            try container.encode(isAdmin, forKey: .isAdmin)
-            try container.encode(premium, forKey: .premium)
-            try container.encode(quota, forKey: .quota)
-            try container.encode(createdAt, forKey: .createdAt)
+        func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.field("created_at", createdAt)
+                o.field("email", email)
+                o.field("id", id)
+                o.field("is_admin", isAdmin)
+                o.field("premium", premium)
+                o.field("quota", quota)
+                o.field("username", username)
+                o.field("verified", verified)
+            }
         }
-
-        enum CodingKeys: String, CodingKey { case id, email, username, verified, isAdmin, premium, quota, createdAt }
     }
 
-    struct Quota: Encodable {
+    struct Quota: JSONWritable {
         let used: Int
         let limit: Int
         let period: String
         let renewsAt: Date
+
+        func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.field("limit", limit)
+                o.field("period", period)
+                o.field("renews_at", renewsAt)
+                o.field("used", used)
+            }
+        }
     }
 
     struct Rename: Decodable {
@@ -66,7 +74,7 @@ enum Profiles {
     }
 
     static func show(_ request: Request, _ context: Context) throws -> Response {
-        try .json(view(try context.authorize(request, budget: \.read).user, context))
+        .json(view(try context.authorize(request, budget: \.read).user, context))
     }
 
     static func update(_ request: Request, _ context: Context) throws -> Response {
@@ -78,7 +86,7 @@ enum Profiles {
             throw HTTPError(.conflict, code: "username_taken", message: "That username is taken; choose another.")
         }
         guard let updated = try Users(context.db).find(id: user.id) else { throw notFound }
-        return try .json(view(updated, context))
+        return .json(view(updated, context))
     }
 
     /// Needs the current password; ends every other session of the account.
@@ -102,15 +110,30 @@ enum Profiles {
         return response
     }
 
-    struct Usage: Encodable {
-        struct Day: Encodable {
+    struct Usage: JSONWritable {
+        struct Day: JSONWritable {
             let day: String
             let count: Int
+
+            func write(to json: inout JSONWriter) {
+                json.object { o in
+                    o.field("count", count)
+                    o.field("day", day)
+                }
+            }
         }
 
         let days: [Day]
         let total: Int
         let quota: Quota
+
+        func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.field("days", days)
+                o.field("quota", quota)
+                o.field("total", total)
+            }
+        }
     }
 
     /// API calls per day for the last 30 days (zero-filled, oldest first) and the current quota.
@@ -124,7 +147,7 @@ enum Profiles {
             """)
         let days = try rows.rows.map { Usage.Day(day: try $0.get("day"), count: try $0.get("count")) }
         let quota = context.quota.state(for: user)
-        return try .json(Usage(days: days, total: days.reduce(0) { $0 + $1.count },
+        return .json(Usage(days: days, total: days.reduce(0) { $0 + $1.count },
                                quota: Quota(used: quota.used, limit: quota.limit, period: quota.period, renewsAt: quota.renewsAt)))
     }
 

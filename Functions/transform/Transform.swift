@@ -9,15 +9,6 @@ enum Transform {
     static let maxBodyBytes = 10 * 1024 * 1024
     static let maxPixels = 40_000_000
 
-    struct Created: Encodable {
-        let generation: Generations.View
-        let image: ImageView
-    }
-
-    struct Queued: Encodable {
-        let generation: Generations.View
-    }
-
     struct JobInput: Codable, Sendable {
         let mode: String
         let scale: Int?
@@ -105,7 +96,7 @@ enum Transform {
                    "prompt": .string(prompt ?? ""), "output_format": .string("webp"), "num_outputs": .number(1)]
             try replicate.start(generationID: generationID, model: mode == "upscale" ? replicate.client.models.upscale : replicate.client.models.inpaint,
                                 input: input)
-            return try .json(Queued(generation: try generations.view(id: generationID, userID: user.id)!), status: .accepted)
+            return .json(GenerationAnswer.queued(try generations.view(id: generationID, userID: user.id)!), status: .accepted)
         }
         let inpainted = result
         let stored = try jobs.run(
@@ -114,7 +105,7 @@ enum Transform {
             mode == "upscale" ? try Imaging.resize(source, scale: Double(scale)) : inpainted
         }
         let view = try generations.view(id: stored.generationID, userID: user.id)!
-        return try .json(Created(generation: view, image: ImageView(stored.image, storage: context.media)), status: .created)
+        return .json(GenerationAnswer.made(view, image: ImageView(stored.image, storage: context.media)), status: .created)
     }
 
     /// PNG, JPEG or WebP by content, at most 40 megapixels by its header, before any pixel is decoded.

@@ -11,15 +11,6 @@ import SharedKitMedia
 /// Short videos, for premium users. The embedded provider makes a looping animation (animated WebP,
 /// which every current browser plays in an <img>) with a poster frame.
 enum Videos {
-    struct Created: Encodable {
-        let generation: Generations.View
-        let video: VideoView
-    }
-
-    struct Queued: Encodable {
-        let generation: Generations.View
-    }
-
     static let frameCount = 24
     static let frameDelayMs = 125
     static let ratios = ["16:9", "9:16", "1:1"]
@@ -44,7 +35,7 @@ enum Videos {
                 "prompt": .string(Catalog.providerPrompt(prompt, style: style, colour: colour)),
                 "prompt_optimizer": .bool(true),
             ])
-            var response = try Response.json(Queued(generation: try generations.view(id: generationID, userID: user.id)!), status: .accepted)
+            var response = Response.json(GenerationAnswer.queued(try generations.view(id: generationID, userID: user.id)!), status: .accepted)
             response.setHeader("Location", "/api/v1/generations/\(generationID)")
             return response
         }
@@ -95,7 +86,7 @@ enum Videos {
         }
         let (generationID, record) = try outcome.get()
         let view = try generations.view(id: generationID, userID: user.id)!
-        var response = try Response.json(Created(generation: view, video: VideoView(record, storage: storage)), status: .created)
+        var response = Response.json(GenerationAnswer.made(view, video: VideoView(record, storage: storage)), status: .created)
         response.setHeader("Location", "/api/v1/videos/\(record.id)")
         return response
     }
@@ -113,12 +104,12 @@ enum Videos {
             """).decode(VideoRecord.self)
         let page = Array(records.prefix(limit))
         let next = records.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: $0.id).token } : nil
-        return try .json(Page(items: page.map { VideoView($0, storage: context.media) }, nextCursor: next))
+        return .json(Page(items: page.map { VideoView($0, storage: context.media) }, nextCursor: next))
     }
 
     static func show(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.read).user
-        return try .json(VideoView(try owned(try request.parameter("id"), by: user, context), storage: context.media))
+        return .json(VideoView(try owned(try request.parameter("id"), by: user, context), storage: context.media))
     }
 
     static func delete(_ request: Request, _ context: Context) throws -> Response {

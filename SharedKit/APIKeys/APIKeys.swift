@@ -21,7 +21,7 @@ public struct APIKeys {
         public let createdAt: Date
     }
 
-    public struct Listed: Decodable, Encodable, Sendable {
+    public struct Listed: Decodable, JSONWritable, Sendable {
         public let id: String
         public let name: String
         public let prefix: String
@@ -29,18 +29,17 @@ public struct APIKeys {
         public let lastUsedAt: Date?
         public let revokedAt: Date?
 
-        public func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: EncodingKeys.self)
-            try c.encode(id, forKey: .id)
-            try c.encode(name, forKey: .name)
-            try c.encode(prefix, forKey: .prefix)
-            try c.encode(createdAt, forKey: .createdAt)
-            try c.encode(lastUsedAt, forKey: .lastUsedAt)
-            try c.encode(revokedAt, forKey: .revokedAt)
-            try c.encode(revokedAt != nil, forKey: .revoked)
+        public func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.field("created_at", createdAt)
+                o.field("id", id)
+                o.field("last_used_at", lastUsedAt)
+                o.field("name", name)
+                o.field("prefix", prefix)
+                o.field("revoked", revokedAt != nil)
+                o.field("revoked_at", revokedAt)
+            }
         }
-
-        enum EncodingKeys: String, CodingKey { case id, name, prefix, createdAt, lastUsedAt, revokedAt, revoked }
     }
 
     let db: PostgresConnection

@@ -29,9 +29,16 @@ public struct User: Decodable, Sendable {
 
 /// The user as the API shows it to its owner.
 public struct UserView: Encodable, Sendable {
-    public struct Premium: Encodable, Sendable {
+    public struct Premium: Encodable, JSONWritable, Sendable {
         public let active: Bool
         public let until: Date?
+
+        public func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.field("active", active)
+                o.field("until", until)
+            }
+        }
 
         // Absent values are written as null, so every key of the documented shape is always there.
         public func encode(to encoder: any Encoder) throws {

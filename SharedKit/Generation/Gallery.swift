@@ -31,7 +31,7 @@ public struct ImageRecord: Decodable, Sendable {
         """
 }
 
-public struct ImageView: Encodable, Sendable {
+public struct ImageView: JSONWritable, Sendable {
     public let id: String
     public let status: String
     public let kind: String
@@ -66,33 +66,30 @@ public struct ImageView: Encodable, Sendable {
         createdAt = record.createdAt
     }
 
-    // Every documented key is always present; absent values are null.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(status, forKey: .status)
-        try c.encode(kind, forKey: .kind)
-        try c.encode(prompt, forKey: .prompt)
-        try c.encode(style, forKey: .style)
-        try c.encode(colour, forKey: .colour)
-        try c.encode(width, forKey: .width)
-        try c.encode(height, forKey: .height)
-        try c.encode(seed, forKey: .seed)
-        try c.encode(model, forKey: .model)
-        try c.encode(url, forKey: .url)
-        try c.encode(thumbnailUrl, forKey: .thumbnailUrl)
-        try c.encode(sourceImageId, forKey: .sourceImageId)
-        try c.encode(generationId, forKey: .generationId)
-        try c.encode(createdAt, forKey: .createdAt)
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id, status, kind, prompt, style, colour, width, height, seed, model, url, thumbnailUrl, sourceImageId, generationId, createdAt
+    // Every documented key is always present (absent values are null), in sorted order.
+    public func write(to json: inout JSONWriter) {
+        json.object { o in
+            o.field("colour", colour)
+            o.field("created_at", createdAt)
+            o.field("generation_id", generationId)
+            o.field("height", height)
+            o.field("id", id)
+            o.field("kind", kind)
+            o.field("model", model)
+            o.field("prompt", prompt)
+            o.field("seed", seed)
+            o.field("source_image_id", sourceImageId)
+            o.field("status", status)
+            o.field("style", style)
+            o.field("thumbnail_url", thumbnailUrl)
+            o.field("url", url)
+            o.field("width", width)
+        }
     }
 }
 
 /// One page of a listing: `{"items": [...], "next_cursor": "…" | null}`.
-public struct Page<Item: Encodable & Sendable>: Encodable, Sendable {
+public struct Page<Item: JSONWritable & Sendable>: JSONWritable, Sendable {
     public let items: [Item]
     public let nextCursor: String?
 
@@ -101,13 +98,12 @@ public struct Page<Item: Encodable & Sendable>: Encodable, Sendable {
         self.nextCursor = nextCursor
     }
 
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(items, forKey: .items)
-        try c.encode(nextCursor, forKey: .nextCursor)
+    public func write(to json: inout JSONWriter) {
+        json.object { o in
+            o.field("items", items)
+            o.field("next_cursor", nextCursor)
+        }
     }
-
-    enum CodingKeys: String, CodingKey { case items, nextCursor }
 }
 
 /// Newest-first keyset pages: the cursor is the (created_at, id) of the last row shown, so rows added
@@ -141,5 +137,33 @@ public struct PageCursor: Sendable {
             throw HTTPError(.badRequest, code: "invalid_limit", message: "limit must be a whole number from 1 to \(maximum).")
         }
         return limit
+    }
+}
+
+/// The answer to a request that makes something: the generation, and the image or video once made
+/// (`{"generation": …}` while a provider works on it, `{"generation": …, "image": …}` when done).
+public struct GenerationAnswer: JSONWritable, Sendable {
+    public let generation: Generations.View
+    public let image: ImageView?
+    public let video: VideoView?
+
+    public static func queued(_ generation: Generations.View) -> GenerationAnswer {
+        GenerationAnswer(generation: generation, image: nil, video: nil)
+    }
+
+    public static func made(_ generation: Generations.View, image: ImageView) -> GenerationAnswer {
+        GenerationAnswer(generation: generation, image: image, video: nil)
+    }
+
+    public static func made(_ generation: Generations.View, video: VideoView) -> GenerationAnswer {
+        GenerationAnswer(generation: generation, image: nil, video: video)
+    }
+
+    public func write(to json: inout JSONWriter) {
+        json.object { o in
+            o.field("generation", generation)
+            if let image { o.field("image", image) }
+            if let video { o.field("video", video) }
+        }
     }
 }

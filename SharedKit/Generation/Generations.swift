@@ -72,7 +72,7 @@ public struct Generations {
         }
     }
 
-    public struct View: Encodable, Sendable {
+    public struct View: JSONWritable, Sendable {
         public let id: String
         public let task: String
         public let status: String
@@ -85,23 +85,20 @@ public struct Generations {
         public let startedAt: Date?
         public let completedAt: Date?
 
-        public func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(id, forKey: .id)
-            try c.encode(task, forKey: .task)
-            try c.encode(status, forKey: .status)
-            try c.encode(error, forKey: .error)
-            try c.encode(cost, forKey: .cost)
-            try c.encode(refunded, forKey: .refunded)
-            try c.encode(imageIds, forKey: .imageIds)
-            try c.encode(videoIds, forKey: .videoIds)
-            try c.encode(createdAt, forKey: .createdAt)
-            try c.encode(startedAt, forKey: .startedAt)
-            try c.encode(completedAt, forKey: .completedAt)
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case id, task, status, error, cost, refunded, imageIds, videoIds, createdAt, startedAt, completedAt
+        public func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.field("completed_at", completedAt)
+                o.field("cost", cost)
+                o.field("created_at", createdAt)
+                o.field("error", error)
+                o.field("id", id)
+                o.field("image_ids", imageIds)
+                o.field("refunded", refunded)
+                o.field("started_at", startedAt)
+                o.field("status", status)
+                o.field("task", task)
+                o.field("video_ids", videoIds)
+            }
         }
     }
 

@@ -28,7 +28,7 @@ public struct VideoRecord: Decodable, Sendable {
         """
 }
 
-public struct VideoView: Encodable, Sendable {
+public struct VideoView: JSONWritable, Sendable {
     public let record: VideoRecord
     public let url: String?
     public let posterUrl: String?
@@ -39,26 +39,23 @@ public struct VideoView: Encodable, Sendable {
         posterUrl = record.posterKey.map { storage.url(for: $0) }
     }
 
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(record.id, forKey: .id)
-        try c.encode(record.status, forKey: .status)
-        try c.encode(record.prompt, forKey: .prompt)
-        try c.encode(record.style, forKey: .style)
-        try c.encode(record.colour, forKey: .colour)
-        try c.encode(record.width, forKey: .width)
-        try c.encode(record.height, forKey: .height)
-        try c.encode(record.durationSeconds, forKey: .durationSeconds)
-        try c.encode(record.seed, forKey: .seed)
-        try c.encode(record.model, forKey: .model)
-        try c.encode(record.error, forKey: .error)
-        try c.encode(url, forKey: .url)
-        try c.encode(posterUrl, forKey: .posterUrl)
-        try c.encode(record.generationId, forKey: .generationId)
-        try c.encode(record.createdAt, forKey: .createdAt)
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id, status, prompt, style, colour, width, height, durationSeconds, seed, model, error, url, posterUrl, generationId, createdAt
+    public func write(to json: inout JSONWriter) {
+        json.object { o in
+            o.field("colour", record.colour)
+            o.field("created_at", record.createdAt)
+            o.field("duration_seconds", record.durationSeconds)
+            o.field("error", record.error)
+            o.field("generation_id", record.generationId)
+            o.field("height", record.height)
+            o.field("id", record.id)
+            o.field("model", record.model)
+            o.field("poster_url", posterUrl)
+            o.field("prompt", record.prompt)
+            o.field("seed", record.seed)
+            o.field("status", record.status)
+            o.field("style", record.style)
+            o.field("url", url)
+            o.field("width", record.width)
+        }
     }
 }

@@ -17,12 +17,22 @@ public struct QuotaPolicy: Sendable {
         premiumMonthly = try config.integer("QUOTA_PREMIUM_MONTHLY", default: 500, range: 0...100_000_000)
     }
 
-    public struct State: Encodable, Sendable {
+    public struct State: Encodable, JSONWritable, Sendable {
         public let used: Int
         public let limit: Int
         public let period: String
         public let periodStart: Date
         public let renewsAt: Date
+
+        public func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.field("limit", limit)
+                o.field("period", period)
+                o.field("period_start", periodStart)
+                o.field("renews_at", renewsAt)
+                o.field("used", used)
+            }
+        }
     }
 
     public func state(for user: User, now: Date = Date()) -> State {

@@ -34,3 +34,23 @@ public enum JSONValue: Codable, Sendable, Equatable {
     public var array: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
     public subscript(key: String) -> JSONValue? { if case .object(let o) = self { return o[key] }; return nil }
 }
+
+extension JSONValue: JSONWritable {
+    /// The bytes `JSON.encoder()` makes of it: object keys sorted, whole numbers without a fraction.
+    public func write(to json: inout JSONWriter) {
+        switch self {
+        case .string(let value): json.value(value)
+        case .number(let value): json.value(value)
+        case .bool(let value): json.value(value)
+        case .null: json.null()
+        case .array(let items): json.array(items)
+        case .object(let members):
+            json.object { o in
+                for name in members.keys.sorted() {
+                    o.key(name)
+                    members[name]!.write(to: &o)
+                }
+            }
+        }
+    }
+}

@@ -18,6 +18,23 @@ public struct Response: Sendable {
             body: try JSON.encode(value))
     }
 
+    /// A JSON response from a type that writes itself (the listings: no Foundation encoder on the way).
+    public static func json(_ value: some JSONWritable, status: HTTPStatus = .ok) -> Response {
+        json(writing: value, status: status)
+    }
+
+    /// A type both ways writable (JSONValue) takes the writer.
+    public static func json(_ value: some JSONWritable & Encodable, status: HTTPStatus = .ok) -> Response {
+        json(writing: value, status: status)
+    }
+
+    private static func json(writing value: some JSONWritable, status: HTTPStatus) -> Response {
+        Response(
+            status: status,
+            headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+            body: JSONWriter.bytes(of: value))
+    }
+
     public static func text(_ text: String, status: HTTPStatus = .ok, contentType: String = "text/plain; charset=utf-8") -> Response {
         Response(status: status, headers: [("Content-Type", contentType)], body: Array(text.utf8))
     }
