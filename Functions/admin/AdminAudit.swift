@@ -6,31 +6,74 @@ import Foundation
 import SharedKit
 
 enum AdminAudit {
+    /// One action as the log shows it (`created_at` as PostgreSQL writes a time in JSON, with microseconds).
+    struct Entry: PostgresRecord, JSONWritable {
+        let id: Int64
+        let actorID: String?
+        let actor: String
+        let action: String
+        let targetUserID: String?
+        let targetEmail: String?
+        let before: JSONValue?
+        let after: JSONValue?
+        let requestID: String?
+        let createdAt: String
+
+        static let columns: SQLQuery = """
+            id, actor_id, actor_label, action, target_user_id, target_email, before, after, request_id, \
+            to_json(created_at) #>> '{}' AS created_at
+            """
+
+        init(_ row: inout PostgresRow.Reader) throws {
+            id = try row.next()
+            actorID = try row.next()
+            actor = try row.next()
+            action = try row.next()
+            targetUserID = try row.next()
+            targetEmail = try row.next()
+            before = try row.next()
+            after = try row.next()
+            requestID = try row.next()
+            createdAt = try row.next()
+        }
+
+        func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.field("action", action)
+                o.field("actor", actor)
+                o.field("actor_id", actorID)
+                o.field("after", after)
+                o.field("before", before)
+                o.field("created_at", createdAt)
+                o.field("id", id)
+                o.field("request_id", requestID)
+                o.field("target_email", targetEmail)
+                o.field("target_user_id", targetUserID)
+            }
+        }
+    }
+
     /// Every admin action, newest first; the cursor is the last row's id (ids only grow).
     static func list(_ request: Request, _ context: Context) throws -> Response {
-        _ = try AdminAccess.require(request, context)
-        let limit = try PageCursor.limit(request, default: 50, maximum: 200)
-        var filter: SQLQuery = "TRUE"
-        if let cursor = request.query("cursor"), !cursor.isEmpty {
-            guard let id = Int64(cursor), id > 0 else {
-                throw HTTPError(.badRequest, code: "invalid_cursor", message: "The cursor is not one this API gave out.")
+        var limit = 0
+        let entries = try context.read(request, .admin, Entry.self) { _ in
+            limit = try PageCursor.limit(request, default: 50, maximum: 200)
+            var filter: SQLQuery = "TRUE"
+            if let cursor = request.query("cursor"), !cursor.isEmpty {
+                guard let id = Int64(cursor), id > 0 else {
+                    throw HTTPError(.badRequest, code: "invalid_cursor", message: "The cursor is not one this API gave out.")
+                }
+                filter = "id < \(id)"
             }
-            filter = "id < \(id)"
-        }
-        if let target = request.query("user_id"), !target.isEmpty {
-            guard UUIDText.isValid(target) else { throw HTTPError(.badRequest, code: "invalid_filter", message: "user_id must be a user id.") }
-            filter.append(" AND target_user_id = \(target)::uuid")
-        }
-        let rows = try context.db.query("""
-            SELECT id, json_build_object('id', id, 'actor_id', actor_id, 'actor', actor_label, 'action', action,
-                   'target_user_id', target_user_id, 'target_email', target_email, 'before', before, 'after', after,
-                   'request_id', request_id, 'created_at', created_at)::text AS j
-            FROM audit_log WHERE \(filter) ORDER BY id DESC LIMIT \(limit + 1)
-            """)
-        let page = Array(rows.rows.prefix(limit))
-        let items = try page.map { try $0.get("j", as: JSONValue.self) }
-        let next: String? = rows.rows.count > limit ? try page.last.map { String(try $0.get("id", as: Int64.self)) } : nil
-        return .json(Page(items: items, nextCursor: next))
+            if let target = request.query("user_id"), !target.isEmpty {
+                guard UUIDText.isValid(target) else { throw HTTPError(.badRequest, code: "invalid_filter", message: "user_id must be a user id.") }
+                filter.append(" AND target_user_id = \(target)::uuid")
+            }
+            return "SELECT \(Entry.columns) FROM audit_log WHERE \(filter) ORDER BY id DESC LIMIT \(limit + 1)"
+        }.rows
+        let page = Array(entries.prefix(limit))
+        let next = entries.count > limit ? page.last.map { String($0.id) } : nil
+        return .json(Page(items: page, nextCursor: next))
     }
 
     /// The service at a glance.

@@ -64,31 +64,33 @@ enum AdminUsers {
     /// Search by email or username (case-insensitive substring) with filters; newest first by default
     /// (`sort=created_asc` for oldest first), keyset pages that never repeat or skip a row.
     static func list(_ request: Request, _ context: Context) throws -> Response {
-        _ = try AdminAccess.require(request, context)
-        let limit = try PageCursor.limit(request, default: 50, maximum: 200)
-        let cursor = try PageCursor.parse(request.query("cursor"))
-        let ascending: Bool
-        switch request.query("sort").flatMap({ $0.isEmpty ? nil : $0 }) ?? "created_desc" {
-        case "created_desc": ascending = false
-        case "created_asc": ascending = true
-        default: throw HTTPError(.badRequest, code: "invalid_sort", message: "sort must be created_desc or created_asc.")
-        }
-        var filter: SQLQuery = "TRUE"
-        if let q = request.query("q")?.trimmingWhitespace(), !q.isEmpty {
-            let pattern = "%" + q.lowercased().replacing("\\", with: "\\\\").replacing("%", with: "\\%").replacing("_", with: "\\_") + "%"
-            filter.append(" AND (lower(email::text) LIKE \(pattern) OR lower(COALESCE(username::text, '')) LIKE \(pattern))")
-        }
-        if let premium = try flag(request, "premium") {
-            filter.append(premium ? " AND premium_until > now()" : " AND (premium_until IS NULL OR premium_until <= now())")
-        }
-        if let admin = try flag(request, "admin") { filter.append(" AND is_admin = \(admin)") }
-        if let verified = try flag(request, "verified") { filter.append(" AND verified = \(verified)") }
-        if let cursor {
-            filter.append(ascending ? " AND (created_at, id) > (\(cursor.createdAt), \(cursor.id)::uuid)"
-                                    : " AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)")
-        }
-        let order: SQLQuery = ascending ? "created_at ASC, id ASC" : "created_at DESC, id DESC"
-        let users = try context.db.query("SELECT \(User.columns) FROM users WHERE \(filter) ORDER BY \(order) LIMIT \(limit + 1)").decode(User.self)
+        var limit = 0
+        let users = try context.read(request, .admin, User.self) { _ in
+            limit = try PageCursor.limit(request, default: 50, maximum: 200)
+            let cursor = try PageCursor.parse(request.query("cursor"))
+            let ascending: Bool
+            switch request.query("sort").flatMap({ $0.isEmpty ? nil : $0 }) ?? "created_desc" {
+            case "created_desc": ascending = false
+            case "created_asc": ascending = true
+            default: throw HTTPError(.badRequest, code: "invalid_sort", message: "sort must be created_desc or created_asc.")
+            }
+            var filter: SQLQuery = "TRUE"
+            if let q = request.query("q")?.trimmingWhitespace(), !q.isEmpty {
+                let pattern = "%" + q.lowercased().replacing("\\", with: "\\\\").replacing("%", with: "\\%").replacing("_", with: "\\_") + "%"
+                filter.append(" AND (lower(email::text) LIKE \(pattern) OR lower(COALESCE(username::text, '')) LIKE \(pattern))")
+            }
+            if let premium = try flag(request, "premium") {
+                filter.append(premium ? " AND premium_until > now()" : " AND (premium_until IS NULL OR premium_until <= now())")
+            }
+            if let admin = try flag(request, "admin") { filter.append(" AND is_admin = \(admin)") }
+            if let verified = try flag(request, "verified") { filter.append(" AND verified = \(verified)") }
+            if let cursor {
+                filter.append(ascending ? " AND (created_at, id) > (\(cursor.createdAt), \(cursor.id)::uuid)"
+                                        : " AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)")
+            }
+            let order: SQLQuery = ascending ? "created_at ASC, id ASC" : "created_at DESC, id DESC"
+            return "SELECT \(User.columns) FROM users WHERE \(filter) ORDER BY \(order) LIMIT \(limit + 1)"
+        }.rows
         let page = Array(users.prefix(limit))
         let next = users.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: $0.id).token } : nil
         return .json(Page(items: page.map { listed($0, context) }, nextCursor: next))
@@ -219,7 +221,7 @@ enum AdminUsers {
                 // other wait for one another instead of deadlocking, and the count below is exact.
                 try db.execute("SELECT id FROM users WHERE is_admin ORDER BY id FOR UPDATE")
             }
-            guard let before = try db.query("SELECT \(User.columns) FROM users WHERE id = \(targetID) FOR UPDATE").decode(User.self).first else {
+            guard let before = try db.query("SELECT \(User.columns) FROM users WHERE id = \(targetID) FOR UPDATE").records(User.self).first else {
                 throw HTTPError(.notFound, code: "not_found", message: "No such user.")
             }
             let audit = AuditLog(db)
@@ -261,7 +263,7 @@ enum AdminUsers {
                 try db.execute("UPDATE users SET quota_override = \(value), updated_at = now() WHERE id = \(before.id)")
                 try record("set_quota_override", before.quotaOverride.map { .number(Double($0)) } ?? .null, .number(Double(value)), "quota_override")
             }
-            return try db.query("SELECT \(User.columns) FROM users WHERE id = \(before.id)").decode(User.self)[0]
+            return try db.query("SELECT \(User.columns) FROM users WHERE id = \(before.id)").records(User.self)[0]
         }
         return .json(listed(updated, context))
     }

@@ -41,24 +41,25 @@ enum Images {
 
     /// Newest first, `limit` per page (24 by default, at most 100), optionally one kind.
     static func list(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authorize(request, budget: \.read).user
-        let limit = try PageCursor.limit(request)
-        let cursor = try PageCursor.parse(request.query("cursor"))
-        var filter: SQLQuery = ""
-        if let kind = request.query("kind") {
-            guard ["generated", "upscaled", "inpainted", "uploaded"].contains(kind) else {
-                throw HTTPError(.badRequest, code: "invalid_kind", message: "kind must be generated, upscaled, inpainted or uploaded.")
+        var limit = 0
+        let records = try context.read(request, .owner(\.read), ImageRecord.self) { userID in
+            limit = try PageCursor.limit(request)
+            var filter: SQLQuery = ""
+            if let kind = request.query("kind") {
+                guard ["generated", "upscaled", "inpainted", "uploaded"].contains(kind) else {
+                    throw HTTPError(.badRequest, code: "invalid_kind", message: "kind must be generated, upscaled, inpainted or uploaded.")
+                }
+                filter = " AND kind = \(kind)"
             }
-            filter = " AND kind = \(kind)"
-        }
-        if let cursor {
-            filter.append(" AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)")
-        }
-        let records = try context.db.query("""
-            SELECT \(ImageRecord.columns) FROM images
-            WHERE user_id = \(user.id)\(filter)
-            ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
-            """).decode(ImageRecord.self)
+            if let cursor = try PageCursor.parse(request.query("cursor")) {
+                filter.append(" AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)")
+            }
+            return """
+                SELECT \(ImageRecord.columns) FROM images
+                WHERE user_id = \(userID)::uuid\(filter)
+                ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
+                """
+        }.rows
         let page = Array(records.prefix(limit))
         let next = records.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: $0.id).token } : nil
         let storage = context.media
@@ -82,8 +83,12 @@ enum Images {
     }
 
     static func generation(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authorize(request, budget: \.read).user
-        guard let view = try Generations(context).view(id: try request.parameter("id"), userID: user.id) else { throw notFound }
+        let id = try request.parameter("id")
+        let found = try context.read(request, .owner(\.read), Generations.View.self) { userID in
+            guard UUIDText.isValid(id) else { throw notFound }
+            return Generations.viewQuery(id: id, userID: userID)
+        }
+        guard let view = found.rows.first else { throw notFound }
         return .json(view)
     }
 
@@ -91,7 +96,7 @@ enum Images {
     static func owned(_ id: String, by user: User, _ context: Context) throws -> ImageRecord {
         guard UUIDText.isValid(id), let record = try context.db.query("""
             SELECT \(ImageRecord.columns) FROM images WHERE id = \(id) AND user_id = \(user.id)
-            """).decode(ImageRecord.self).first else { throw notFound }
+            """).records(ImageRecord.self).first else { throw notFound }
         return record
     }
 

@@ -15,8 +15,7 @@ enum Keys {
     }
 
     static func list(_ request: Request, _ context: Context) throws -> Response {
-        let (user, _) = try context.authenticate(request)
-        return .json(KeyList(items: try APIKeys(context.db).list(userID: user.id)))
+        .json(KeyList(items: try context.read(request, .browser, APIKeys.Listed.self) { APIKeys.listQuery(userID: $0) }.rows))
     }
 
     /// 201 with the secret, shown this once.

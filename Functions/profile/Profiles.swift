@@ -111,9 +111,14 @@ enum Profiles {
     }
 
     struct Usage: JSONWritable {
-        struct Day: JSONWritable {
+        struct Day: JSONWritable, PostgresRecord {
             let day: String
             let count: Int
+
+            init(_ row: inout PostgresRow.Reader) throws {
+                day = try row.next()
+                count = try row.next()
+            }
 
             func write(to json: inout JSONWriter) {
                 json.object { o in
@@ -138,17 +143,16 @@ enum Profiles {
 
     /// API calls per day for the last 30 days (zero-filled, oldest first) and the current quota.
     static func usage(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authorize(request, budget: \.read).user
-        let rows = try context.db.query("""
+        let read = try context.read(request, .owner(\.read), Usage.Day.self) { userID in """
             SELECT d::date::text AS day, COALESCE(sum(u.count), 0)::bigint AS count
             FROM generate_series((now() AT TIME ZONE 'UTC')::date - 29, (now() AT TIME ZONE 'UTC')::date, interval '1 day') AS d
-            LEFT JOIN api_usage u ON u.user_id = \(user.id) AND u.day = d::date
+            LEFT JOIN api_usage u ON u.user_id = \(userID)::uuid AND u.day = d::date
             GROUP BY d ORDER BY d
-            """)
-        let days = try rows.rows.map { Usage.Day(day: try $0.get("day"), count: try $0.get("count")) }
-        let quota = context.quota.state(for: user)
+            """ }
+        let days = read.rows
+        let quota = context.quota.state(for: read.user)
         return .json(Usage(days: days, total: days.reduce(0) { $0 + $1.count },
-                               quota: Quota(used: quota.used, limit: quota.limit, period: quota.period, renewsAt: quota.renewsAt)))
+                           quota: Quota(used: quota.used, limit: quota.limit, period: quota.period, renewsAt: quota.renewsAt)))
     }
 
     static func confirmPassword(_ password: String, of user: User, _ context: Context) throws {

@@ -48,7 +48,7 @@ enum Transform {
         } else if let id = form.field("image_id"), !id.isEmpty {
             guard UUIDText.isValid(id), let record = try context.db.query("""
                 SELECT \(ImageRecord.columns) FROM images WHERE id = \(id) AND user_id = \(user.id) AND storage_key IS NOT NULL
-                """).decode(ImageRecord.self).first, let key = record.storageKey else {
+                """).records(ImageRecord.self).first, let key = record.storageKey else {
                 throw HTTPError(.notFound, code: "not_found", message: "No such image.")
             }
             source = try Imaging.decode(try context.media.read(key: key))

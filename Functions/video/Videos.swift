@@ -66,7 +66,7 @@ enum Videos {
                             RETURNING \(VideoRecord.columns)
                             """)
                         try generations.markSucceeded(generationID)
-                        return try row.decode(VideoRecord.self)[0]
+                        return try row.records(VideoRecord.self)[0]
                     }
                     return .success((generationID, record))
                 } catch let error as DependencyUnavailable where error.dependency == .database {
@@ -92,16 +92,18 @@ enum Videos {
     }
 
     static func list(_ request: Request, _ context: Context) throws -> Response {
-        let user = try context.authorize(request, budget: \.read).user
-        let limit = try PageCursor.limit(request)
-        var filter: SQLQuery = ""
-        if let cursor = try PageCursor.parse(request.query("cursor")) {
-            filter = " AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)"
-        }
-        let records = try context.db.query("""
-            SELECT \(VideoRecord.columns) FROM videos WHERE user_id = \(user.id)\(filter)
-            ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
-            """).decode(VideoRecord.self)
+        var limit = 0
+        let records = try context.read(request, .owner(\.read), VideoRecord.self) { userID in
+            limit = try PageCursor.limit(request)
+            var filter: SQLQuery = ""
+            if let cursor = try PageCursor.parse(request.query("cursor")) {
+                filter = " AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)"
+            }
+            return """
+                SELECT \(VideoRecord.columns) FROM videos WHERE user_id = \(userID)::uuid\(filter)
+                ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
+                """
+        }.rows
         let page = Array(records.prefix(limit))
         let next = records.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: $0.id).token } : nil
         return .json(Page(items: page.map { VideoView($0, storage: context.media) }, nextCursor: next))
@@ -123,7 +125,7 @@ enum Videos {
     static func owned(_ id: String, by user: User, _ context: Context) throws -> VideoRecord {
         guard UUIDText.isValid(id), let record = try context.db.query("""
             SELECT \(VideoRecord.columns) FROM videos WHERE id = \(id) AND user_id = \(user.id)
-            """).decode(VideoRecord.self).first else {
+            """).records(VideoRecord.self).first else {
             throw HTTPError(.notFound, code: "not_found", message: "No such video.")
         }
         return record

@@ -21,13 +21,28 @@ public struct APIKeys {
         public let createdAt: Date
     }
 
-    public struct Listed: Decodable, JSONWritable, Sendable {
+    public struct Listed: Decodable, PostgresRecord, JSONWritable, Sendable {
         public let id: String
         public let name: String
         public let prefix: String
         public let createdAt: Date
         public let lastUsedAt: Date?
         public let revokedAt: Date?
+
+        /// The columns of `listQuery` in order.
+        public init(_ row: inout PostgresRow.Reader) throws {
+            self.init(id: try row.next(), name: try row.next(), prefix: try row.next(), createdAt: try row.next(),
+                      lastUsedAt: try row.next(), revokedAt: try row.next())
+        }
+
+        public init(id: String, name: String, prefix: String, createdAt: Date, lastUsedAt: Date?, revokedAt: Date?) {
+            self.id = id
+            self.name = name
+            self.prefix = prefix
+            self.createdAt = createdAt
+            self.lastUsedAt = lastUsedAt
+            self.revokedAt = revokedAt
+        }
 
         public func write(to json: inout JSONWriter) {
             json.object { o in
@@ -71,10 +86,15 @@ public struct APIKeys {
     }
 
     public func list(userID: String) throws -> [Listed] {
-        try db.query("""
-            SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE user_id = \(userID)
-            ORDER BY created_at DESC
-            """).decode(Listed.self)
+        try db.query(Self.listQuery(userID: userID)).records(Listed.self)
+    }
+
+    /// A user's keys, newest first, in the columns of `Listed`.
+    public static func listQuery(userID: String) -> SQLQuery {
+        """
+        SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE user_id = \(userID)::uuid
+        ORDER BY created_at DESC
+        """
     }
 
     /// Revokes a key of the user; effective on the very next request (every request checks it).
@@ -86,21 +106,27 @@ public struct APIKeys {
         }
     }
 
-    public struct Owner: Sendable {
-        public let keyID: String
-        public let userID: String
-    }
-
-    /// The live key's owner, or nil. A key whose checksum fails never reaches the database.
-    public func authenticate(_ key: String) throws -> Owner? {
+    /// The key's owner for a presented key (nil when unknown or revoked), in one round trip: the key's
+    /// last use is stamped (at most once a minute) and the call counted for today's usage.
+    public func authenticate(_ key: String) throws -> (keyID: String, user: User)? {
         guard Self.isWellFormed(key) else { return nil }
         guard let row = try db.query("""
-            UPDATE api_keys SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
-                                                    THEN now() ELSE last_used_at END
-            WHERE secret_hash = \(Self.hash(key)) AND revoked_at IS NULL
-            RETURNING id, user_id
+            WITH k AS (
+                UPDATE api_keys SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
+                                                        THEN now() ELSE last_used_at END
+                WHERE secret_hash = \(Self.hash(key)) AND revoked_at IS NULL
+                RETURNING id, user_id
+            ), counted AS (
+                INSERT INTO api_usage (user_id, api_key_id, day, count)
+                SELECT user_id, id, (now() AT TIME ZONE 'UTC')::date, 1 FROM k
+                ON CONFLICT (user_id, COALESCE(api_key_id, '00000000-0000-0000-0000-000000000000'::uuid), day)
+                DO UPDATE SET count = api_usage.count + 1
+            )
+            SELECT \(User.qualifiedColumns), k.id FROM k JOIN users u ON u.id = k.user_id
             """).first else { return nil }
-        return Owner(keyID: try row.get("id"), userID: try row.get("user_id"))
+        var reader = PostgresRow.Reader(row: row)
+        let user = try User(&reader)
+        return (try reader.next(), user)
     }
 
     // MARK: Format

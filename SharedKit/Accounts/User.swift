@@ -5,7 +5,7 @@ public import Foundation
 #endif
 
 /// An account as the database holds it (without the password hash).
-public struct User: Decodable, Sendable {
+public struct User: Decodable, PostgresRecord, Sendable {
     public let id: String
     public let email: String
     public let username: String?
@@ -24,7 +24,23 @@ public struct User: Decodable, Sendable {
         created_at, last_login_at
         """
 
+    /// The same columns of the table aliased `u`, for joins.
+    public static let qualifiedColumns: SQLQuery = """
+        u.id, u.email, u.username, u.verified, u.is_admin, u.premium_until, u.quota_period_start, u.quota_used, \
+        u.quota_override, u.created_at, u.last_login_at
+        """
+
     public func isPremium(at now: Date) -> Bool { premiumUntil.map { $0 > now } ?? false }
+}
+
+extension User {
+    /// The columns in the order of `columns`.
+    public init(_ row: inout PostgresRow.Reader) throws {
+        self.init(
+            id: try row.next(), email: try row.next(), username: try row.next(), verified: try row.next(),
+            isAdmin: try row.next(), premiumUntil: try row.next(), quotaPeriodStart: try row.next(),
+            quotaUsed: try row.next(), quotaOverride: try row.next(), createdAt: try row.next(), lastLoginAt: try row.next())
+    }
 }
 
 /// The user as the API shows it to its owner.
@@ -92,11 +108,11 @@ public struct Users {
 
     public func find(id: String) throws -> User? {
         guard UUIDText.isValid(id) else { return nil }
-        return try db.query("SELECT \(User.columns) FROM users WHERE id = \(id)").decode(User.self).first
+        return try db.query("SELECT \(User.columns) FROM users WHERE id = \(id)").records(User.self).first
     }
 
     public func find(email: String) throws -> User? {
-        try db.query("SELECT \(User.columns) FROM users WHERE email = \(email)").decode(User.self).first
+        try db.query("SELECT \(User.columns) FROM users WHERE email = \(email)").records(User.self).first
     }
 
     /// The stored argon2id hash, for verification only.

@@ -26,6 +26,9 @@ public struct Config: Sendable {
     /// Client-side bound on one PostgreSQL or Redis round trip, so a hung dependency costs a 503, not a hang.
     public let dependencyTimeoutMs: Int
     public let logLevel: String
+    /// Keep statements prepared per connection (`DATABASE_PREPARED_STATEMENTS`, on by default); off behind
+    /// a pooler in transaction mode that does not carry prepared statements between server connections.
+    public let preparedStatements: Bool
 
     public init(environment: [String: String]) throws {
         self.environment = environment
@@ -44,6 +47,11 @@ public struct Config: Sendable {
         dependencyTimeoutMs = try Self.integer(environment, "DEPENDENCY_TIMEOUT_MS", default: 1500, range: 50...60_000)
         if let smtp = environment["SMTP_URL"], !smtp.isEmpty, !(smtp.hasPrefix("smtp://") || smtp.hasPrefix("smtps://")) {
             throw Invalid(variable: "SMTP_URL", problem: "must be an smtp:// or smtps:// URL")
+        }
+        switch environment["DATABASE_PREPARED_STATEMENTS"] ?? "" {
+        case "", "on", "true", "1": preparedStatements = true
+        case "off", "false", "0": preparedStatements = false
+        default: throw Invalid(variable: "DATABASE_PREPARED_STATEMENTS", problem: "must be on or off")
         }
         logLevel = environment["LOG_LEVEL"] ?? "info"
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {

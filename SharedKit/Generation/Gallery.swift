@@ -5,7 +5,7 @@ public import Foundation
 #endif
 
 /// Images and videos as stored, and as the API shows them.
-public struct ImageRecord: Decodable, Sendable {
+public struct ImageRecord: Decodable, PostgresRecord, Sendable {
     public let id: String
     public let userId: String
     public let storageKey: String?
@@ -29,6 +29,18 @@ public struct ImageRecord: Decodable, Sendable {
         id, user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id, width, height, model, seed, \
         status, error, generation_id, created_at, completed_at
         """
+}
+
+extension ImageRecord {
+    /// The columns in the order of `columns`.
+    public init(_ row: inout PostgresRow.Reader) throws {
+        self.init(
+            id: try row.next(), userId: try row.next(), storageKey: try row.next(), thumbnailKey: try row.next(),
+            prompt: try row.next(), style: try row.next(), colour: try row.next(), kind: try row.next(),
+            sourceImageId: try row.next(), width: try row.next(), height: try row.next(), model: try row.next(),
+            seed: try row.next(), status: try row.next(), error: try row.next(), generationId: try row.next(),
+            createdAt: try row.next(), completedAt: try row.next())
+    }
 }
 
 public struct ImageView: JSONWritable, Sendable {

@@ -104,17 +104,29 @@ public struct Generations {
 
     /// The job as its owner sees it; another user's id is simply not found.
     public func view(id: String, userID: String) throws -> View? {
-        guard UUIDText.isValid(id), let row = try db.query("""
-            SELECT g.id, g.task, g.status, g.error, g.cost, g.refunded, g.created_at, g.started_at, g.completed_at,
-                   COALESCE((SELECT json_agg(i.id ORDER BY i.created_at) FROM images i WHERE i.generation_id = g.id), '[]') AS image_ids,
-                   COALESCE((SELECT json_agg(v.id ORDER BY v.created_at) FROM videos v WHERE v.generation_id = g.id), '[]') AS video_ids
-            FROM generations g WHERE g.id = \(id) AND g.user_id = \(userID)
-            """).first else { return nil }
-        return View(
-            id: try row.get("id"), task: try row.get("task"), status: try row.get("status"), error: try row.get("error"),
-            cost: try row.get("cost"), refunded: try row.get("refunded"),
-            imageIds: try row.get("image_ids", as: PostgresJSON<[String]>.self).value,
-            videoIds: try row.get("video_ids", as: PostgresJSON<[String]>.self).value,
-            createdAt: try row.get("created_at"), startedAt: try row.get("started_at"), completedAt: try row.get("completed_at"))
+        guard UUIDText.isValid(id) else { return nil }
+        return try db.query(Self.viewQuery(id: id, userID: userID)).records(View.self).first
+    }
+
+    /// One job of a user in the columns of `View`, for `Context.read` (the id must be a valid UUID).
+    public static func viewQuery(id: String, userID: String) -> SQLQuery {
+        """
+        SELECT g.id, g.task, g.status, g.error, g.cost, g.refunded,
+               COALESCE((SELECT json_agg(i.id ORDER BY i.created_at) FROM images i WHERE i.generation_id = g.id), '[]') AS image_ids,
+               COALESCE((SELECT json_agg(v.id ORDER BY v.created_at) FROM videos v WHERE v.generation_id = g.id), '[]') AS video_ids,
+               g.created_at, g.started_at, g.completed_at
+        FROM generations g WHERE g.id = \(id)::uuid AND g.user_id = \(userID)::uuid
+        """
+    }
+}
+
+extension Generations.View: PostgresRecord {
+    /// The columns of `viewQuery` in order.
+    public init(_ row: inout PostgresRow.Reader) throws {
+        self.init(
+            id: try row.next(), task: try row.next(), status: try row.next(), error: try row.next(), cost: try row.next(),
+            refunded: try row.next(), imageIds: try row.next(PostgresJSON<[String]>.self).value,
+            videoIds: try row.next(PostgresJSON<[String]>.self).value, createdAt: try row.next(), startedAt: try row.next(),
+            completedAt: try row.next())
     }
 }

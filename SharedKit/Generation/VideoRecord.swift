@@ -4,7 +4,7 @@ public import FoundationEssentials
 public import Foundation
 #endif
 
-public struct VideoRecord: Decodable, Sendable {
+public struct VideoRecord: Decodable, PostgresRecord, Sendable {
     public let id: String
     public let userId: String
     public let storageKey: String?
@@ -26,6 +26,17 @@ public struct VideoRecord: Decodable, Sendable {
         id, user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed, status, error, \
         generation_id, created_at
         """
+}
+
+extension VideoRecord {
+    /// The columns in the order of `columns`.
+    public init(_ row: inout PostgresRow.Reader) throws {
+        self.init(
+            id: try row.next(), userId: try row.next(), storageKey: try row.next(), posterKey: try row.next(),
+            prompt: try row.next(), style: try row.next(), colour: try row.next(), width: try row.next(),
+            height: try row.next(), durationSeconds: try row.next(), model: try row.next(), seed: try row.next(),
+            status: try row.next(), error: try row.next(), generationId: try row.next(), createdAt: try row.next())
+    }
 }
 
 public struct VideoView: JSONWritable, Sendable {

@@ -30,7 +30,7 @@ public struct LocalImageJobs {
                 INSERT INTO images (user_id, storage_key, thumbnail_key, kind, width, height, status, completed_at)
                 VALUES (\(userID), \(key), \(thumbnailKey), 'uploaded', \(image.width), \(image.height), 'succeeded', now())
                 RETURNING \(ImageRecord.columns)
-                """).decode(ImageRecord.self)[0]
+                """).records(ImageRecord.self)[0]
         } catch {
             try? storage.delete(key: key)
             try? storage.delete(key: thumbnailKey)
@@ -91,7 +91,7 @@ public struct LocalImageJobs {
                     RETURNING \(ImageRecord.columns)
                     """)
                 try generations.markSucceeded(generationID)
-                return try row.decode(ImageRecord.self)[0]
+                return try row.records(ImageRecord.self)[0]
             }
             return Stored(generationID: generationID, image: record)
         } catch {

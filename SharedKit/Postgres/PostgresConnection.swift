@@ -19,10 +19,20 @@ public final class PostgresConnection: @unchecked Sendable {
     private var connectionEpoch = 0
     /// Backend pid of the current connection, for diagnostics and tests.
     public private(set) var backendPID: Int32 = 0
+    /// Whether statements are kept prepared on the connection (parsed and planned once per connection,
+    /// not per request). Off behind a transaction-mode pooler (PgBouncer before 1.21), where the next
+    /// transaction may run on a server connection that never saw the PREPARE.
+    public let preparesStatements: Bool
+    /// The statements prepared on the current connection: SQL text → statement name. Emptied with the
+    /// connection; bounded, since statements are written in the code and a process runs a fixed set.
+    private var prepared: [String: String] = [:]
+    private var statementCounter = 0
+    static let maxPrepared = 512
 
-    public init(url: String, timeoutMs: Int = 1500) {
+    public init(url: String, timeoutMs: Int = 1500, prepareStatements: Bool = true) {
         self.url = url
         self.timeoutMs = timeoutMs
+        self.preparesStatements = prepareStatements
     }
 
     deinit {
@@ -39,20 +49,56 @@ public final class PostgresConnection: @unchecked Sendable {
             throw HTTPError(.badRequest, code: "invalid_text", message: "Text cannot contain NUL characters.")
         }
         let conn = try ready()
+        let statement = try preparedName(for: query, on: conn)
         var values: [UnsafeMutablePointer<CChar>?] = query.binds.map { $0.flatMap { strdup($0) } }
         defer { values.forEach { free($0) } }
-        let sent: Int32
-        if values.isEmpty {
-            sent = PQsendQueryParams(conn, query.sql, 0, nil, nil, nil, nil, 0)
-        } else {
-            sent = values.withUnsafeMutableBufferPointer { buffer in
-                buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) { params in
-                    PQsendQueryParams(conn, query.sql, Int32(buffer.count), nil, params, nil, nil, 0)
+        let sent = values.withUnsafeMutableBufferPointer { buffer in
+            buffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) { params in
+                if let statement {
+                    return PQsendQueryPrepared(conn, statement, Int32(params.count), params.baseAddress, nil, nil, 0)
                 }
+                return PQsendQueryParams(conn, query.sql, Int32(params.count), nil, params.baseAddress, nil, nil, 0)
             }
         }
         guard sent == 1 else { throw lost("send failed: \(lastMessage(conn))") }
-        return try collect(conn)
+        do {
+            return try collect(conn)
+        } catch let error as PostgresError where statement != nil && error.sqlState == "0A000" {
+            // "cached plan must not change result type": a migration changed a table under a kept
+            // statement. It is prepared afresh (under a new name) on the next use.
+            prepared[query.sql] = nil
+            throw error
+        }
+    }
+
+    /// The name of the statement prepared for this SQL on this connection, preparing it on first use;
+    /// nil when statements are not kept (off, transaction control, or the bound reached).
+    private func preparedName(for query: SQLQuery, on conn: OpaquePointer) throws -> String? {
+        guard preparesStatements else { return nil }
+        if let name = prepared[query.sql] { return name }
+        guard prepared.count < Self.maxPrepared, Self.isPreparable(query.sql) else { return nil }
+        statementCounter += 1
+        let name = "atelier_\(statementCounter)"
+        guard PQsendPrepare(conn, name, query.sql, Int32(query.binds.count), nil) == 1 else {
+            throw lost("send failed: \(lastMessage(conn))")
+        }
+        _ = try collect(conn)
+        prepared[query.sql] = name
+        return name
+    }
+
+    /// Statements worth keeping: reads and writes. BEGIN, COMMIT, SAVEPOINT and the like are not.
+    static func isPreparable(_ sql: String) -> Bool {
+        var word: [UInt8] = []
+        for byte in sql.utf8 {
+            if byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D {
+                if word.isEmpty { continue }
+                break
+            }
+            word.append(byte | 0x20)  // ASCII lower case
+            if word.count > 6 { break }
+        }
+        return ["select", "with", "insert", "update", "delete"].contains(String(decoding: word, as: UTF8.self))
     }
 
     /// Runs one statement and returns the number of rows it affected.
@@ -98,6 +144,7 @@ public final class PostgresConnection: @unchecked Sendable {
         if let connection { PQfinish(connection) }
         connection = nil
         connectionEpoch += 1
+        prepared = [:]
     }
 
     // MARK: Connection state

@@ -46,6 +46,20 @@ public struct PostgresResult: Sendable {
     public func decode<T: Decodable>(_ type: T.Type) throws -> [T] {
         try rows.map { try $0.decode(type) }
     }
+
+    /// Reads every row into a record that takes its columns in order (the hot paths: no key lookups).
+    public func records<T: PostgresRecord>(_ type: T.Type) throws -> [T] {
+        try rows.map { row in
+            var reader = PostgresRow.Reader(row: row)
+            return try T(&reader)
+        }
+    }
+}
+
+/// A row type read column by column in the order of its SELECT list (`columns`), without the
+/// Decodable machinery: the records of the listings and the signed-in user.
+public protocol PostgresRecord {
+    init(_ row: inout PostgresRow.Reader) throws
 }
 
 /// One row; columns are read by name.
@@ -71,5 +85,34 @@ public struct PostgresRow: Sendable {
 
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
         try T(from: RowDecoder(row: self))
+    }
+
+    /// Reads a row's columns in order, from `start` (a record after other columns in a joined row).
+    public struct Reader {
+        let row: PostgresRow
+        public private(set) var position: Int
+
+        public init(row: PostgresRow, from start: Int = 0) {
+            self.row = row
+            position = start
+        }
+
+        /// The next column's text (nil for NULL).
+        public mutating func text() throws -> String? {
+            guard position < row.values.count else {
+                throw PostgresDecodingError(column: "#\(position + 1)", expected: "a column (the row has \(row.values.count))")
+            }
+            defer { position += 1 }
+            return row.values[position]
+        }
+
+        public mutating func next<T: PostgresDecodable>(_ type: T.Type = T.self) throws -> T {
+            let column = position + 1
+            do {
+                return try T.decode(postgresText: try text())
+            } catch let error as PostgresDecodingError where error.column.isEmpty {
+                throw PostgresDecodingError(column: "#\(column)", expected: error.expected)
+            }
+        }
     }
 }

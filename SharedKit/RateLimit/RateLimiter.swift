@@ -49,45 +49,63 @@ public struct RateLimiter {
 
     /// Checks (and on success spends) one request against every subject's bucket: all must admit it.
     public func check(_ budget: Budget, subjects: [String]) throws -> Decision {
-        let intervalMs = max(1, 60_000 / budget.perMinute)
-        let toleranceMs = intervalMs * (budget.burst - 1)
-        let reply = try redis.run(Self.script, keys: subjects.map { "rl:\(budget.name):\($0)" }, arguments: [
-            String(intervalMs), String(toleranceMs),
-        ])
-        guard let values = reply.array?.compactMap(\.integer), values.count == 4 else {
+        let reply = try redis.run(Self.script, keys: subjects.map { budget.key(for: $0) }, arguments: budget.scriptArguments)
+        guard let decision = Decision(reply: reply, budget: budget) else {
             throw RedisError.reply("unexpected reply from the rate-limit script")
         }
-        return Decision(allowed: values[0] == 1, limit: budget.burst, remaining: values[1],
-                        resetSeconds: (values[2] + 999) / 1000, retryAfterSeconds: max(1, (values[3] + 999) / 1000))
+        return decision
     }
 
     // KEYS: one bucket per subject. ARGV: emission interval (ms), burst tolerance (ms).
-    // Returns {allowed, remaining, reset ms, retry-after ms}; buckets are only written when allowed.
-    static let script = RedisScript("""
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local interval = tonumber(ARGV[1])
-        local tolerance = tonumber(ARGV[2])
-        local tats = {}
-        local worst = now
-        for i, key in ipairs(KEYS) do
-            local tat = tonumber(redis.call('GET', key) or now)
-            if tat < now then tat = now end
-            tats[i] = tat
-            if tat > worst then worst = tat end
+    static let script = RedisScript(gcra + "return gcra(KEYS, tonumber(ARGV[1]), tonumber(ARGV[2]))")
+
+    /// GCRA over a list of bucket keys, as a Lua function other scripts include (the session lookup charges
+    /// a read in the same round trip). Returns {allowed, remaining, reset ms, retry-after ms}; buckets are
+    /// only written when allowed.
+    static let gcra = """
+        local function gcra(keys, interval, tolerance)
+            local t = redis.call('TIME')
+            local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+            local tats = {}
+            local worst = now
+            for i, key in ipairs(keys) do
+                local tat = tonumber(redis.call('GET', key) or now)
+                if tat < now then tat = now end
+                tats[i] = tat
+                if tat > worst then worst = tat end
+            end
+            if worst - now > tolerance then
+                return {0, 0, worst - now, worst - tolerance - now}
+            end
+            local newest = now
+            for i, key in ipairs(keys) do
+                local new_tat = tats[i] + interval
+                redis.call('SET', key, new_tat, 'PX', new_tat - now + 1000)
+                if new_tat > newest then newest = new_tat end
+            end
+            local remaining = math.floor((tolerance - (newest - now) + interval) / interval)
+            if remaining < 0 then remaining = 0 end
+            return {1, remaining, newest - now, 0}
         end
-        if worst - now > tolerance then
-            local retry = worst - tolerance - now
-            return {0, 0, worst - now, retry}
-        end
-        local newest = now
-        for i, key in ipairs(KEYS) do
-            local new_tat = tats[i] + interval
-            redis.call('SET', key, new_tat, 'PX', new_tat - now + 1000)
-            if new_tat > newest then newest = new_tat end
-        end
-        local remaining = math.floor((tolerance - (newest - now) + interval) / interval)
-        if remaining < 0 then remaining = 0 end
-        return {1, remaining, newest - now, 0}
-        """)
+
+        """
+}
+
+extension RateLimiter.Budget {
+    /// The bucket of one subject (`u:<user id>` or `k:<key id>`): no PII in keys.
+    func key(for subject: String) -> String { "rl:\(name):\(subject)" }
+
+    /// The GCRA parameters: one request every `period/N`, a burst of `burst`.
+    var scriptArguments: [String] {
+        let intervalMs = max(1, 60_000 / perMinute)
+        return [String(intervalMs), String(intervalMs * (burst - 1))]
+    }
+}
+
+extension RateLimiter.Decision {
+    init?(reply: RedisReply, budget: RateLimiter.Budget) {
+        guard let values = reply.array?.compactMap(\.integer), values.count == 4 else { return nil }
+        self.init(allowed: values[0] == 1, limit: budget.burst, remaining: values[1],
+                  resetSeconds: (values[2] + 999) / 1000, retryAfterSeconds: max(1, (values[3] + 999) / 1000))
+    }
 }

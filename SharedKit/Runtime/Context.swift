@@ -34,7 +34,8 @@ public final class Context: @unchecked Sendable {
         self.functionName = functionName
         self.baseLogger = logger
         self.logger = logger
-        self.db = PostgresConnection(url: config.databaseURL, timeoutMs: config.dependencyTimeoutMs)
+        self.db = PostgresConnection(
+            url: config.databaseURL, timeoutMs: config.dependencyTimeoutMs, prepareStatements: config.preparedStatements)
         self.redis = RedisConnection(url: config.redisURL, timeoutMs: config.dependencyTimeoutMs)
         self.sessionLifetimes = try SessionStore.Lifetimes(config: config)
         self.quota = try QuotaPolicy(config: config)

@@ -18,6 +18,12 @@ extension Context {
     /// Authenticates by API key or session, then spends one request of `budget` (per user, and per key
     /// for programs). The rate-limit headers go on the response whatever it turns out to be.
     public func authorize(_ request: Request, budget: KeyPath<RateLimiter.Budgets, RateLimiter.Budget>) throws -> Principal {
+        // A browser session with a budget that does not depend on the account: found and charged in one
+        // Redis round trip, then the user row (generation's budget depends on premium, read from it).
+        if budget != \RateLimiter.Budgets.generateFree, isSessionRequest(request) {
+            let session = try chargedSession(request, budget: budget)
+            return Principal(user: try liveUser(of: session), session: session, apiKeyID: nil)
+        }
         let principal = try authenticateAny(request)
         let budgets = rateBudgets
         var chosen = budgets[keyPath: budget]
@@ -32,14 +38,48 @@ extension Context {
             logger.warning("rate limit unchecked: redis unavailable", metadata: ["error": .string(error.detail)])
             return principal
         }
+        try apply(decision)
+        return principal
+    }
+
+    /// The session of a request that carries no API key, its idle timer renewed and one request of
+    /// `budget` spent from its owner's bucket (one Redis round trip); 401 without one, 429 when spent.
+    func chargedSession(_ request: Request, budget: KeyPath<RateLimiter.Budgets, RateLimiter.Budget>) throws -> SessionStore.Session {
+        guard let token = request.cookies[sessionCookieName],
+              let (session, decision) = try sessions.find(token: token, charging: rateBudgets[keyPath: budget]) else {
+            throw Self.notAuthenticated
+        }
+        if let decision { try apply(decision) }
+        try checkCSRF(request, session)
+        return session
+    }
+
+    /// The rate-limit headers of a decision on the response, and 429 when it refused.
+    func apply(_ decision: RateLimiter.Decision) throws {
         responseHeaders.append(contentsOf: decision.headers)
         guard decision.allowed else {
             throw HTTPError(.tooManyRequests, code: "rate_limited",
                             message: "Too many requests; wait \(decision.retryAfterSeconds) seconds and try again.",
                             headers: [("Retry-After", String(decision.retryAfterSeconds))])
         }
-        return principal
     }
+
+    /// No API key anywhere: the request is a browser's (or nobody's).
+    func isSessionRequest(_ request: Request) -> Bool {
+        request.header("authorization") == nil && request.query["api_key"] == nil && request.query["key"] == nil
+            && request.query["access_token"] == nil
+    }
+
+    /// The session's user, read fresh from PostgreSQL; a deleted account ends the session (401).
+    func liveUser(of session: SessionStore.Session) throws -> User {
+        guard let user = try Users(db).find(id: session.userID) else {
+            try? sessions.delete(id: session.id, userID: session.userID)
+            throw Self.notAuthenticated
+        }
+        return user
+    }
+
+    static let notAuthenticated = HTTPError(.unauthorized, code: "not_authenticated", message: "Log in to continue.")
 
     /// A browser session or an API key. API-key requests are counted per day for the usage page.
     public func authenticateAny(_ request: Request) throws -> Principal {
@@ -52,15 +92,10 @@ extension Context {
                 throw HTTPError(.unauthorized, code: "invalid_api_key", message: "Use 'Authorization: Bearer <api key>'.")
             }
             let key = authorization.dropFirst(7).trimmingWhitespace().description
-            guard let owner = try APIKeys(db).authenticate(key), let user = try Users(db).find(id: owner.userID) else {
+            guard let (keyID, user) = try APIKeys(db).authenticate(key) else {
                 throw HTTPError(.unauthorized, code: "invalid_api_key", message: "This API key is not valid, or was revoked.")
             }
-            try db.execute("""
-                INSERT INTO api_usage (user_id, api_key_id, day, count) VALUES (\(user.id), \(owner.keyID)::uuid, (now() AT TIME ZONE 'UTC')::date, 1)
-                ON CONFLICT (user_id, COALESCE(api_key_id, '00000000-0000-0000-0000-000000000000'::uuid), day)
-                DO UPDATE SET count = api_usage.count + 1
-                """)
-            return Principal(user: user, session: nil, apiKeyID: owner.keyID)
+            return Principal(user: user, session: nil, apiKeyID: keyID)
         }
         let (user, session) = try authenticate(request)
         return Principal(user: user, session: session, apiKeyID: nil)
@@ -87,14 +122,18 @@ extension Context {
         guard let session = try session(request) else {
             throw HTTPError(.unauthorized, code: "not_authenticated", message: "Log in to continue.")
         }
-        if !Self.safeMethods.contains(request.method) {
-            let sent = request.header("x-csrf-token") ?? ""
-            guard Digest.constantTimeEquals(Array(sent.utf8), Array(session.csrfToken.utf8)) else {
-                throw HTTPError(.forbidden, code: "csrf_failed",
-                                message: "This request is missing its security token; reload the page and try again.")
-            }
-        }
+        try checkCSRF(request, session)
         return session
+    }
+
+    /// A state-changing request must carry the session's CSRF token in `X-CSRF-Token` (403 otherwise).
+    func checkCSRF(_ request: Request, _ session: SessionStore.Session) throws {
+        guard !Self.safeMethods.contains(request.method) else { return }
+        let sent = request.header("x-csrf-token") ?? ""
+        guard Digest.constantTimeEquals(Array(sent.utf8), Array(session.csrfToken.utf8)) else {
+            throw HTTPError(.forbidden, code: "csrf_failed",
+                            message: "This request is missing its security token; reload the page and try again.")
+        }
     }
 
     /// The signed-in user, read fresh from PostgreSQL (a deleted account or a changed flag counts at once).
@@ -106,11 +145,7 @@ extension Context {
     /// keys, changing the password and deleting the account need a person at a browser).
     public func authenticate(_ request: Request) throws -> (user: User, session: SessionStore.Session) {
         let session = try requireSession(request)
-        guard let user = try Users(db).find(id: session.userID) else {
-            try? sessions.delete(id: session.id, userID: session.userID)
-            throw HTTPError(.unauthorized, code: "not_authenticated", message: "Log in to continue.")
-        }
-        return (user, session)
+        return (try liveUser(of: session), session)
     }
 
     /// The cookie that carries a new session token.

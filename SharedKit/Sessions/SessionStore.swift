@@ -59,12 +59,19 @@ public struct SessionStore {
     /// The live session for a cookie token, its idle timer renewed; nil when unknown, idle too long or
     /// past its absolute lifetime.
     public func find(token: String) throws -> Session? {
+        try find(token: token, charging: nil)?.session
+    }
+
+    /// The live session, renewed, and when a budget is given one request of it spent from the owner's
+    /// bucket: all in one Redis round trip (the hot path of every signed-in read).
+    public func find(token: String, charging budget: RateLimiter.Budget?) throws -> (session: Session, decision: RateLimiter.Decision?)? {
         guard !token.isEmpty, token.utf8.count <= 128 else { return nil }
         let id = Self.id(forToken: token)
-        let reply = try redis.run(Self.touchScript, keys: [Self.key(id)], arguments: [
+        let reply = try redis.run(Self.findScript, keys: [Self.key(id)], arguments: [
             String(lifetimes.idleSeconds), String(min(lifetimes.adminIdleSeconds, lifetimes.idleSeconds)),
-        ])
-        guard let fields = reply.array, fields.count >= 2 else { return nil }
+            String(now()), String(lifetimes.absoluteSeconds), id,
+        ] + (budget.map { [$0.name] + $0.scriptArguments } ?? []))
+        guard let parts = reply.array, let fields = parts.first?.array, fields.count >= 2 else { return nil }
         var values: [String: String] = [:]
         var index = 0
         while index + 1 < fields.count {
@@ -74,11 +81,12 @@ public struct SessionStore {
         guard let userID = values["user"], let csrf = values["csrf"], let created = values["created"].flatMap({ Int64($0) }) else {
             return nil
         }
-        if now() - created >= Int64(lifetimes.absoluteSeconds) {
-            try delete(id: id, userID: userID)
-            return nil
+        let session = Session(id: id, userID: userID, csrfToken: csrf, createdAt: created, isAdmin: values["admin"] == "1")
+        guard let budget else { return (session, nil) }
+        guard parts.count == 2, let decision = RateLimiter.Decision(reply: parts[1], budget: budget) else {
+            throw RedisError.reply("unexpected reply from the session script")
         }
-        return Session(id: id, userID: userID, csrfToken: csrf, createdAt: created, isAdmin: values["admin"] == "1")
+        return (session, decision)
     }
 
     /// Gives a session an admin's (shorter) idle timeout.
@@ -113,13 +121,26 @@ public struct SessionStore {
         return 1
         """)
 
-    // KEYS: session key. ARGV: idle ttl, admin idle ttl. Reads and renews in one step.
-    static let touchScript = RedisScript("""
+    // KEYS: session key. ARGV: idle ttl, admin idle ttl, now, absolute lifetime, session id, and optionally a
+    // budget: its name, emission interval and tolerance. Finds, ends (past its absolute lifetime) or renews
+    // the session, then charges the owner's bucket. Returns {} or {fields} or {fields, decision}.
+    // The bucket's key is made here from the session's user, so it is not among KEYS: fine on one Redis
+    // and under Sentinel, not on Redis Cluster (where it would have to be read first).
+    static let findScript = RedisScript(RateLimiter.gcra + """
         local fields = redis.call('HGETALL', KEYS[1])
-        if #fields == 0 then return fields end
-        local admin = redis.call('HGET', KEYS[1], 'admin')
-        redis.call('EXPIRE', KEYS[1], tonumber(admin == '1' and ARGV[2] or ARGV[1]))
-        return fields
+        if #fields == 0 then return {} end
+        local session = {}
+        for i = 1, #fields, 2 do session[fields[i]] = fields[i + 1] end
+        if session['user'] == nil or session['created'] == nil then return {} end
+        if tonumber(ARGV[3]) - tonumber(session['created']) >= tonumber(ARGV[4]) then
+            redis.call('DEL', KEYS[1])
+            redis.call('SREM', 'user_sessions:' .. session['user'], ARGV[5])
+            return {}
+        end
+        redis.call('EXPIRE', KEYS[1], tonumber(session['admin'] == '1' and ARGV[2] or ARGV[1]))
+        if ARGV[6] == nil then return {fields} end
+        local bucket = 'rl:' .. ARGV[6] .. ':u:' .. session['user']
+        return {fields, gcra({bucket}, tonumber(ARGV[7]), tonumber(ARGV[8]))}
         """)
 
     // KEYS: user index. ARGV: session id to keep ('' for none). Returns how many were ended.
