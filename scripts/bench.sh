@@ -6,7 +6,11 @@
 # and loads both with wrk. The scenarios (issue 9), each reported as a ratio to that ceiling:
 #
 #   health      GET /api/v1/health (PostgreSQL and Redis round trips)
+#   gallery-limit  the gallery read written in C (bench/gallery.c), same processes as generate: the limit
 #   gallery     GET /api/v1/images with a session cookie: a session lookup and one indexed query, 24 rows
+#   videos, keys, generation, admin-users, admin-audit
+#               the other listings with the same session (24 videos, 1 key, one generation, 50 users or
+#               fewer, 50 of 60 audit entries): each is read against the gallery limit too
 #   usage       GET /api/v1/usage with an API key
 #   generate    POST /api/v1/images with an API key and the local provider, under the product's default
 #               generation budget: most answers are 429 rate_limited; accepted and refused are counted apart
@@ -20,8 +24,9 @@
 # nginx's per-address limit on the auth endpoints (10 r/s, all of wrk is one address) is lifted in this
 # run's copy of the configuration, so that login measures the function, not the limit.
 #
-# Also measured: the cold start of the health binary run as plain CGI, and the resident memory of the
-# health, generate, session and profile processes after the load. It prints a markdown table and writes it,
+# Also measured: the cold start of the health binary run as plain CGI, the resident memory of the
+# health, generate, session and profile processes after the load, and the CPU instructions per gallery
+# request of one generate process and of the C limit under callgrind (stable where req/s is noisy). It prints a markdown table and writes it,
 # with a JSON copy, to results/bench-<timestamp>.{md,json}.
 #
 # A benchmark, not a test: it asserts nothing about the figures and exits 0 when everything ran. On this
@@ -30,7 +35,7 @@
 #
 # Environment: PROCESSES (per function, 2), BENCH_CONNECTIONS (32), BENCH_LOGIN_CONNECTIONS (4),
 # BENCH_THREADS (2), BENCH_WARMUP (3 s), BENCH_DURATION (10 s), BENCH_COLD_RUNS (20), BENCH_RSS_REQUESTS
-# (10000), BENCH_GALLERY_IMAGES (24), NGINX_WORKERS (2).
+# (10000), BENCH_CALLGRIND_REQUESTS (200), BENCH_GALLERY_IMAGES (24), NGINX_WORKERS (2).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -58,6 +63,7 @@ WARMUP=${BENCH_WARMUP:-3}
 DURATION=${BENCH_DURATION:-10}
 COLD_RUNS=${BENCH_COLD_RUNS:-20}
 RSS_REQUESTS=${BENCH_RSS_REQUESTS:-10000}
+CALLGRIND_REQUESTS=${BENCH_CALLGRIND_REQUESTS:-200}
 
 LOG_DIR=$RUN_DIR/logs
 SOCK_DIR=$RUN_DIR/sock
@@ -152,7 +158,7 @@ reference_start() {
   # The stack has no include hook for extra locations, so the location goes into this run's rendered copy
   # of nginx.conf, next to health's, and nginx reloads it.
   local conf=$RUN_DIR/nginx/atelier.conf
-  sed -i "\#location = /api/v1/health#i\\    location = /bench/$name { fastcgi_pass unix:$SOCK_DIR/$name.sock; }" "$conf"
+  sed -i "\#location = /api/v1/health #i\\    location = /bench/$name { fastcgi_pass unix:$SOCK_DIR/$name.sock; }" "$conf"
   grep -q "location = /bench/$name" "$conf" || die "no 'location = /api/v1/health' in $conf to put /bench/$name next to"
   nginx -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$LOG_DIR/nginx-error.log" -s reload
   # A reload is asynchronous: wait for the new workers to route the new location to the reference.
@@ -403,6 +409,60 @@ rss() {
           name, NR, served, max / 1024, sum / NR / 1024 }' >> "$MEASUREMENTS"
 }
 
+# instructions NAME BINARY PATH COOKIE: CPU instructions per request in one process of BINARY serving PATH
+# over FastCGI, counted by callgrind: a warm-up, then the counters zeroed, CALLGRIND_REQUESTS requests
+# (sent with cgi-fcgi straight to the process's socket, the session cookie as nginx would pass it), the
+# counters dumped and divided. Unlike req/s this does not move with the machine's noise.
+instructions() {
+  local name=$1 binary=$2 path=$3 cookie=$4
+  local sock=$SOCK_DIR/callgrind-$name.sock out=$RUN_DIR/callgrind-$name wrapper=$RUN_DIR/callgrind-$name.sh
+  rm -f "$out".*
+  printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s.%%p %s\n' "$out" "$binary" > "$wrapper"
+  chmod +x "$wrapper"
+  (
+    set -a
+    # shellcheck disable=SC1091  # written by scripts/stack.sh
+    . "$RUN_DIR/env"
+    set +a
+    python3 -c "$SPAWNER" "$sock" 1 "$wrapper" "$LOG_DIR/callgrind-$name.log" </dev/null >>"$LOG_DIR/callgrind-$name.log" 2>&1 &
+    echo $! > "$RUN_DIR/callgrind-$name.pid"
+  )
+  for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+  [ -S "$sock" ] || die "callgrind: $name did not open its socket (see $LOG_DIR/callgrind-$name.log)"
+  local requests
+  requests=$(python3 - "$sock" "$path" "$cookie" "$CALLGRIND_REQUESTS" "$out" <<'PY'
+import glob, os, subprocess, sys, time
+sock, path, cookie, count, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+uri, _, query = path.partition("?")
+env = {"PATH": "/usr/bin:/bin", "REQUEST_METHOD": "GET", "REQUEST_URI": path, "QUERY_STRING": query,
+       "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "HTTP_COOKIE": f"atelier_session={cookie}"}
+def once():
+    run = subprocess.run(["cgi-fcgi", "-bind", "-connect", sock], env=env, capture_output=True, stdin=subprocess.DEVNULL)
+    if b"Status: 200" not in run.stdout[:40]:
+        raise SystemExit(f"callgrind: {path} did not answer 200: {run.stdout[:300]!r}")
+for _ in range(20):
+    once()
+pid = subprocess.run(["pgrep", "-f", f"callgrind-out-file={out}"], capture_output=True, text=True).stdout.split()
+pid = [p for p in pid if os.path.exists(f"/proc/{p}")][0]
+subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+for _ in range(count):
+    once()
+subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+time.sleep(0.5)
+print(count)
+PY
+) || die "callgrind: $name failed"
+  kill -TERM "$(cat "$RUN_DIR/callgrind-$name.pid")" 2>/dev/null || true
+  sleep 1
+  # The dump made after the counters were zeroed holds exactly the measured requests.
+  local dump total
+  dump=$(ls "$out".*.1 2>/dev/null | head -n 1)
+  [ -n "$dump" ] || die "callgrind: no dump for $name in $RUN_DIR"
+  total=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
+  printf '{"kind":"instructions","name":"%s","path":"%s","requests":%s,"per_request":%s}\n' \
+    "$name" "$path" "$requests" "$(( total / requests ))" >> "$MEASUREMENTS"
+}
+
 # ---- the report --------------------------------------------------------------------------------------
 
 # Renders the measurements as the markdown table (stdout and results/…md) and as JSON (results/…json).
@@ -462,6 +522,9 @@ for s in scenarios:
 for m in (m for m in measurements if m["kind"] == "cold_start"):
     lines.append(f"- Cold start, {m['name']} as CGI: median {m['median_ms']:.2f} ms of {m['runs']} runs "
                  f"(min {m['min_ms']:.2f}, max {m['max_ms']:.2f})")
+for m in (m for m in measurements if m["kind"] == "instructions"):
+    lines.append(f"- Instructions per request, {m['name']} ({m['path']}, one process under callgrind, {m['requests']} requests): "
+                 f"{m['per_request']:,}")
 for m in (m for m in measurements if m["kind"] == "rss"):
     lines.append(f"- RSS, {m['name']} after {m['after_requests']:,} requests: max {m['max_mib']:.1f} MiB, "
                  f"mean {m['mean_mib']:.1f} MiB ({m['processes']} processes)")
@@ -478,7 +541,7 @@ PY
 
 # ---- the run -----------------------------------------------------------------------------------------
 
-need_packages wrk libfcgi-dev libpq-dev libhiredis-dev libsodium-dev curl python3
+need_packages wrk valgrind libfcgi-bin libfcgi-dev libpq-dev libhiredis-dev libsodium-dev curl python3
 command -v cc >/dev/null || need_packages gcc
 [ -x "$BIN_DIR/health" ] || die "no build in $BIN_DIR: run 'make build' first"
 
@@ -522,12 +585,31 @@ say "The bench user ($GALLERY_IMAGES images through POST /api/v1/images)"
 USER_VARS=$(bench_user) || die "could not make the bench user (see $LOG_DIR/)"
 eval "$USER_VARS"
 export BENCH_API_KEY BENCH_EMAIL BENCH_PASSWORD BENCH_LUA_DIR=$ROOT/bench
+# The other listings get rows of their own: the bench user's images again as videos, an admin's flag
+# (the admin listings), and audit entries; the generation read is one of its images' generations.
+bench_sql() { psql -qtA -h 127.0.0.1 -p "$PG_PORT" -U atelier -d atelier -v ON_ERROR_STOP=1 -c "$1"; }
+bench_sql "INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds,
+                               model, seed, status, completed_at)
+           SELECT user_id, storage_key, thumbnail_key, prompt, style, colour, width, height, 3, model, seed, 'succeeded', now()
+           FROM images WHERE user_id = '$BENCH_USER_ID'" >/dev/null
+bench_sql "UPDATE users SET is_admin = true WHERE id = '$BENCH_USER_ID'" >/dev/null
+bench_sql "INSERT INTO audit_log (actor_id, actor_label, action, target_user_id, target_email, before, after, request_id)
+           SELECT '$BENCH_USER_ID', '$BENCH_EMAIL', 'grant_premium', '$BENCH_USER_ID', '$BENCH_EMAIL',
+                  '{\"premium_until\": null}', jsonb_build_object('premium_until', now() + n * interval '1 day'), md5(n::text)
+           FROM generate_series(1, 60) AS n" >/dev/null
+BENCH_GENERATION_ID=$(bench_sql "SELECT generation_id FROM images WHERE user_id = '$BENCH_USER_ID' LIMIT 1")
+[ -n "$BENCH_GENERATION_ID" ] || die "the bench user has no generation to read"
 
 say "Load (wrk)"
 scenario ceiling /bench/ceiling
 scenario health /api/v1/health
 scenario gallery-limit /bench/gallery -H "Cookie: atelier_session=$BENCH_SESSION"
 scenario gallery /api/v1/images -H "Cookie: atelier_session=$BENCH_SESSION"
+scenario videos /api/v1/videos -H "Cookie: atelier_session=$BENCH_SESSION"
+scenario keys /api/v1/keys -H "Cookie: atelier_session=$BENCH_SESSION"
+scenario generation "/api/v1/generations/$BENCH_GENERATION_ID" -H "Cookie: atelier_session=$BENCH_SESSION"
+scenario admin-users /api/v1/admin/users -H "Cookie: atelier_session=$BENCH_SESSION"
+scenario admin-audit /api/v1/admin/audit -H "Cookie: atelier_session=$BENCH_SESSION"
 scenario usage /api/v1/usage -H "Authorization: Bearer $BENCH_API_KEY"
 SCENARIO_BEFORE_MEASURE=reset_generation_budget scenario generate /api/v1/images -s "$ROOT/bench/generate.lua"
 # Last: every login starts a session, and these are the only requests that do.
@@ -547,6 +629,10 @@ rss profile "${SERVED[usage]:-0}" $(function_pids profile)
 rss ceiling "${SERVED[ceiling]}" $(reference_pids ceiling)
 # shellcheck disable=SC2046
 rss gallery-limit "${SERVED[gallery-limit]}" $(reference_pids gallery)
+
+say "Instructions per request (callgrind, $CALLGRIND_REQUESTS requests each)"
+instructions gallery "$BIN_DIR/generate" "/api/v1/images?limit=20" "$BENCH_SESSION"
+instructions gallery-limit "$RUN_DIR/gallery" "/bench/gallery?limit=20" "$BENCH_SESSION"
 
 say "Cold start (CGI, $COLD_RUNS runs each)"
 cold_start health "$BIN_DIR/health" /api/v1/health

@@ -42,7 +42,7 @@ enum Images {
     /// Newest first, `limit` per page (24 by default, at most 100), optionally one kind.
     static func list(_ request: Request, _ context: Context) throws -> Response {
         var limit = 0
-        let records = try context.read(request, .owner(\.read), ImageRecord.self) { userID in
+        let read = try context.readRows(request, .owner(\.read)) { userID in
             limit = try PageCursor.limit(request)
             var filter: SQLQuery = ""
             if let kind = request.query("kind") {
@@ -59,11 +59,10 @@ enum Images {
                 WHERE user_id = \(userID)::uuid\(filter)
                 ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
                 """
-        }.rows
-        let page = Array(records.prefix(limit))
-        let next = records.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: $0.id).token } : nil
-        let storage = context.media
-        return .json(Page(items: page.map { ImageView($0, storage: storage) }, nextCursor: next))
+        }
+        let page = read.rows.prefix(limit)
+        let next = read.rows.count > limit ? try page.last.map { try PageCursor(row: $0, from: read.start, ImageRecord.self) } : nil
+        return .json(Page(items: ImageRows(page, from: read.start, storage: context.media), nextCursor: next?.token))
     }
 
     static func show(_ request: Request, _ context: Context) throws -> Response {

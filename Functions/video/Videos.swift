@@ -93,7 +93,7 @@ enum Videos {
 
     static func list(_ request: Request, _ context: Context) throws -> Response {
         var limit = 0
-        let records = try context.read(request, .owner(\.read), VideoRecord.self) { userID in
+        let read = try context.readRows(request, .owner(\.read)) { userID in
             limit = try PageCursor.limit(request)
             var filter: SQLQuery = ""
             if let cursor = try PageCursor.parse(request.query("cursor")) {
@@ -103,10 +103,10 @@ enum Videos {
                 SELECT \(VideoRecord.columns) FROM videos WHERE user_id = \(userID)::uuid\(filter)
                 ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
                 """
-        }.rows
-        let page = Array(records.prefix(limit))
-        let next = records.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: $0.id).token } : nil
-        return .json(Page(items: page.map { VideoView($0, storage: context.media) }, nextCursor: next))
+        }
+        let page = read.rows.prefix(limit)
+        let next = read.rows.count > limit ? try page.last.map { try PageCursor(row: $0, from: read.start, VideoRecord.self) } : nil
+        return .json(Page(items: VideoRows(page, from: read.start, storage: context.media), nextCursor: next?.token))
     }
 
     static func show(_ request: Request, _ context: Context) throws -> Response {

@@ -31,6 +31,15 @@ public struct ImageRecord: Decodable, PostgresRecord, Sendable {
         """
 }
 
+/// Where a listed record keeps its creation time among its `columns` (its id is the first).
+public protocol CursorColumns {
+    static var createdAtColumn: Int { get }
+}
+
+extension ImageRecord: CursorColumns {
+    public static var createdAtColumn: Int { 16 }
+}
+
 extension ImageRecord {
     /// The columns in the order of `columns`.
     public init(_ row: inout PostgresRow.Reader) throws {
@@ -100,12 +109,67 @@ public struct ImageView: JSONWritable, Sendable {
     }
 }
 
+/// A page of images written straight from PostgreSQL's rows (the columns of `ImageRecord.columns` from
+/// `start`): the same JSON as `ImageView`, with no String, Date or record made per value on the way.
+public struct ImageRows: JSONWritable {
+    let rows: ArraySlice<PostgresRow>
+    let start: Int
+    let storage: any MediaStorage
+
+    public init(_ rows: ArraySlice<PostgresRow>, from start: Int, storage: any MediaStorage) {
+        self.rows = rows
+        self.start = start
+        self.storage = storage
+    }
+
+    public func write(to json: inout JSONWriter) {
+        let c = start  // column positions as in ImageRecord.columns
+        let prefix = storage.urlPrefix
+        json.array(rows.map { Row(row: $0, c: c, prefix: prefix, storage: storage) })
+    }
+
+    struct Row: JSONWritable {
+        let row: PostgresRow
+        let c: Int
+        let prefix: String?
+        let storage: any MediaStorage
+
+        func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.key("colour"); o.text(row, c + 6)
+                o.key("created_at"); o.time(row, c + 16)
+                o.key("generation_id"); o.text(row, c + 15)
+                o.key("height"); o.integer(row, c + 10)
+                o.key("id"); o.text(row, c + 0)
+                o.key("kind"); o.text(row, c + 7)
+                o.key("model"); o.text(row, c + 11)
+                o.key("prompt"); o.text(row, c + 4)
+                o.key("seed"); o.integer(row, c + 12)
+                o.key("source_image_id"); o.text(row, c + 8)
+                o.key("status"); o.text(row, c + 13)
+                o.key("style"); o.text(row, c + 5)
+                o.key("thumbnail_url"); o.mediaURL(row, c + 3, prefix: prefix, storage: storage)
+                o.key("url"); o.mediaURL(row, c + 2, prefix: prefix, storage: storage)
+                o.key("width"); o.integer(row, c + 9)
+            }
+        }
+    }
+}
+
+extension JSONWriter {
+    /// The URL of a media key column: prefix and key when the storage has one, else made for the key.
+    mutating func mediaURL(_ row: PostgresRow, _ column: Int, prefix: String?, storage: any MediaStorage) {
+        if let prefix { return url(prefix: prefix, key: row, column) }
+        value(try? row.get(column, as: String?.self).map { storage.url(for: $0) })
+    }
+}
+
 /// One page of a listing: `{"items": [...], "next_cursor": "…" | null}`.
-public struct Page<Item: JSONWritable & Sendable>: JSONWritable, Sendable {
-    public let items: [Item]
+public struct Page<Items: JSONWritable>: JSONWritable {
+    public let items: Items
     public let nextCursor: String?
 
-    public init(items: [Item], nextCursor: String?) {
+    public init(items: Items, nextCursor: String?) {
         self.items = items
         self.nextCursor = nextCursor
     }
@@ -127,6 +191,11 @@ public struct PageCursor: Sendable {
     public init(createdAt: Date, id: String) {
         self.createdAt = createdAt
         self.id = id
+    }
+
+    /// The cursor after a row of a record whose columns begin at `start` (its id first, created_at named).
+    public init<Record: CursorColumns>(row: PostgresRow, from start: Int, _ record: Record.Type) throws {
+        self.init(createdAt: try row.get(start + Record.createdAtColumn), id: try row.get(start))
     }
 
     public var token: String { Encoding.base64URL(Array("\(PostgresTimestamp.format(createdAt))|\(id)".utf8)) }

@@ -77,6 +77,8 @@ public struct S3MediaStorage: MediaStorage {
         return presignedGET(key)
     }
 
+    public var urlPrefix: String? { publicURL.map { "\($0)/" } }
+
     /// A pre-signed GET URL (AWS Signature V4, query parameters, UNSIGNED-PAYLOAD).
     public func presignedGET(_ key: String) -> String {
         let seconds = now()

@@ -15,6 +15,37 @@ public protocol PostgresEncodable: Sendable {
 /// A value that can be read from a result column in text format; `nil` text is SQL NULL.
 public protocol PostgresDecodable {
     static func decode(postgresText: String?) throws -> Self
+    /// The same from the value's bytes as libpq holds them (nil for NULL): numbers, flags and times are
+    /// read in place, without a String in between.
+    static func decode(postgresBytes: UnsafeBufferPointer<UInt8>?) throws -> Self
+}
+
+extension PostgresDecodable {
+    public static func decode(postgresBytes: UnsafeBufferPointer<UInt8>?) throws -> Self {
+        try decode(postgresText: postgresBytes.map { String(decoding: $0, as: UTF8.self) })
+    }
+}
+
+/// An integer in text format from its bytes: an optional sign and digits, nothing else, no overflow.
+func parseInteger(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+    var index = 0
+    var negative = false
+    if let first = bytes.first, first == UInt8(ascii: "-") || first == UInt8(ascii: "+") {
+        negative = first == UInt8(ascii: "-")
+        index = 1
+    }
+    guard index < bytes.count else { return nil }
+    var value = 0
+    while index < bytes.count {
+        let digit = bytes[index] &- UInt8(ascii: "0")
+        guard digit < 10 else { return nil }
+        let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
+        let (sum, overflow2) = negative ? times.subtractingReportingOverflow(Int(digit)) : times.addingReportingOverflow(Int(digit))
+        guard !overflow1, !overflow2 else { return nil }
+        value = sum
+        index += 1
+    }
+    return value
 }
 
 public struct PostgresDecodingError: Error, CustomStringConvertible {
@@ -37,6 +68,10 @@ extension Int: PostgresEncodable, PostgresDecodable {
         guard let text = postgresText, let value = Int(text) else { throw PostgresDecodingError(column: "", expected: "Int") }
         return value
     }
+    public static func decode(postgresBytes: UnsafeBufferPointer<UInt8>?) throws -> Int {
+        guard let bytes = postgresBytes, let value = parseInteger(bytes) else { throw PostgresDecodingError(column: "", expected: "Int") }
+        return value
+    }
 }
 
 extension Int64: PostgresEncodable, PostgresDecodable {
@@ -44,6 +79,10 @@ extension Int64: PostgresEncodable, PostgresDecodable {
     public static func decode(postgresText: String?) throws -> Int64 {
         guard let text = postgresText, let value = Int64(text) else { throw PostgresDecodingError(column: "", expected: "Int64") }
         return value
+    }
+    public static func decode(postgresBytes: UnsafeBufferPointer<UInt8>?) throws -> Int64 {
+        guard let bytes = postgresBytes, let value = parseInteger(bytes) else { throw PostgresDecodingError(column: "", expected: "Int64") }
+        return Int64(value)
     }
 }
 
@@ -72,12 +111,24 @@ extension Bool: PostgresEncodable, PostgresDecodable {
         default: throw PostgresDecodingError(column: "", expected: "Bool")
         }
     }
+    public static func decode(postgresBytes: UnsafeBufferPointer<UInt8>?) throws -> Bool {
+        guard let bytes = postgresBytes, bytes.count == 1 else { return try decode(postgresText: postgresBytes.map { String(decoding: $0, as: UTF8.self) }) }
+        switch bytes[0] {
+        case UInt8(ascii: "t"): return true
+        case UInt8(ascii: "f"): return false
+        default: throw PostgresDecodingError(column: "", expected: "Bool")
+        }
+    }
 }
 
 extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
     public static func decode(postgresText: String?) throws -> Wrapped? {
         guard let postgresText else { return nil }
         return try Wrapped.decode(postgresText: postgresText)
+    }
+    public static func decode(postgresBytes: UnsafeBufferPointer<UInt8>?) throws -> Wrapped? {
+        guard let postgresBytes else { return nil }
+        return try Wrapped.decode(postgresBytes: postgresBytes)
     }
 }
 
@@ -87,6 +138,12 @@ extension Date: PostgresEncodable, PostgresDecodable {
     public var postgresText: String { PostgresTimestamp.format(self) }
     public static func decode(postgresText: String?) throws -> Date {
         guard let text = postgresText, let date = PostgresTimestamp.parse(text) else {
+            throw PostgresDecodingError(column: "", expected: "timestamptz")
+        }
+        return date
+    }
+    public static func decode(postgresBytes: UnsafeBufferPointer<UInt8>?) throws -> Date {
+        guard let bytes = postgresBytes, let date = PostgresTimestamp.parse(utf8: bytes) else {
             throw PostgresDecodingError(column: "", expected: "timestamptz")
         }
         return date
@@ -141,7 +198,12 @@ public enum PostgresTimestamp {
 
     /// Parses `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]]` (and the `T` form, and `Z`).
     public static func parse(_ text: String) -> Date? {
-        let chars = Array(text.utf8)
+        // Read in place (a native string's UTF-8): one is parsed for every time column of every row.
+        if let date = text.utf8.withContiguousStorageIfAvailable({ parse(utf8: $0) }) { return date }
+        return Array(text.utf8).withUnsafeBufferPointer { parse(utf8: $0) }
+    }
+
+    static func parse(utf8 chars: UnsafeBufferPointer<UInt8>) -> Date? {
         guard chars.count >= 19 else { return nil }
         func number(_ from: Int, _ length: Int) -> Int? {
             guard from + length <= chars.count else { return nil }

@@ -69,24 +69,32 @@ public struct SQLQuery: ExpressibleByStringInterpolation, Sendable, CustomString
         }
     }
 
+    /// Shifts every `$n` by `offset`, byte by byte (SQL text is ASCII where it matters; other bytes pass).
     static func renumber(_ sql: String, offset: Int) -> String {
-        guard offset > 0, sql.contains("$") else { return sql }
-        var out = ""
-        var index = sql.startIndex
-        while index < sql.endIndex {
-            let character = sql[index]
-            if character == "$" {
-                var end = sql.index(after: index)
-                while end < sql.endIndex, sql[end].isASCII, sql[end].isNumber { end = sql.index(after: end) }
-                if end > sql.index(after: index), let number = Int(sql[sql.index(after: index)..<end]) {
-                    out += "$\(number + offset)"
+        guard offset > 0, sql.utf8.contains(UInt8(ascii: "$")) else { return sql }
+        let bytes = Array(sql.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 8)
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "$") {
+                var end = index + 1
+                var number = 0
+                while end < bytes.count, bytes[end] >= 0x30, bytes[end] <= 0x39 {
+                    number = number * 10 + Int(bytes[end] - 0x30)
+                    end += 1
+                }
+                if end > index + 1 {
+                    out.append(UInt8(ascii: "$"))
+                    out.append(contentsOf: String(number + offset).utf8)
                     index = end
                     continue
                 }
             }
-            out.append(character)
-            index = sql.index(after: index)
+            out.append(byte)
+            index += 1
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 }

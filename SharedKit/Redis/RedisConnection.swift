@@ -21,7 +21,7 @@ public final class RedisConnection: @unchecked Sendable {
     private let url: String
     public let timeoutMs: Int
     private var context: UnsafeMutablePointer<redisContext>?
-    private var scriptSHAs: [String: String] = [:]
+    private var scriptSHAs: [ObjectIdentifier: String] = [:]
 
     public init(url: String, timeoutMs: Int = 1500) {
         self.url = url
@@ -71,17 +71,17 @@ public final class RedisConnection: @unchecked Sendable {
     @discardableResult
     public func run(_ script: RedisScript, keys: [String], arguments: [String]) throws -> RedisReply {
         let tail = [String(keys.count)] + keys + arguments
-        if let sha = scriptSHAs[script.source] {
+        if let sha = scriptSHAs[ObjectIdentifier(script)] {
             do {
                 return try command(["EVALSHA", sha] + tail)
             } catch RedisError.reply(let message) where message.hasPrefix("NOSCRIPT") {
-                scriptSHAs[script.source] = nil
+                scriptSHAs[ObjectIdentifier(script)] = nil
             }
         }
         guard let sha = try command("SCRIPT", "LOAD", script.source).string else {
             throw RedisError.reply("SCRIPT LOAD returned no SHA")
         }
-        scriptSHAs[script.source] = sha
+        scriptSHAs[ObjectIdentifier(script)] = sha
         return try command(["EVALSHA", sha] + tail)
     }
 

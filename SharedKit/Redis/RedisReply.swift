@@ -43,7 +43,9 @@ public enum RedisError: Error, CustomStringConvertible {
 }
 
 /// A Lua script run by SHA (EVALSHA), loaded on first use and again after `SCRIPT FLUSH` or a restart.
-public struct RedisScript: Sendable {
+/// A class so that a connection remembers each script's SHA by identity, not by hashing its source on
+/// every call; scripts are `static let`s, made once.
+public final class RedisScript: Sendable {
     public let source: String
 
     public init(_ source: String) {

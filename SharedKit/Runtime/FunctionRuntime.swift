@@ -83,11 +83,17 @@ public struct FunctionRuntime {
 
     private func serveFastCGI(_ request: inout FCGX_Request, _ dispatcher: Dispatcher, _ context: Context) {
         var params: [String: String] = [:]
+        params.reserveCapacity(32)
         if var pointer = request.envp {
             while let entry = pointer.pointee {
-                let text = String(cString: entry)
-                if let eq = text.firstIndex(of: "=") {
-                    params[String(text[..<eq])] = String(text[text.index(after: eq)...])
+                // NAME=value as C bytes: split at the first '=' without making the whole line a String.
+                let length = strlen(entry)
+                entry.withMemoryRebound(to: UInt8.self, capacity: length) { bytes in
+                    let line = UnsafeBufferPointer(start: bytes, count: length)
+                    if let eq = line.firstIndex(of: UInt8(ascii: "=")) {
+                        params[String(decoding: UnsafeBufferPointer(rebasing: line[..<eq]), as: UTF8.self)] =
+                            String(decoding: UnsafeBufferPointer(rebasing: line[(eq + 1)...]), as: UTF8.self)
+                    }
                 }
                 pointer += 1
             }

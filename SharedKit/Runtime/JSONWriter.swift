@@ -160,6 +160,66 @@ public struct JSONWriter {
         bytes.append(UInt8(ascii: "\""))
     }
 
+    // MARK: Values straight from PostgreSQL
+
+    /// A text column as a JSON string (null for NULL), from libpq's bytes.
+    public mutating func text(_ row: PostgresRow, _ column: Int) {
+        row.storage.withBytes(row: row.row, column: Int32(column)) { value in
+            guard let value else { return null() }
+            element()
+            bytes.append(UInt8(ascii: "\""))
+            Self.appendEscaped(value, to: &bytes)
+            bytes.append(UInt8(ascii: "\""))
+        }
+    }
+
+    /// An integer column as a JSON number (null for NULL): PostgreSQL's text form of an integer is one.
+    public mutating func integer(_ row: PostgresRow, _ column: Int) {
+        row.storage.withBytes(row: row.row, column: Int32(column)) { value in
+            guard let value else { return null() }
+            element()
+            bytes.append(contentsOf: value)
+        }
+    }
+
+    /// A timestamptz column as `value(_: Date)` writes it. The session's time zone is UTC, so the text is
+    /// `YYYY-MM-DD HH:MM:SS[.ffffff]+00`: its first 19 bytes are the time in whole seconds.
+    public mutating func time(_ row: PostgresRow, _ column: Int) {
+        let written: Bool = row.storage.withBytes(row: row.row, column: Int32(column)) { value in
+            guard let value else {
+                null()
+                return true
+            }
+            guard value.count >= 22, value[4] == UInt8(ascii: "-"), value[10] == UInt8(ascii: " "),
+                  value[value.count - 3] == UInt8(ascii: "+"), value[value.count - 2] == UInt8(ascii: "0"),
+                  value[value.count - 1] == UInt8(ascii: "0") else { return false }
+            element()
+            bytes.append(UInt8(ascii: "\""))
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: value[0..<10]))
+            bytes.append(UInt8(ascii: "T"))
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: value[11..<19]))
+            bytes.append(UInt8(ascii: "Z"))
+            bytes.append(UInt8(ascii: "\""))
+            return true
+        }
+        if !written {  // another zone or an era PostgreSQL writes differently: through Date
+            self.value(try? row.storage.withBytes(row: row.row, column: Int32(column)) { try Date.decode(postgresBytes: $0) })
+        }
+    }
+
+    /// A media URL: `prefix` and the key column's bytes (null when the key is NULL).
+    public mutating func url(prefix: String, key row: PostgresRow, _ column: Int) {
+        row.storage.withBytes(row: row.row, column: Int32(column)) { value in
+            guard let value else { return null() }
+            element()
+            bytes.append(UInt8(ascii: "\""))
+            var prefix = prefix
+            prefix.withUTF8 { Self.appendEscaped($0, to: &bytes) }
+            Self.appendEscaped(value, to: &bytes)
+            bytes.append(UInt8(ascii: "\""))
+        }
+    }
+
     // MARK: Bytes
 
     private mutating func append(_ text: StaticString) {
@@ -198,30 +258,56 @@ public struct JSONWriter {
     private mutating func writeString(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
         var text = text
-        text.withUTF8 { utf8 in
-            var start = 0
-            for index in 0..<utf8.count {
-                let byte = utf8[index]
-                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
-                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<index]))
-                start = index + 1
-                switch byte {
-                case UInt8(ascii: "\""): append("\\\"")
-                case UInt8(ascii: "\\"): append("\\\\")
-                case 0x08: append("\\b")
-                case 0x0C: append("\\f")
-                case 0x0A: append("\\n")
-                case 0x0D: append("\\r")
-                case 0x09: append("\\t")
-                default:
-                    append("\\u00")
-                    bytes.append(Self.hex[Int(byte >> 4)])
-                    bytes.append(Self.hex[Int(byte & 0x0F)])
+        text.withUTF8 { Self.appendEscaped($0, to: &bytes) }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    private static func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>, to bytes: inout [UInt8]) {
+        var start = 0
+        var index = 0
+        let count = utf8.count
+        while index < count {
+            // Eight bytes at a time while none needs escaping (the usual case: prompts, ids, URLs).
+            if index + 8 <= count {
+                let word = UnsafeRawPointer(utf8.baseAddress! + index).loadUnaligned(as: UInt64.self)
+                if !Self.needsEscape(word) {
+                    index += 8
+                    continue
                 }
             }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<utf8.count]))
+            let byte = utf8[index]
+            guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else {
+                index += 1
+                continue
+            }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<index]))
+            index += 1
+            start = index
+            switch byte {
+            case UInt8(ascii: "\""): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x08: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "b")])
+            case 0x0C: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
+            case 0x0A: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            default:
+                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
+                                          hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
+            }
         }
-        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<count]))
+    }
+
+    /// Whether any of eight bytes is a control character, `"` or `\` (bytes of multi-byte UTF-8
+    /// sequences are ≥ 0x80 and never match).
+    @inline(__always)
+    private static func needsEscape(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        func hasZero(_ x: UInt64) -> Bool { (x &- ones) & ~x & high != 0 }
+        let control = (word &- ones &* 0x20) & ~word & high != 0
+        return control || hasZero(word ^ (ones &* 0x22)) || hasZero(word ^ (ones &* 0x5C))
     }
 
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)

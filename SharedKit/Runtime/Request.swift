@@ -35,8 +35,8 @@ public struct Request: Sendable {
     /// Builds a request from CGI/FastCGI parameters (`REQUEST_METHOD`, `REQUEST_URI`, `HTTP_*` …).
     public init(cgi params: [String: String], body: [UInt8] = []) {
         var headers: [String: String] = [:]
-        for (name, value) in params where name.hasPrefix("HTTP_") {
-            headers[name.dropFirst(5).lowercased().replacing("_", with: "-")] = value
+        for (name, value) in params where name.utf8.starts(with: "HTTP_".utf8) {
+            headers[Self.headerName(cgi: name)] = value
         }
         if let type = params["CONTENT_TYPE"], !type.isEmpty { headers["content-type"] = type }
         if let length = params["CONTENT_LENGTH"], !length.isEmpty { headers["content-length"] = length }
@@ -62,6 +62,20 @@ public struct Request: Sendable {
     }
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
+
+    /// `HTTP_X_CSRF_TOKEN` → `x-csrf-token`, byte by byte (CGI names are ASCII).
+    static func headerName(cgi name: String) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(name.utf8.count - 5)
+        for byte in name.utf8.dropFirst(5) {
+            switch byte {
+            case UInt8(ascii: "_"): bytes.append(UInt8(ascii: "-"))
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): bytes.append(byte + 0x20)
+            default: bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 
     /// The first value of a query parameter.
     public func query(_ name: String) -> String? { query[name]?.first }

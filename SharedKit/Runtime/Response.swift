@@ -75,16 +75,22 @@ public struct Response: Sendable {
 
     /// The CGI response head (`Status:` line and headers) followed by the body.
     public func cgiBytes(includeBody: Bool = true) -> [UInt8] {
-        var head = "Status: \(status.code) \(status.reason)\r\n"
-        for (name, value) in headers where !value.contains("\r") && !value.contains("\n") {
-            head += "\(name): \(value)\r\n"
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(256 + (includeBody ? body.count : 0))
+        bytes.append(contentsOf: "Status: \(status.code) \(status.reason)\r\n".utf8)
+        var hasLength = false
+        for (name, value) in headers where !value.utf8.contains(0x0D) && !value.utf8.contains(0x0A) {
+            if !hasLength, name.utf8.count == 14, name.lowercased() == "content-length" { hasLength = true }
+            bytes.append(contentsOf: name.utf8)
+            bytes.append(contentsOf: ": ".utf8)
+            bytes.append(contentsOf: value.utf8)
+            bytes.append(contentsOf: "\r\n".utf8)
         }
-        if header("Content-Length") == nil, status.code != 204 {
-            head += "Content-Length: \(includeBody ? body.count : body.count)\r\n"
+        if !hasLength, status.code != 204 {
+            bytes.append(contentsOf: "Content-Length: \(body.count)\r\n".utf8)
         }
-        head += "\r\n"
-        var bytes = Array(head.utf8)
-        if includeBody { bytes += body }
+        bytes.append(contentsOf: "\r\n".utf8)
+        if includeBody { bytes.append(contentsOf: body) }
         return bytes
     }
 }

@@ -28,12 +28,25 @@ extension Context {
     public func read<Row: PostgresRecord & Sendable>(
         _ request: Request, _ access: ReadAccess, _ type: Row.Type, query: (_ userID: String) throws -> SQLQuery
     ) throws -> Read<Row> {
+        let read = try readRows(request, access, query: query)
+        let rows = try read.rows.map { row in
+            var reader = PostgresRow.Reader(row: row, from: read.start)
+            return try Row(&reader)
+        }
+        return Read(principal: read.principal, rows: rows)
+    }
+
+    /// The same, with the rows as PostgreSQL answered them: `query`'s columns begin at `start` in each row.
+    /// For writers that copy columns straight into the response (the galleries).
+    public func readRows(
+        _ request: Request, _ access: ReadAccess, query: (_ userID: String) throws -> SQLQuery
+    ) throws -> (principal: Principal, rows: [PostgresRow], start: Int) {
         let session: SessionStore.Session
         switch access {
         case .owner(let budget):
             guard isSessionRequest(request) else {
                 let principal = try authorize(request, budget: budget)
-                return Read(principal: principal, rows: try db.query(query(principal.user.id)).records(Row.self))
+                return (principal, try db.query(query(principal.user.id)).rows, 0)
             }
             session = try chargedSession(request, budget: budget)
         case .browser:
@@ -61,16 +74,10 @@ extension Context {
         var reader = PostgresRow.Reader(row: first)
         let user = try User(&reader)
         if case .admin = access, !user.isAdmin { throw Self.adminRequired }  // demoted since the session was marked
-        let start = reader.position
+        let principal = Principal(user: user, session: session, apiKeyID: nil)
         // The LEFT JOIN's one row of NULLs when there is nothing to list.
-        guard try reader.text() != nil else {
-            return Read(principal: Principal(user: user, session: session, apiKeyID: nil), rows: [])
-        }
-        let rows = try result.rows.map { row in
-            var reader = PostgresRow.Reader(row: row, from: start)
-            return try Row(&reader)
-        }
-        return Read(principal: Principal(user: user, session: session, apiKeyID: nil), rows: rows)
+        guard try !reader.nextIsNull() else { return (principal, [], reader.position) }
+        return (principal, result.rows, reader.position)
     }
 
     static let adminRequired = HTTPError(.forbidden, code: "admin_required", message: "This page is for administrators.")

@@ -9,6 +9,13 @@ public protocol MediaStorage {
     func delete(key: String) throws
     /// A URL browsers can load.
     func url(for key: String) -> String
+    /// When every URL is this prefix followed by the key (files, a public bucket), the prefix: listings
+    /// then write URLs without making them one by one. Nil when URLs are made per key (pre-signed).
+    var urlPrefix: String? { get }
+}
+
+extension MediaStorage {
+    public var urlPrefix: String? { nil }
 }
 
 /// Files under `MEDIA_ROOT`, served by nginx under /media/.
@@ -61,6 +68,7 @@ public struct FileMediaStorage: MediaStorage {
     }
 
     public func url(for key: String) -> String { "/media/\(key)" }
+    public var urlPrefix: String? { "/media/" }
 
     /// Keys are ours, but a key that could escape the root is refused all the same.
     static func validate(_ key: String) throws {

@@ -95,6 +95,30 @@ import Testing
         clock += 2
         #expect(try sessions.find(token: issued.token) == nil)
         #expect(try redis.command("EXISTS", "session:\(issued.session.id)").integer == 0)
+        #expect(try redis.command("SISMEMBER", "user_sessions:user-b", issued.session.id).integer == 0)
+    }
+
+    /// The signed-in read's one Redis round trip: the session found and renewed, and one request spent
+    /// from its owner's bucket (`rl:<budget>:u:<user>`), the same bucket `RateLimiter` keeps.
+    @Test func findingASessionCanChargeItsOwnersBudget() throws {
+        let sessions = try store(now: { WallClock.nowSeconds() })
+        let userID = "user-\(Random.hex(byteCount: 4))"
+        let issued = try sessions.create(userID: userID, isAdmin: false)
+        let budget = RateLimiter.Budget(name: "read", perMinute: 60, burst: 3)
+        var decisions: [RateLimiter.Decision] = []
+        for _ in 0..<4 {
+            let found = try #require(try sessions.find(token: issued.token, charging: budget))
+            #expect(found.session.userID == userID)
+            decisions.append(try #require(found.decision))
+        }
+        #expect(decisions.map(\.allowed) == [true, true, true, false])
+        #expect(decisions.map(\.remaining) == [2, 1, 0, 0])
+        #expect(decisions[3].retryAfterSeconds >= 1)
+        // The standalone limiter sees the same bucket: spent.
+        #expect(try RateLimiter(redis: redis).check(budget, subjects: ["u:\(userID)"]).allowed == false)
+        // No session, no charge.
+        #expect(try sessions.find(token: "made-up-token", charging: budget) == nil)
+        #expect(try redis.command("EXISTS", "rl:read:u:made-up").integer == 0)
     }
 
     @Test func idleTimeoutIsTheRedisTTLAndAdminsGetAShorterOne() throws {

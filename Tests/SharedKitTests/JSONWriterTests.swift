@@ -121,3 +121,64 @@ import Testing
         #expect(JSONWriter.bytes(of: value) == (try JSON.encode(value)))
     }
 }
+
+/// The galleries write rows straight from PostgreSQL's answer; their bytes must be those of the records
+/// written through `ImageView` and `VideoView`, for every kind of value (NULLs, escapes, fractions of a
+/// second, URLs from a prefix or made per key).
+@Suite struct ListingRowsTests {
+    let db = PostgresConnection(url: TestSupport.databaseURL, timeoutMs: 5000)
+
+    struct SignedStorage: MediaStorage {
+        func put(_ bytes: [UInt8], key: String, contentType: String) throws {}
+        func read(key: String) throws -> [UInt8] { [] }
+        func delete(key: String) throws {}
+        func url(for key: String) -> String { "https://bucket.example/\(key)?X-Amz-Signature=abc&k=\"q\"" }
+    }
+
+    static let awkward = JSONWriterTests.awkward
+
+    @Test(arguments: [true, false])
+    func imageRowsMatchImageViews(prefixed: Bool) throws {
+        let storage: any MediaStorage = prefixed ? FileMediaStorage(root: "/tmp/unused") : SignedStorage()
+        let result = try db.query("""
+            SELECT * FROM (VALUES
+              ('0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f11'::uuid, '5d3c1a2b-0000-4000-8000-000000000001'::uuid, 'ab/x.webp', 'ab/t.webp',
+               \(Self.awkward), 'watercolour', NULL, 'generated', NULL::uuid, 1024, 768, 'local', 4294967295::bigint, 'succeeded',
+               NULL, 'a1b2c3d4-0000-4000-8000-000000000002'::uuid, '2026-11-30 16:52:06.999999+00'::timestamptz, NULL::timestamptz),
+              ('0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f12', '5d3c1a2b-0000-4000-8000-000000000001', NULL, NULL,
+               'plain', NULL, 'teal', 'inpainted', '0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f11', NULL, NULL, NULL, -3, 'failed',
+               'It broke "badly"', NULL, '1999-01-02 03:04:05+00', '2026-01-01 00:00:00+00')
+            ) AS t(id, user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id, width, height, model,
+                   seed, status, error, generation_id, created_at, completed_at)
+            """)
+        let views = try result.records(ImageRecord.self).map { ImageView($0, storage: storage) }
+        let direct = JSONWriter.bytes(of: Page(items: ImageRows(result.rows[...], from: 0, storage: storage), nextCursor: "c"))
+        let made = JSONWriter.bytes(of: Page(items: views, nextCursor: "c"))
+        #expect(String(decoding: direct, as: UTF8.self) == String(decoding: made, as: UTF8.self))
+    }
+
+    @Test(arguments: [true, false])
+    func videoRowsMatchVideoViews(prefixed: Bool) throws {
+        let storage: any MediaStorage = prefixed ? FileMediaStorage(root: "/tmp/unused") : SignedStorage()
+        // Two leading columns stand for the user's columns of a joined row.
+        let result = try db.query("""
+            SELECT 'u' AS a, 1 AS b, * FROM (VALUES
+              ('0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f13'::uuid, '5d3c1a2b-0000-4000-8000-000000000001'::uuid, 'cd/v.webp', 'cd/p.webp', \(Self.awkward), NULL, 'teal',
+               1280, 720, 3::real, 'atelier-local', 7::bigint, 'succeeded', NULL, NULL::uuid, '2026-11-30 16:52:06.5+00'::timestamptz),
+              ('0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f14', '5d3c1a2b-0000-4000-8000-000000000001', NULL, NULL, 'b', 'noir', NULL,
+               NULL, NULL, 2.5::real, NULL, NULL, 'queued', 'x\ty', '0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f11', '2026-02-03 04:05:06.000001+00')
+            ) AS t(id, user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed, status,
+                   error, generation_id, created_at)
+            """)
+        let views = try result.rows.map { row in
+            var reader = PostgresRow.Reader(row: row, from: 2)
+            return VideoView(try VideoRecord(&reader), storage: storage)
+        }
+        let direct = JSONWriter.bytes(of: VideoRows(result.rows[...], from: 2, storage: storage))
+        let made = JSONWriter.bytes(of: views)
+        #expect(String(decoding: direct, as: UTF8.self) == String(decoding: made, as: UTF8.self))
+        let cursor = try PageCursor(row: result.rows[1], from: 2, VideoRecord.self)
+        #expect(cursor.id == "0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f14")
+        #expect(PostgresTimestamp.format(cursor.createdAt) == "2026-02-03T04:05:06.000001Z")
+    }
+}

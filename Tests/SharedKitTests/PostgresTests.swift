@@ -137,4 +137,64 @@ import Testing
         #expect(throws: DependencyUnavailable.self) { try impatient.query("SELECT pg_sleep(2)") }
         #expect(try impatient.query("SELECT 1 AS one").first?.get("one", as: Int.self) == 1)
     }
+
+    /// Statements are parsed once per connection: the second run uses the kept statement, the results are
+    /// the same, and a new connection prepares afresh. Off (behind a transaction pooler), nothing is kept.
+    @Test func statementsAreKeptPreparedPerConnectionWhenAsked() throws {
+        let keeping = PostgresConnection(url: TestSupport.databaseURL, timeoutMs: 5000)
+        func kept(_ conn: PostgresConnection) throws -> Int {
+            try conn.query("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement LIKE '%prepared-probe%' AND statement NOT LIKE '%pg_prepared%'")
+                .first!.get("n")
+        }
+        for n in 1...3 {
+            let row = try #require(try keeping.query("SELECT \(n)::int + 1 AS m, 'prepared-probe' AS tag").first)
+            #expect(try row.get("m", as: Int.self) == n + 1)
+        }
+        #expect(try kept(keeping) == 1)
+        // BEGIN and COMMIT are not kept; a transaction's statements are, and outlive its rollback.
+        #expect(throws: PostgresError.self) {
+            try keeping.transaction {
+                _ = try keeping.query("SELECT 'prepared-probe-2' AS tag")
+                try keeping.execute("SELECT 1/0")
+            }
+        }
+        #expect(try kept(keeping) == 2)
+        #expect(try keeping.query("SELECT 'prepared-probe-2' AS tag").first?.get("tag", as: String.self) == "prepared-probe-2")
+        keeping.close()
+        #expect(try kept(keeping) == 0)
+
+        let plain = PostgresConnection(url: TestSupport.databaseURL, timeoutMs: 5000, prepareStatements: false)
+        _ = try plain.query("SELECT \(1)::int AS m, 'prepared-probe' AS tag")
+        #expect(try kept(plain) == 0)
+    }
+
+    @Test func onlyReadsAndWritesArePrepared() {
+        #expect(PostgresConnection.isPreparable("SELECT 1"))
+        #expect(PostgresConnection.isPreparable("\n  with x AS (SELECT 1) SELECT * FROM x"))
+        #expect(PostgresConnection.isPreparable("INSERT INTO t VALUES ($1)"))
+        #expect(PostgresConnection.isPreparable("update t SET a = 1"))
+        #expect(PostgresConnection.isPreparable("DELETE FROM t"))
+        #expect(!PostgresConnection.isPreparable("BEGIN"))
+        #expect(!PostgresConnection.isPreparable("COMMIT"))
+        #expect(!PostgresConnection.isPreparable("SAVEPOINT s1"))
+        #expect(!PostgresConnection.isPreparable("SELECTED"))
+        #expect(!PostgresConnection.isPreparable("CREATE TABLE t (id int)"))
+    }
+
+    /// Rows read by column position, as the listings read them, name the column that does not fit.
+    @Test func recordsReadColumnsInOrder() throws {
+        struct Pair: PostgresRecord {
+            let name: String
+            let n: Int?
+            init(_ row: inout PostgresRow.Reader) throws {
+                name = try row.next()
+                n = try row.next()
+            }
+        }
+        let pairs = try db.query("SELECT 'a' AS name, 1 AS n UNION ALL SELECT 'b', NULL ORDER BY 1").records(Pair.self)
+        #expect(pairs.map(\.name) == ["a", "b"])
+        #expect(pairs.map(\.n) == [1, nil])
+        #expect(throws: PostgresDecodingError.self) { try db.query("SELECT NULL::text AS name, 1 AS n").records(Pair.self) }
+        #expect(throws: PostgresDecodingError.self) { try db.query("SELECT 'only' AS name").records(Pair.self) }
+    }
 }
