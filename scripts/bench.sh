@@ -342,9 +342,13 @@ scenario() {
   local warm
   warm=$("${wrk[@]}" -d"${WARMUP}s" "$url" | wrk_summary)
   [ -z "${SCENARIO_BEFORE_MEASURE:-}" ] || eval "$SCENARIO_BEFORE_MEASURE"
+  local before after
+  before=$(cpu_ticks)
   "${wrk[@]}" -d"${DURATION}s" "$url" > "$out"
+  after=$(cpu_ticks)
   local requests seconds rps p50 p99 non2xx socket
   read -r requests seconds rps p50 p99 non2xx socket < <(wrk_summary < "$out")
+  cpu_per_request "$name" "$requests" "$before" "$after" >> "$MEASUREMENTS"
   SERVED[$name]=$(( ${SERVED[$name]:-0} + ${warm%% *} + requests ))
   [ -n "$CEILING_RPS" ] || CEILING_RPS=$rps
   # {"201 -": 6, "429 rate_limited": 4000} from the script's lines, or {} without them.
@@ -355,6 +359,58 @@ scenario() {
   printf '{"kind":"scenario","name":"%s","path":"%s","connections":%s,"requests":%s,"seconds":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"non_2xx":%s,"socket_errors":%s,"ratio":%s,"statuses":%s}\n' \
     "$name" "$path" "$connections" "$requests" "$seconds" "$rps" "$p50" "$p99" "$non2xx" "$socket" \
     "$(awk -v a="$rps" -v b="$CEILING_RPS" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }')" "$statuses" >> "$MEASUREMENTS"
+}
+
+# CPU time (clock ticks, user + system) spent so far by each part of the machine's work, as JSON: the
+# function processes (all the supervisor's children, and the C references), PostgreSQL, Redis and nginx
+# (wrk has exited by the second reading). Two readings around a measured run say where its CPU went.
+cpu_ticks() {
+  python3 - "$RUN_DIR" <<'PY'
+import json, os, sys
+run_dir = sys.argv[1]
+def pids_of(parent):
+    try:
+        return [int(p) for p in open(f"/proc/{parent}/task/{parent}/children").read().split()]
+    except OSError:
+        return []
+groups = {"functions": [], "references": [], "postgres": [], "redis": [], "nginx": []}
+supervisor = int(open(f"{run_dir}/supervisor.pid").read())
+groups["functions"] = pids_of(supervisor)
+for name in ("ceiling", "gallery"):
+    try:
+        groups["references"] += pids_of(int(open(f"{run_dir}/{name}.pid").read()))
+    except OSError:
+        pass
+groups["redis"] = [int(open(f"{run_dir}/redis.pid").read())]
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        comm = open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        continue
+    if comm in ("postgres", "nginx"):
+        groups[comm].append(int(pid))
+ticks = {}
+for group, pids in groups.items():
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    ticks[group] = total
+print(json.dumps(ticks))
+PY
+}
+
+# cpu_per_request NAME REQUESTS BEFORE AFTER: the CPU each part spent per request of a measured run, in µs.
+cpu_per_request() {
+  python3 - "$1" "$2" "$3" "$4" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+name, requests, before, after, hz = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
+per = {k: round((after[k] - before[k]) * 1_000_000 / hz / max(requests, 1)) for k in after}
+print(json.dumps({"kind": "cpu", "name": name, "requests": requests, "us_per_request": per}))
+PY
 }
 
 # Until NAME has received at least N requests, more load on it (not recorded as a scenario).
@@ -522,6 +578,15 @@ for s in scenarios:
 for m in (m for m in measurements if m["kind"] == "cold_start"):
     lines.append(f"- Cold start, {m['name']} as CGI: median {m['median_ms']:.2f} ms of {m['runs']} runs "
                  f"(min {m['min_ms']:.2f}, max {m['max_ms']:.2f})")
+cpu = [m for m in measurements if m["kind"] == "cpu"]
+if cpu:
+    lines += ["", "CPU per request of each measured run, µs (user + system, from /proc):", "",
+              "| scenario | function | PostgreSQL | Redis | nginx |", "|---|---:|---:|---:|---:|"]
+    for m in cpu:
+        u = m["us_per_request"]
+        function = u["references"] if m["name"] in ("ceiling", "gallery-limit") else u["functions"]
+        lines.append(f"| {m['name']} | {function} | {u['postgres']} | {u['redis']} | {u['nginx']} |")
+    lines.append("")
 for m in (m for m in measurements if m["kind"] == "instructions"):
     lines.append(f"- Instructions per request, {m['name']} ({m['path']}, one process under callgrind, {m['requests']} requests): "
                  f"{m['per_request']:,}")

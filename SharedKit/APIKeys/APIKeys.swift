@@ -112,10 +112,11 @@ public struct APIKeys {
         guard Self.isWellFormed(key) else { return nil }
         guard let row = try db.query("""
             WITH k AS (
-                UPDATE api_keys SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
-                                                        THEN now() ELSE last_used_at END
-                WHERE secret_hash = \(Self.hash(key)) AND revoked_at IS NULL
-                RETURNING id, user_id
+                SELECT id, user_id FROM api_keys WHERE secret_hash = \(Self.hash(key)) AND revoked_at IS NULL
+            ), touched AS (
+                -- A row version per minute at most, not per call.
+                UPDATE api_keys SET last_used_at = now()
+                WHERE id IN (SELECT id FROM k) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
             ), counted AS (
                 INSERT INTO api_usage (user_id, api_key_id, day, count)
                 SELECT user_id, id, (now() AT TIME ZONE 'UTC')::date, 1 FROM k

@@ -250,7 +250,15 @@ public enum PostgresTimestamp {
 /// A `json`/`jsonb` (or JSON text) column of any shape, read as a JSON value.
 extension JSONValue: PostgresDecodable {
     public static func decode(postgresText: String?) throws -> JSONValue {
-        guard let text = postgresText else { throw PostgresDecodingError(column: "", expected: "json") }
-        return try JSON.decoder().decode(JSONValue.self, from: Data(text.utf8))
+        guard var text = postgresText else { throw PostgresDecodingError(column: "", expected: "json") }
+        return try text.withUTF8 { try decode(postgresBytes: $0) }
+    }
+
+    /// PostgreSQL's own JSON, parsed in place (`JSONValue.parse`), not through Foundation's decoder.
+    public static func decode(postgresBytes: UnsafeBufferPointer<UInt8>?) throws -> JSONValue {
+        guard let bytes = postgresBytes, let value = JSONValue.parse(bytes) else {
+            throw PostgresDecodingError(column: "", expected: "json")
+        }
+        return value
     }
 }

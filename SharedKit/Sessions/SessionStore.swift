@@ -71,17 +71,11 @@ public struct SessionStore {
             String(lifetimes.idleSeconds), String(min(lifetimes.adminIdleSeconds, lifetimes.idleSeconds)),
             String(now()), String(lifetimes.absoluteSeconds), id,
         ] + (budget.map { [$0.name] + $0.scriptArguments } ?? []))
-        guard let parts = reply.array, let fields = parts.first?.array, fields.count >= 2 else { return nil }
-        var values: [String: String] = [:]
-        var index = 0
-        while index + 1 < fields.count {
-            if let name = fields[index].string, let value = fields[index + 1].string { values[name] = value }
-            index += 2
-        }
-        guard let userID = values["user"], let csrf = values["csrf"], let created = values["created"].flatMap({ Int64($0) }) else {
+        guard let parts = reply.array, let fields = parts.first?.array, fields.count == 4,
+              let userID = fields[0].string, let csrf = fields[1].string, let created = fields[2].string.flatMap({ Int64($0) }) else {
             return nil
         }
-        let session = Session(id: id, userID: userID, csrfToken: csrf, createdAt: created, isAdmin: values["admin"] == "1")
+        let session = Session(id: id, userID: userID, csrfToken: csrf, createdAt: created, isAdmin: fields[3].string == "1")
         guard let budget else { return (session, nil) }
         guard parts.count == 2, let decision = RateLimiter.Decision(reply: parts[1], budget: budget) else {
             throw RedisError.reply("unexpected reply from the session script")
@@ -123,24 +117,23 @@ public struct SessionStore {
 
     // KEYS: session key. ARGV: idle ttl, admin idle ttl, now, absolute lifetime, session id, and optionally a
     // budget: its name, emission interval and tolerance. Finds, ends (past its absolute lifetime) or renews
-    // the session, then charges the owner's bucket. Returns {} or {fields} or {fields, decision}.
+    // the session, then charges the owner's bucket. Returns {} or {{user, csrf, created, admin}} or
+    // {{user, csrf, created, admin}, decision}.
     // The bucket's key is made here from the session's user, so it is not among KEYS: fine on one Redis
     // and under Sentinel, not on Redis Cluster (where it would have to be read first).
     static let findScript = RedisScript(RateLimiter.gcra + """
-        local fields = redis.call('HGETALL', KEYS[1])
-        if #fields == 0 then return {} end
-        local session = {}
-        for i = 1, #fields, 2 do session[fields[i]] = fields[i + 1] end
-        if session['user'] == nil or session['created'] == nil then return {} end
-        if tonumber(ARGV[3]) - tonumber(session['created']) >= tonumber(ARGV[4]) then
+        local fields = redis.call('HMGET', KEYS[1], 'user', 'csrf', 'created', 'admin')
+        local user, created = fields[1], fields[3]
+        if not user or not created or not fields[2] then return {} end
+        if tonumber(ARGV[3]) - tonumber(created) >= tonumber(ARGV[4]) then
             redis.call('DEL', KEYS[1])
-            redis.call('SREM', 'user_sessions:' .. session['user'], ARGV[5])
+            redis.call('SREM', 'user_sessions:' .. user, ARGV[5])
             return {}
         end
-        redis.call('EXPIRE', KEYS[1], tonumber(session['admin'] == '1' and ARGV[2] or ARGV[1]))
+        if not fields[4] then fields[4] = '0' end
+        redis.call('EXPIRE', KEYS[1], tonumber(fields[4] == '1' and ARGV[2] or ARGV[1]))
         if ARGV[6] == nil then return {fields} end
-        local bucket = 'rl:' .. ARGV[6] .. ':u:' .. session['user']
-        return {fields, gcra({bucket}, tonumber(ARGV[7]), tonumber(ARGV[8]))}
+        return {fields, gcra({'rl:' .. ARGV[6] .. ':u:' .. user}, tonumber(ARGV[7]), tonumber(ARGV[8]))}
         """)
 
     // KEYS: user index. ARGV: session id to keep ('' for none). Returns how many were ended.

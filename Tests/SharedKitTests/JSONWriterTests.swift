@@ -113,6 +113,23 @@ import Testing
         try expectCanonical(QuotaPolicy.State(used: 3, limit: 10, period: "day", periodStart: Self.created, renewsAt: Self.created))
     }
 
+    /// jsonb columns are parsed by the kit's parser: what Foundation's decoder reads, it reads the same.
+    @Test(arguments: [
+        #"{"premium_until": null, "a": [1, 2.5, -3e2, true, false], "b\u00e9\"": {"x": "line\nbreak \ud83c\udfa8 \/ tab\t"}}"#,
+        #"[]"#, #"  "just a string"  "#, #"0"#, #"{"k": {}}"#, #"[[[["deep"]]]]"#,
+    ])
+    func jsonColumnsParseAsFoundationParses(text: String) throws {
+        var copy = text
+        let parsed = copy.withUTF8 { JSONValue.parse($0) }
+        #expect(parsed == (try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))))
+    }
+
+    @Test(arguments: [#"{"a": }"#, #"[1, 2"#, #"tru"#, #""unterminated"#, #"{"a": 1} extra"#, #""\ud83c alone""#, "\"raw\u{1}control\""])
+    func malformedJSONIsRefused(text: String) {
+        var copy = text
+        #expect(copy.withUTF8 { JSONValue.parse($0) } == nil)
+    }
+
     @Test func jsonColumnsAreWrittenAsFoundationWritesThem() throws {
         let value: JSONValue = .object([
             "zeta": .number(1), "alpha": .array([.string("x/y"), .null, .bool(false), .number(2.5)]),
