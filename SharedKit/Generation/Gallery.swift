@@ -109,60 +109,78 @@ public struct ImageView: JSONWritable, Sendable {
     }
 }
 
-/// A page of images written straight from PostgreSQL's rows (the columns of `ImageRecord.columns` from
-/// `start`): the same JSON as `ImageView`, with no String, Date or record made per value on the way.
-public struct ImageRows: JSONWritable {
+/// A page of media written straight from PostgreSQL's rows: each column's bytes go to the JSON as they
+/// are (escaped), with no String, Date or record made per value on the way. `Layout` says which column
+/// is which key; the rows' columns are the record's `columns`, from `start`.
+public struct MediaRows<Layout: MediaRowLayout>: JSONWritable {
     let rows: ArraySlice<PostgresRow>
     let start: Int
-    let storage: any MediaStorage
+    let urls: MediaURLs
 
     public init(_ rows: ArraySlice<PostgresRow>, from start: Int, storage: any MediaStorage) {
         self.rows = rows
         self.start = start
-        self.storage = storage
+        urls = MediaURLs(storage: storage)
     }
 
     public func write(to json: inout JSONWriter) {
-        let c = start  // column positions as in ImageRecord.columns
-        let prefix = storage.urlPrefix
-        json.array(rows.map { Row(row: $0, c: c, prefix: prefix, storage: storage) })
+        json.array(rows.map { Row(row: $0, start: start, urls: urls) })
     }
 
     struct Row: JSONWritable {
         let row: PostgresRow
-        let c: Int
-        let prefix: String?
-        let storage: any MediaStorage
+        let start: Int
+        let urls: MediaURLs
 
         func write(to json: inout JSONWriter) {
-            json.object { o in
-                o.key("colour"); o.text(row, c + 6)
-                o.key("created_at"); o.time(row, c + 16)
-                o.key("generation_id"); o.text(row, c + 15)
-                o.key("height"); o.integer(row, c + 10)
-                o.key("id"); o.text(row, c + 0)
-                o.key("kind"); o.text(row, c + 7)
-                o.key("model"); o.text(row, c + 11)
-                o.key("prompt"); o.text(row, c + 4)
-                o.key("seed"); o.integer(row, c + 12)
-                o.key("source_image_id"); o.text(row, c + 8)
-                o.key("status"); o.text(row, c + 13)
-                o.key("style"); o.text(row, c + 5)
-                o.key("thumbnail_url"); o.mediaURL(row, c + 3, prefix: prefix, storage: storage)
-                o.key("url"); o.mediaURL(row, c + 2, prefix: prefix, storage: storage)
-                o.key("width"); o.integer(row, c + 9)
-            }
+            json.object { Layout.write(row, from: start, urls: urls, to: &$0) }
         }
     }
 }
 
-extension JSONWriter {
-    /// The URL of a media key column: prefix and key when the storage has one, else made for the key.
-    mutating func mediaURL(_ row: PostgresRow, _ column: Int, prefix: String?, storage: any MediaStorage) {
-        if let prefix { return url(prefix: prefix, key: row, column) }
-        value(try? row.get(column, as: String?.self).map { storage.url(for: $0) })
+/// Which column of a record's `columns` goes to which key of its JSON, in sorted key order.
+public protocol MediaRowLayout {
+    static func write(_ row: PostgresRow, from c: Int, urls: MediaURLs, to o: inout JSONWriter)
+}
+
+/// Media URLs for key columns: prefix and key when the storage has one prefix, else made per key.
+public struct MediaURLs {
+    let storage: any MediaStorage
+    let prefix: String?
+
+    init(storage: any MediaStorage) {
+        self.storage = storage
+        prefix = storage.urlPrefix
+    }
+
+    func write(_ row: PostgresRow, _ column: Int, to json: inout JSONWriter) {
+        if let prefix { return json.url(prefix: prefix, key: row, column) }
+        json.value(try? row.get(column, as: String?.self).map { storage.url(for: $0) })
     }
 }
+
+/// The gallery's rows: the JSON of `ImageView`.
+public enum ImageRowLayout: MediaRowLayout {
+    public static func write(_ row: PostgresRow, from c: Int, urls: MediaURLs, to o: inout JSONWriter) {
+        o.key("colour"); o.text(row, c + 6)
+        o.key("created_at"); o.time(row, c + 16)
+        o.key("generation_id"); o.text(row, c + 15)
+        o.key("height"); o.integer(row, c + 10)
+        o.key("id"); o.text(row, c + 0)
+        o.key("kind"); o.text(row, c + 7)
+        o.key("model"); o.text(row, c + 11)
+        o.key("prompt"); o.text(row, c + 4)
+        o.key("seed"); o.integer(row, c + 12)
+        o.key("source_image_id"); o.text(row, c + 8)
+        o.key("status"); o.text(row, c + 13)
+        o.key("style"); o.text(row, c + 5)
+        o.key("thumbnail_url"); urls.write(row, c + 3, to: &o)
+        o.key("url"); urls.write(row, c + 2, to: &o)
+        o.key("width"); o.integer(row, c + 9)
+    }
+}
+
+public typealias ImageRows = MediaRows<ImageRowLayout>
 
 /// One page of a listing: `{"items": [...], "next_cursor": "…" | null}`.
 public struct Page<Items: JSONWritable>: JSONWritable {

@@ -75,49 +75,26 @@ public struct VideoView: JSONWritable, Sendable {
     }
 }
 
-/// A page of videos written straight from PostgreSQL's rows (the columns of `VideoRecord.columns` from
-/// `start`): the same JSON as `VideoView`.
-public struct VideoRows: JSONWritable {
-    let rows: ArraySlice<PostgresRow>
-    let start: Int
-    let storage: any MediaStorage
-
-    public init(_ rows: ArraySlice<PostgresRow>, from start: Int, storage: any MediaStorage) {
-        self.rows = rows
-        self.start = start
-        self.storage = storage
-    }
-
-    public func write(to json: inout JSONWriter) {
-        let prefix = storage.urlPrefix
-        json.array(rows.map { Row(row: $0, c: start, prefix: prefix, storage: storage) })
-    }
-
-    struct Row: JSONWritable {
-        let row: PostgresRow
-        let c: Int
-        let prefix: String?
-        let storage: any MediaStorage
-
-        func write(to json: inout JSONWriter) {
-            json.object { o in
-                o.key("colour"); o.text(row, c + 6)
-                o.key("created_at"); o.time(row, c + 15)
-                // A real: through Double, so whole numbers lose their fraction as Foundation writes them.
-                o.field("duration_seconds", try? row.get(c + 9, as: Double?.self))
-                o.key("error"); o.text(row, c + 13)
-                o.key("generation_id"); o.text(row, c + 14)
-                o.key("height"); o.integer(row, c + 8)
-                o.key("id"); o.text(row, c + 0)
-                o.key("model"); o.text(row, c + 10)
-                o.key("poster_url"); o.mediaURL(row, c + 3, prefix: prefix, storage: storage)
-                o.key("prompt"); o.text(row, c + 4)
-                o.key("seed"); o.integer(row, c + 11)
-                o.key("status"); o.text(row, c + 12)
-                o.key("style"); o.text(row, c + 5)
-                o.key("url"); o.mediaURL(row, c + 2, prefix: prefix, storage: storage)
-                o.key("width"); o.integer(row, c + 7)
-            }
-        }
+/// The video listing's rows: the JSON of `VideoView`.
+public enum VideoRowLayout: MediaRowLayout {
+    public static func write(_ row: PostgresRow, from c: Int, urls: MediaURLs, to o: inout JSONWriter) {
+        o.key("colour"); o.text(row, c + 6)
+        o.key("created_at"); o.time(row, c + 15)
+        // A real: through Double, so whole numbers lose their fraction as Foundation writes them.
+        o.field("duration_seconds", try? row.get(c + 9, as: Double?.self))
+        o.key("error"); o.text(row, c + 13)
+        o.key("generation_id"); o.text(row, c + 14)
+        o.key("height"); o.integer(row, c + 8)
+        o.key("id"); o.text(row, c + 0)
+        o.key("model"); o.text(row, c + 10)
+        o.key("poster_url"); urls.write(row, c + 3, to: &o)
+        o.key("prompt"); o.text(row, c + 4)
+        o.key("seed"); o.integer(row, c + 11)
+        o.key("status"); o.text(row, c + 12)
+        o.key("style"); o.text(row, c + 5)
+        o.key("url"); urls.write(row, c + 2, to: &o)
+        o.key("width"); o.integer(row, c + 7)
     }
 }
+
+public typealias VideoRows = MediaRows<VideoRowLayout>
