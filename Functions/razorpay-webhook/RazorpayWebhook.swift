@@ -5,7 +5,7 @@ import Foundation
 #endif
 import SharedKit
 
-/// `POST /hooks/razorpay`: the signature is checked on the raw body before it is parsed; an event id seen
+/// `POST /hooks/razorpay`: the signature is checked on the raw body before it is parsed; a signed body seen
 /// before changes nothing; the event's effects and its id are written in one transaction, so a failure
 /// answers 5xx and Razorpay delivers it again.
 enum RazorpayWebhook {
@@ -41,7 +41,10 @@ enum RazorpayWebhook {
         } catch {
             throw HTTPError(.badRequest, code: "invalid_json", message: "The webhook body is not a Razorpay event.")
         }
-        let eventID = request.header("x-razorpay-event-id") ?? Encoding.hex(Digest.sha256(request.body))
+        // De-duplicated by what is signed: a captured delivery replayed under a new (unsigned)
+        // x-razorpay-event-id is the same body, so it has no second effect. Razorpay's redeliveries send
+        // the same body too.
+        let eventID = "sha256:" + Encoding.hex(Digest.sha256(request.body))
         let fresh = try context.db.transaction { () -> Bool in
             guard try context.db.execute("""
                 INSERT INTO webhook_events (provider, event_id) VALUES ('razorpay', \(eventID)) ON CONFLICT DO NOTHING

@@ -34,31 +34,50 @@ enum Registration {
         try AccountRules.password(input.password, email: email, username: username)
         // Hash before looking anything up, so every path costs the same argon2id time.
         let hash = try PasswordHasher().hash(input.password)
-        try CodeSendLimits(redis: context.redis).claim(email: email, purpose: .verify)
+        // A username another account holds is refused whatever the address, so the answer says nothing
+        // about whether the address has an account.
+        if let username, try context.db.query("SELECT 1 FROM users WHERE username = \(username) AND email <> \(email)").first != nil {
+            throw usernameTaken
+        }
+        // Within the cooldown or over the hourly cap, the same answer as any other: nothing is sent or changed.
+        guard try claimSend(email, context) else { return try .json(verificationSent, status: .accepted) }
 
         let existing = try context.db.query("SELECT id, verified FROM users WHERE email = \(email)").first
         if let existing, try existing.get("verified", as: Bool.self) {
             deliver(AccountMail.registrationAttempt(to: email, baseURL: context.config.publicBaseURL), context)
             return try .json(verificationSent, status: .accepted)
         }
+        // A pending account's credentials are never changed here: this sign-up's password and username go
+        // with its own code, and only entering a code (proof of the mailbox) applies a sign-up's credentials.
+        let credentials = EmailCodes.Credentials(passwordHash: hash, username: username)
         let code: String = try context.db.transaction {
-            do {
-                if existing == nil {
-                    try context.db.execute("INSERT INTO users (email, username, password_hash) VALUES (\(email), \(username), \(hash))")
-                } else {
-                    // An unverified sign-up is replaced by the newest one: only the inbox owner can verify it.
+            if existing == nil {
+                do {
                     try context.db.execute("""
-                        UPDATE users SET password_hash = \(hash), username = COALESCE(\(username), username), updated_at = now()
-                        WHERE email = \(email) AND NOT verified
+                        INSERT INTO users (email, username, password_hash) VALUES (\(email), \(username), \(hash))
+                        ON CONFLICT (email) DO NOTHING
                         """)
+                } catch let error as PostgresError where error.isUniqueViolation && error.constraint == "users_username_key" {
+                    throw usernameTaken
                 }
-            } catch let error as PostgresError where error.isUniqueViolation && error.constraint == "users_username_key" {
-                throw HTTPError(.conflict, code: "username_taken", message: "That username is taken; choose another.")
             }
-            return try EmailCodes(db: context.db, secret: context.config.appSecret).issue(email: email, purpose: .verify)
+            return try EmailCodes(db: context.db, secret: context.config.appSecret).issue(email: email, purpose: .verify, credentials: credentials)
         }
-        deliver(AccountMail.verificationCode(to: email, code: code, baseURL: context.config.publicBaseURL), context)
+        deliver(AccountMail.verificationCode(to: email, code: code, baseURL: context.config.publicBaseURL, again: existing != nil), context)
         return try .json(verificationSent, status: .accepted)
+    }
+
+    static let usernameTaken = HTTPError(.conflict, code: "username_taken", message: "That username is taken; choose another.")
+
+    /// Claims a send under the address's limits: false (rather than 429) when a code went out within the
+    /// minute or five within the hour, since sign-up answers alike for every address.
+    static func claimSend(_ email: String, _ context: Context) throws -> Bool {
+        do {
+            try CodeSendLimits(redis: context.redis).claim(email: email, purpose: .verify)
+            return true
+        } catch let error as HTTPError where error.status.code == 429 {
+            return false
+        }
     }
 
     static func resend(_ request: Request, _ context: Context) throws -> Response {
@@ -66,7 +85,13 @@ enum Registration {
         try CodeSendLimits(redis: context.redis).claim(email: email, purpose: .verify)
         let pending = try context.db.query("SELECT 1 FROM users WHERE email = \(email) AND NOT verified").first != nil
         if pending {
-            let code = try EmailCodes(db: context.db, secret: context.config.appSecret).issue(email: email, purpose: .verify)
+            // A fresh code for the newest sign-up, with its credentials (the account's own when no sign-up
+            // code is left).
+            let codes = EmailCodes(db: context.db, secret: context.config.appSecret)
+            let code: String = try context.db.transaction {
+                let newest = try codes.newestSignUp(email: email)
+                return try codes.issue(email: email, purpose: .verify, credentials: newest?.credentials, replacing: newest?.id)
+            }
             deliver(AccountMail.verificationCode(to: email, code: code, baseURL: context.config.publicBaseURL), context)
         }
         return try .json(verificationSent, status: .accepted)
@@ -82,13 +107,17 @@ enum Registration {
         return try .json(resetSent, status: .accepted)
     }
 
-    /// Mail failures do not change the answer (that would reveal whether the address has an account);
-    /// they are logged without the message, and the user can ask again after the cooldown.
+    /// Mail goes out after the answer has been sent (FastCGI lets the process finish the request first):
+    /// the answer's timing never includes an SMTP exchange, so it cannot tell an address that got mail from
+    /// one that did not. Failures do not change the answer either; they are logged without the message,
+    /// and the user can ask again after the cooldown.
     static func deliver(_ message: MailMessage, _ context: Context) {
-        do {
-            try Mailers.make(context.config).send(message)
-        } catch {
-            context.logger.error("mail delivery failed", metadata: ["error": .string("\(error)")])
+        context.afterResponse.append {
+            do {
+                try Mailers.make(context.config).send(message)
+            } catch {
+                context.logger.error("mail delivery failed", metadata: ["error": .string("\(error)")])
+            }
         }
     }
 }

@@ -4,7 +4,8 @@ import SharedKitMedia
 
 /// `POST /api/v1/images/transform` (multipart): upscale an image, or repaint its masked part. The source
 /// is an upload (kept in the gallery as `uploaded`) or an image already in the gallery (`image_id`).
-/// Every check runs before any quota is reserved, so a refused request costs nothing.
+/// Every check runs before any quota is reserved, so a refused request costs nothing; the budget and the
+/// quota are checked before the upload is decoded or stored, so a refused upload leaves nothing behind.
 enum Transform {
     static let maxBodyBytes = 10 * 1024 * 1024
     static let maxPixels = 40_000_000
@@ -38,6 +39,11 @@ enum Transform {
         if mode == "inpaint" {
             prompt = try Catalog.prompt(form.field("prompt") ?? "", what: "what to paint into the masked area")
         }
+
+        // A request the quota cannot cover is refused before the upload is decoded or stored.
+        let task: Generations.Task = mode == "upscale" ? .upscale : .inpaint
+        let cost = try Generations.Costs(config: context.config).cost(of: task)
+        try QuotaLedger(db: context.db, policy: context.quota).ensureAvailable(for: user, cost: cost)
 
         // The source: an upload checked by content, or one of the user's images.
         let upload = form.part("image").flatMap { $0.body.isEmpty ? nil : $0 }
@@ -82,8 +88,6 @@ enum Transform {
         let jobs = LocalImageJobs(context)
         let sourceRecord = try existing ?? jobs.storeUpload(userID: user.id, image: source)
         let generations = Generations(context)
-        let task: Generations.Task = mode == "upscale" ? .upscale : .inpaint
-        let cost = try Generations.Costs(config: context.config).cost(of: task)
         let job = JobInput(mode: mode, scale: mode == "upscale" ? scale : nil, prompt: prompt, sourceImageId: sourceRecord.id)
         if let replicate = ReplicateJobs(context), let sourceKey = sourceRecord.storageKey {
             // The provider fetches the source from our public media URL; the mask travels inline.

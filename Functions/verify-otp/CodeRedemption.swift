@@ -24,12 +24,21 @@ enum CodeRedemption {
         // The attempt is counted and committed even when it fails, so the verdict is thrown afterwards.
         let outcome = try context.db.transaction { () -> EmailCodes.Outcome in
             let outcome = try codes.redeem(email: email, purpose: .verify, code: input.code)
-            if case .accepted = outcome {
-                try context.db.execute("UPDATE users SET verified = true, last_login_at = now(), updated_at = now() WHERE email = \(email)")
-            }
+            guard case .accepted(let credentials) = outcome else { return outcome }
+            // The sign-up whose code this is decides the password and the username (none when another
+            // account took it meanwhile): the code proved the mailbox.
+            try context.db.execute("""
+                UPDATE users SET verified = true, last_login_at = now(), updated_at = now(),
+                       password_hash = COALESCE(\(credentials?.passwordHash), password_hash),
+                       username = CASE WHEN \(credentials?.passwordHash)::text IS NULL THEN username
+                                       WHEN EXISTS (SELECT 1 FROM users o WHERE o.username = \(credentials?.username)::citext
+                                                    AND o.email <> \(email)) THEN NULL
+                                       ELSE \(credentials?.username)::citext END
+                WHERE email = \(email) AND NOT verified
+                """)
             return outcome
         }
-        guard case .accepted = outcome, let user = try Users(context.db).find(email: email) else {
+        guard outcome.isAccepted, let user = try Users(context.db).find(email: email) else {
             throw EmailCodes.error(for: outcome)
         }
         return try SessionResponse.start(for: user, context)
@@ -44,14 +53,20 @@ enum CodeRedemption {
         let codes = EmailCodes(db: context.db, secret: context.config.appSecret)
         let result = try context.db.transaction { () -> (EmailCodes.Outcome, String?) in
             let outcome = try codes.redeem(email: email, purpose: .reset, code: input.code)
-            guard case .accepted = outcome else { return (outcome, nil) }
-            // A reset also proves the address.
+            guard outcome.isAccepted else { return (outcome, nil) }
+            // A reset also proves the address. It recovers the account from whoever else may hold its
+            // credentials: every API key is revoked with every session (a signed-in password change keeps them).
             let id = try context.db.query("""
                 UPDATE users SET password_hash = \(hash), verified = true, updated_at = now() WHERE email = \(email) RETURNING id
                 """).first?.get("id", as: String.self)
+            if let id {
+                try context.db.execute("UPDATE api_keys SET revoked_at = now() WHERE user_id = \(id)::uuid AND revoked_at IS NULL")
+                // Sign-ups still waiting for a code lose their say too.
+                try context.db.execute("DELETE FROM email_codes WHERE email = \(email) AND purpose = 'verify'")
+            }
             return (outcome, id)
         }
-        guard case .accepted = result.0, let userID = result.1 else { throw EmailCodes.error(for: result.0) }
+        guard result.0.isAccepted, let userID = result.1 else { throw EmailCodes.error(for: result.0) }
         try context.sessions.revokeAll(userID: userID)
         try LoginThrottle(redis: context.redis).recordSuccess(email: email)
         return try .json(Done(status: "password_reset"))

@@ -20,6 +20,12 @@ public struct AccountDeletion {
                 UNION ALL SELECT storage_key FROM videos WHERE user_id = \(userID) AND storage_key IS NOT NULL
                 UNION ALL SELECT poster_key FROM videos WHERE user_id = \(userID) AND poster_key IS NOT NULL
                 """)
+            // The last admin stays (also against their own DELETE /profile): admins are locked in one order,
+            // so two admins deleting themselves at once cannot both pass.
+            let admins = try db.query("SELECT id FROM users WHERE is_admin ORDER BY id FOR UPDATE").rows
+            if admins.count <= 1, try admins.contains(where: { try $0.get("id", as: String.self) == userID }) {
+                throw HTTPError(.conflict, code: "last_admin", message: "This is the last admin; promote someone else first.")
+            }
             try db.execute("DELETE FROM users WHERE id = \(userID)")
             try alsoInTransaction()
             return try rows.rows.map { try $0.get("key", as: String.self) }

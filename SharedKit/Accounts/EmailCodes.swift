@@ -1,18 +1,36 @@
 /// Six-digit codes sent by email to prove an address (registration) or to reset a password. A code is
 /// valid for 10 minutes, used once, bound to its email and purpose, and stored only as an HMAC keyed with
-/// `APP_SECRET`. Issuing a new code replaces the previous one; five wrong attempts kill it.
+/// `APP_SECRET`. A sign-up's code carries that sign-up's password hash and username: several sign-ups of
+/// one unverified address each keep their own code, and the code entered decides whose credentials the
+/// account takes (so nobody can change a pending account without its mailbox). A new reset code replaces
+/// the previous one. Five wrong attempts on an address kill its codes of that purpose.
 public struct EmailCodes {
     public enum Purpose: String, Sendable { case verify, reset }
 
     public static let lifetimeSeconds = 600
     public static let maxAttempts = 5
+    /// Sign-ups of one address whose codes stay live at once (the oldest go first).
+    public static let maxPendingSignUps = 3
 
-    public enum Outcome: Sendable {
-        case accepted
+    /// What a sign-up asked for, applied when its code is entered.
+    public struct Credentials: Sendable, Equatable {
+        public let passwordHash: String
+        public let username: String?
+
+        public init(passwordHash: String, username: String?) {
+            self.passwordHash = passwordHash
+            self.username = username
+        }
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        case accepted(Credentials?)
         case wrong
         case expired
         case locked
         case missing
+
+        public var isAccepted: Bool { if case .accepted = self { true } else { false } }
     }
 
     let db: PostgresConnection
@@ -27,37 +45,68 @@ public struct EmailCodes {
         Encoding.hex(Digest.hmacSHA256(key: secret, message: "email-code|\(purpose.rawValue)|\(email)|\(code)"))
     }
 
-    /// Makes a new code for the address, replacing any earlier one, and returns it for the email only.
-    public func issue(email: String, purpose: Purpose) throws -> String {
+    /// Makes a new code for the address and returns it for the email only. A reset code replaces the
+    /// address's earlier one; a sign-up's code (with its credentials) joins the live ones, of which the
+    /// newest `maxPendingSignUps` are kept. `replacing` names a code row this one stands in for (a resend).
+    public func issue(email: String, purpose: Purpose, credentials: Credentials? = nil, replacing: Int64? = nil) throws -> String {
         let code = String(1_000_000 + Int(Random.uniform(1_000_000))).dropFirst().description
+        if purpose == .reset {
+            try db.execute("DELETE FROM email_codes WHERE email = \(email) AND purpose = 'reset'")
+        }
+        if let replacing {
+            try db.execute("DELETE FROM email_codes WHERE id = \(replacing)")
+        }
         try db.execute("""
-            INSERT INTO email_codes (email, purpose, code_hmac, expires_at, attempts, created_at)
+            INSERT INTO email_codes (email, purpose, code_hmac, expires_at, attempts, created_at, password_hash, username)
             VALUES (\(email), \(purpose.rawValue), \(digest(code, email: email, purpose: purpose)),
-                    now() + make_interval(secs => \(Self.lifetimeSeconds)), 0, now())
-            ON CONFLICT (email, purpose) DO UPDATE
-               SET code_hmac = EXCLUDED.code_hmac, expires_at = EXCLUDED.expires_at, attempts = 0, created_at = now()
+                    now() + make_interval(secs => \(Self.lifetimeSeconds)), 0, now(), \(credentials?.passwordHash),
+                    \(credentials?.username))
             """)
+        if purpose == .verify {
+            try db.execute("""
+                DELETE FROM email_codes WHERE email = \(email) AND purpose = 'verify' AND id NOT IN (
+                    SELECT id FROM email_codes WHERE email = \(email) AND purpose = 'verify'
+                    ORDER BY created_at DESC, id DESC LIMIT \(Self.maxPendingSignUps))
+                """)
+        }
         return code
     }
 
-    /// Checks a code inside the caller's transaction. A wrong attempt is counted even though the caller
-    /// fails the request, so the caller must commit before throwing. An accepted code is deleted.
-    public func redeem(email: String, purpose: Purpose, code: String) throws -> Outcome {
+    /// The newest sign-up code of an address: its row and credentials (a resend mails a fresh code for it).
+    public func newestSignUp(email: String) throws -> (id: Int64, credentials: Credentials?)? {
         guard let row = try db.query("""
-            SELECT code_hmac, attempts, expires_at < now() AS expired FROM email_codes
-            WHERE email = \(email) AND purpose = \(purpose.rawValue) FOR UPDATE
-            """).first else { return .missing }
-        let attempts: Int = try row.get("attempts")
-        if attempts >= Self.maxAttempts { return .locked }
-        if try row.get("expired", as: Bool.self) { return .expired }
-        let stored: String = try row.get("code_hmac")
-        let candidate = digest(code, email: email, purpose: purpose)
-        if Digest.constantTimeEquals(Array(stored.utf8), Array(candidate.utf8)) {
-            try db.execute("DELETE FROM email_codes WHERE email = \(email) AND purpose = \(purpose.rawValue)")
-            return .accepted
+            SELECT id, password_hash, username FROM email_codes WHERE email = \(email) AND purpose = 'verify'
+            ORDER BY created_at DESC, id DESC LIMIT 1
+            """).first else { return nil }
+        let hash: String? = try row.get("password_hash")
+        return (try row.get("id"), hash.map { Credentials(passwordHash: $0, username: try? row.get("username")) })
+    }
+
+    /// Checks a code against the address's live codes of the purpose, inside the caller's transaction. A
+    /// wrong attempt is counted (on every code of the address) even though the caller fails the request, so
+    /// the caller must commit before throwing. An accepted code ends all codes of that purpose and returns
+    /// the credentials its sign-up carried.
+    public func redeem(email: String, purpose: Purpose, code: String) throws -> Outcome {
+        let rows = try db.query("""
+            SELECT code_hmac, attempts, expires_at < now() AS expired, password_hash, username FROM email_codes
+            WHERE email = \(email) AND purpose = \(purpose.rawValue) ORDER BY id FOR UPDATE
+            """).rows
+        guard !rows.isEmpty else { return .missing }
+        if try rows.allSatisfy({ try $0.get("attempts", as: Int.self) >= Self.maxAttempts }) { return .locked }
+        let candidate = Array(digest(code, email: email, purpose: purpose).utf8)
+        var match: PostgresRow?
+        for row in rows where try row.get("attempts", as: Int.self) < Self.maxAttempts {
+            // Every live code is compared, so the time taken does not say which one matched.
+            if Digest.constantTimeEquals(Array(try row.get("code_hmac", as: String.self).utf8), candidate) { match = row }
         }
-        try db.execute("UPDATE email_codes SET attempts = attempts + 1 WHERE email = \(email) AND purpose = \(purpose.rawValue)")
-        return .wrong
+        guard let match else {
+            try db.execute("UPDATE email_codes SET attempts = attempts + 1 WHERE email = \(email) AND purpose = \(purpose.rawValue)")
+            return .wrong
+        }
+        if try match.get("expired", as: Bool.self) { return .expired }
+        try db.execute("DELETE FROM email_codes WHERE email = \(email) AND purpose = \(purpose.rawValue)")
+        let hash: String? = try match.get("password_hash")
+        return .accepted(hash.map { Credentials(passwordHash: $0, username: try? match.get("username")) })
     }
 
     /// The error a non-accepted outcome becomes.

@@ -22,7 +22,9 @@ public struct StandardWebhook: Sendable {
     public func verify(id: String?, timestamp: String?, signatures: String?, body: [UInt8], now: Int64) throws {
         guard let id, !id.isEmpty, let timestamp, let signatures, !signatures.isEmpty else { throw Failure.missingHeaders }
         guard let seconds = Int64(timestamp) else { throw Failure.badTimestamp }
-        guard abs(now - seconds) <= Self.toleranceSeconds else { throw Failure.staleTimestamp }
+        // The header is the sender's: the difference must not overflow (Int64.min would trap in abs).
+        let (difference, overflow) = now.subtractingReportingOverflow(seconds)
+        guard !overflow, difference.magnitude <= UInt64(Self.toleranceSeconds) else { throw Failure.staleTimestamp }
         let expected = Array(signature(id: id, timestamp: timestamp, body: body).utf8)
         var matched = false
         for candidate in signatures.split(separator: " ") where candidate.hasPrefix("v1,") {

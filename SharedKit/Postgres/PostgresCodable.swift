@@ -196,6 +196,14 @@ public enum PostgresTimestamp {
             + "\(pad(Int(parts.tm_hour))):\(pad(Int(parts.tm_min))):\(pad(Int(parts.tm_sec))).\(pad(micros, 6))Z"
     }
 
+    static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
     /// Parses `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]]` (and the `T` form, and `Z`).
     public static func parse(_ text: String) -> Date? {
         // Read in place (a native string's UTF-8): one is parsed for every time column of every row.
@@ -216,6 +224,11 @@ public enum PostgresTimestamp {
         }
         guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
               let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2) else { return nil }
+        // Only times that exist: timegm would move 2027-13-45 to another day, and year 0 is no year.
+        guard chars[4] == UInt8(ascii: "-"), chars[7] == UInt8(ascii: "-"), chars[13] == UInt8(ascii: ":"),
+              chars[16] == UInt8(ascii: ":"), chars[10] == UInt8(ascii: " ") || chars[10] == UInt8(ascii: "T"),
+              year >= 1, (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day),
+              hour < 24, minute < 60, second < 60 else { return nil }
         var index = 19
         var fraction = 0.0
         if index < chars.count, chars[index] == UInt8(ascii: ".") {

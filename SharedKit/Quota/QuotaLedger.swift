@@ -40,8 +40,19 @@ public struct QuotaLedger {
         guard let user = try Users(db).find(id: userID) else {
             throw HTTPError(.unauthorized, code: "not_authenticated", message: "Log in to continue.")
         }
+        throw exhausted(policy.state(for: user), cost: cost)
+    }
+
+    /// Throws the refusal `reserve` would when the user's quota (as just read) cannot cover `cost`, before
+    /// any work that only a charged request should do (storing and decoding an upload). It charges
+    /// nothing: `reserve` still decides under concurrency.
+    public func ensureAvailable(for user: User, cost: Int) throws {
         let state = policy.state(for: user)
-        throw HTTPError(
+        if state.used + cost > state.limit { throw exhausted(state, cost: cost) }
+    }
+
+    func exhausted(_ state: QuotaPolicy.State, cost: Int) -> HTTPError {
+        HTTPError(
             .tooManyRequests, code: "quota_exhausted",
             message: "Your \(state.period == "day" ? "daily allowance" : "monthly quota") of \(state.limit) is used up"
                 + (state.limit - state.used > 0 ? " (this needs \(cost), \(state.limit - state.used) left)" : "")

@@ -159,7 +159,7 @@ import Testing
         #expect(stored != nil && stored != code && stored?.contains(code) == false)
         #expect(try db.transaction { try codes.redeem(email: email, purpose: .reset, code: code) } == .missing)
         #expect(try db.transaction { try codes.redeem(email: "other-" + email, purpose: .verify, code: code) } == .missing)
-        #expect(try db.transaction { try codes.redeem(email: email, purpose: .verify, code: code) } == .accepted)
+        #expect(try db.transaction { try codes.redeem(email: email, purpose: .verify, code: code) } == .accepted(nil))
         #expect(try db.transaction { try codes.redeem(email: email, purpose: .verify, code: code) } == .missing)
 
         let second = try codes.issue(email: email, purpose: .verify)
@@ -172,14 +172,35 @@ import Testing
         #expect(try db.transaction { try codes.redeem(email: email, purpose: .verify, code: third) } == .expired)
     }
 
-    @Test func aNewCodeReplacesThePreviousOne() throws {
+    @Test func aNewResetCodeReplacesThePreviousOne() throws {
         let codes = EmailCodes(db: db, secret: "s".padding(32))
         let email = "replace-\(Random.hex(byteCount: 4))@example.test"
-        let first = try codes.issue(email: email, purpose: .verify)
-        var second = try codes.issue(email: email, purpose: .verify)
-        while second == first { second = try codes.issue(email: email, purpose: .verify) }
-        #expect(try db.transaction { try codes.redeem(email: email, purpose: .verify, code: first) } == .wrong)
-        #expect(try db.transaction { try codes.redeem(email: email, purpose: .verify, code: second) } == .accepted)
+        let first = try codes.issue(email: email, purpose: .reset)
+        var second = try codes.issue(email: email, purpose: .reset)
+        while second == first { second = try codes.issue(email: email, purpose: .reset) }
+        #expect(try db.transaction { try codes.redeem(email: email, purpose: .reset, code: first) } == .wrong)
+        #expect(try db.transaction { try codes.redeem(email: email, purpose: .reset, code: second) } == .accepted(nil))
+    }
+
+    /// Each sign-up's code carries its own credentials; whichever code is entered decides, and ends the rest.
+    @Test func signUpCodesEachCarryTheirOwnCredentials() throws {
+        let codes = EmailCodes(db: db, secret: "s".padding(32))
+        let email = "signups-\(Random.hex(byteCount: 4))@example.test"
+        let owner = EmailCodes.Credentials(passwordHash: "hash-of-owner", username: "owner")
+        let other = EmailCodes.Credentials(passwordHash: "hash-of-other", username: nil)
+        let first = try codes.issue(email: email, purpose: .verify, credentials: owner)
+        var second = try codes.issue(email: email, purpose: .verify, credentials: other)
+        while second == first { second = try codes.issue(email: email, purpose: .verify, credentials: other) }
+        #expect(try codes.newestSignUp(email: email)?.credentials == other)
+        #expect(try db.transaction { try codes.redeem(email: email, purpose: .verify, code: first) } == .accepted(owner))
+        #expect(try db.transaction { try codes.redeem(email: email, purpose: .verify, code: second) } == .missing)
+        // At most three sign-ups stay live: the oldest goes.
+        let kept = try (0..<4).map { n in
+            try codes.issue(email: email, purpose: .verify, credentials: .init(passwordHash: "h\(n)", username: nil))
+        }
+        #expect(try db.query("SELECT count(*)::int AS n FROM email_codes WHERE email = \(email)").first?.get("n", as: Int.self) == 3)
+        #expect(try db.transaction { try codes.redeem(email: email, purpose: .verify, code: kept[3]) }
+                == .accepted(.init(passwordHash: "h3", username: nil)))
     }
 
     @Test func loginThrottleRefusesAfterTenFailuresForTheWindowOnly() throws {

@@ -68,6 +68,10 @@ import Testing
         #expect(failure(id, "1614265330", vector, now: 1_614_265_330 + 300) == nil)
         #expect(failure(id, "1614265330", vector, body: Array(#"{"test": 2432232315}"#.utf8)) == .noMatchingSignature)
         #expect(failure(id, "1614265330", "v1,AAAA" + String(vector.dropFirst(7))) == .noMatchingSignature)
+        // The sender's timestamp at the ends of Int64 is stale, not a trap that ends the process.
+        #expect(failure(id, "-9223372036854775808", vector) == .staleTimestamp)
+        #expect(failure(id, "9223372036854775807", vector, now: -1) == .staleTimestamp)
+        #expect(failure(id, "9223372036854775808", vector) == .badTimestamp)
     }
 
     @Test func oneValidSignatureAmongSeveralIsEnough() throws {

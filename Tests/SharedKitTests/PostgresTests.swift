@@ -168,6 +168,15 @@ import Testing
         #expect(try kept(plain) == 0)
     }
 
+    @Test func onlyTimesThatExistParse() {
+        #expect(PostgresTimestamp.parse("2028-02-29 23:59:59.5+00") != nil)
+        #expect(PostgresTimestamp.parse("2027-12-31T00:00:00Z") != nil)
+        for impossible in ["2027-13-45T00:00:00Z", "2027-02-29 00:00:00+00", "0000-01-01T00:00:00Z", "2027-01-01T24:00:00Z",
+                           "2027-01-01T10:61:00Z", "2027-04-31 10:00:00+00", "2027/01/01 10:00:00"] {
+            #expect(PostgresTimestamp.parse(impossible) == nil, "\(impossible)")
+        }
+    }
+
     @Test func onlyReadsAndWritesArePrepared() {
         #expect(PostgresConnection.isPreparable("SELECT 1"))
         #expect(PostgresConnection.isPreparable("\n  with x AS (SELECT 1) SELECT * FROM x"))

@@ -1129,3 +1129,122 @@ def test_login_with_postgres_down_is_503_database_unavailable(stack, smtp, brows
         stack.stack("pg-start")
         assert wait_until(lambda: health_ok(stack), timeout=30)
     assert login(stack, browser(), email, password).status_code == 200
+
+
+# ---- sign-up takeover and enumeration (attack findings) ---------------------------------------------
+
+def test_a_second_sign_up_of_a_pending_address_cannot_take_it_over(stack, smtp, http, browser):
+    """Someone signs up an address that waits for its code with their own password: nothing on the account
+    changes. The owner's own code still verifies it, with the owner's password and username; the other
+    password never logs in. The second sign-up's code is mailed to the owner with a warning."""
+    email, owner_password, owner_name = unique_email(), strong_password(), unique_username()
+    assert register(stack, http, email, owner_password, owner_name).status_code == 202
+    owner_code = latest_code(smtp, email, 1)
+    hash_before = stack.psql(f"SELECT password_hash FROM users WHERE email = {sql_text(email)}")
+
+    lift_cooldown(stack)  # the attacker waits out the minute, as in the report
+    attacker_password = strong_password()
+    r = register(stack, browser(), email, attacker_password, unique_username())
+    assert r.status_code == 202, r.text
+    second = smtp.wait_for(email, count=2)[1]
+    assert "signed up again" in second.text, second.text
+    assert stack.psql(f"SELECT password_hash FROM users WHERE email = {sql_text(email)}") == hash_before
+
+    r = verify(stack, http, email, owner_code)
+    assert r.status_code == 200, r.text
+    assert r.json()["user"]["username"] == owner_name
+    assert_error(login(stack, browser(), email, attacker_password), 401, "invalid_credentials")
+    assert login(stack, browser(), email, owner_password).status_code == 200
+    # The other sign-up's code died with the verification.
+    assert_error(verify(stack, browser(), email, extract_code(second)), 400, "invalid_code")
+
+
+def test_the_code_entered_decides_which_sign_up_the_account_takes(stack, smtp, http, browser):
+    """Two sign-ups of one pending address: entering the second one's code gives the account the second
+    one's password (the code proved the mailbox); the first password does not log in."""
+    email, first_password, second_password = unique_email(), strong_password(), strong_password()
+    assert register(stack, http, email, first_password).status_code == 202
+    smtp.wait_for(email, count=1)
+    lift_cooldown(stack)
+    assert register(stack, browser(), email, second_password).status_code == 202
+    second_code = latest_code(smtp, email, 2)
+    assert verify(stack, http, email, second_code).status_code == 200
+    assert login(stack, browser(), email, second_password).status_code == 200
+    assert_error(login(stack, browser(), email, first_password), 401, "invalid_credentials")
+
+
+def test_a_taken_username_is_refused_alike_for_new_and_registered_addresses(stack, smtp, http, browser):
+    """Sign-up with a username another account holds is 409 username_taken whether the address is new,
+    pending or verified: the answer does not tell which addresses have accounts."""
+    taken = unique_username()
+    register_and_verify(stack, smtp, browser(), username=taken)
+    verified, _, _ = register_and_verify(stack, smtp, browser())
+    pending = unique_email()
+    assert register(stack, browser(), pending, strong_password()).status_code == 202
+    lift_cooldown(stack)
+    answers = [register(stack, browser(), address, strong_password(), taken)
+               for address in (unique_email(), pending, verified)]
+    bodies = []
+    for r in answers:
+        assert_error(r, 409, "username_taken")
+        bodies.append(without_request_id(r))
+    assert bodies[0] == bodies[1] == bodies[2]
+
+
+def test_signing_up_again_within_the_minute_answers_202_and_sends_nothing(stack, smtp, http, browser):
+    """A sign-up for an address that got a code less than a minute ago answers the same 202 as any other
+    (no 429 that would tell that the address is in use) and sends nothing; the first code still works."""
+    email, password = unique_email(), strong_password()
+    first = register(stack, http, email, password)
+    assert first.status_code == 202, first.text
+    code = latest_code(smtp, email, 1)
+    again = register(stack, browser(), email, strong_password())
+    assert again.status_code == 202, again.text
+    assert again.json() == first.json()
+    assert_no_mail(smtp, email, count=1, settle=0.5)
+    assert verify(stack, http, email, code).status_code == 200
+    assert login(stack, browser(), email, password).status_code == 200
+
+
+def test_a_password_reset_revokes_the_accounts_api_keys(stack, smtp, http, browser):
+    """Recovering an account by emailed code ends its sessions and revokes its API keys (whoever held the
+    old password may have made them); the reset mail says so."""
+    email, _, csrf = register_and_verify(stack, smtp, http)
+    r = call(stack, http, "POST", "/api/v1/keys", {"name": "before the reset"}, csrf=csrf)
+    assert r.status_code == 201, r.text
+    key = r.json()["secret"]
+    bearer = {"Authorization": f"Bearer {key}"}
+    assert call(stack, None, "GET", "/api/v1/usage", headers=bearer).status_code == 200
+
+    code = request_reset_code(stack, smtp, email)
+    assert "API keys" in smtp.messages_to(email)[-1].text
+    new_password = strong_password()
+    assert reset(stack, email, code, new_password).status_code == 200
+    assert_error(call(stack, None, "GET", "/api/v1/usage", headers=bearer), 401, "invalid_api_key")
+    fresh = browser()
+    login_ok(stack, fresh, email, new_password)
+    keys = call(stack, fresh, "GET", "/api/v1/keys").json()["items"]
+    assert [k["revoked"] for k in keys] == [True], keys
+
+
+def test_the_answer_never_waits_for_the_mail_server(stack, smtp, http):
+    """Sign-up and "forgot password" answer before their mail is handed to the SMTP server, so their
+    timing cannot tell an address that gets mail from one that does not: with the mail server holding
+    every message, both answer 202 while the message still waits, and the mail arrives once released."""
+    email, _, _ = register_and_verify(stack, smtp, http)
+    lift_cooldown(stack)
+    before = mail_count(smtp, email)
+    fresh = unique_email()
+    smtp.hold()
+    try:
+        r = call(stack, None, "POST", "/api/v1/password/forgot", {"email": email})
+        assert r.status_code == 202, r.text
+        s = register(stack, None, fresh, strong_password())
+        assert s.status_code == 202, s.text
+        # Both answers came back while their messages were still being held by the mail server.
+        assert wait_until(lambda: smtp.held() == 2, timeout=10), smtp.held()
+        assert mail_count(smtp, email) == before and mail_count(smtp, fresh) == 0
+    finally:
+        smtp.release()
+    smtp.wait_for(email, count=before + 1)
+    smtp.wait_for(fresh, count=1)

@@ -897,3 +897,36 @@ def test_a_promoted_users_session_idles_out_as_an_admins(people):
     assert r.status_code == 200, r.text
     assert user.admin("GET", "/stats").status_code == 200
     assert 0 < session_ttl(stack, user.token) <= ADMIN_IDLE
+
+
+@pytest.mark.parametrize("until", ["2027-13-45", "2027-02-30T00:00:00Z", "0000-01-01", "2027-01-01T24:00:00Z",
+                                   "2027-01-01T10:61:00Z"])
+def test_impossible_dates_are_refused_and_change_nothing(people, until):
+    """A date that does not exist (month 13, 30 February, year 0, hour 24, minute 61) is 400, never
+    silently moved to another day or a 500; the user keeps the standing they had."""
+    stack = people.stack
+    admin, user = people.admin(), people.user()
+    before = user_row_snapshot(stack, user.id)
+    r = admin.admin("PATCH", f"/users/{user.id}", {"premium_until": until})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] in ("invalid_field", "invalid_date"), r.text
+    assert user_row_snapshot(stack, user.id) == before
+
+
+def test_the_last_admin_cannot_delete_their_own_account(people):
+    """DELETE /profile applies the last-admin guard too: the only admin gets 409 last_admin and keeps the
+    account; with a second admin the same request deletes it."""
+    stack = people.stack
+    first = people.admin()
+    others = make_only_admins(stack, first)
+    try:
+        r = first.call("DELETE", "/api/v1/profile", {"password": first.password})
+        assert_error(r, 409, "last_admin")
+        assert is_admin_in_db(stack, first.id) and first.session_alive()
+        second = people.admin()
+        r = first.call("DELETE", "/api/v1/profile", {"password": first.password})
+        assert r.status_code == 204, r.text
+        assert stack.psql(f"SELECT count(*) FROM users WHERE id = {sql_text(first.id)}") == "0"
+        assert is_admin_in_db(stack, second.id)
+    finally:
+        restore_admins(stack, others)

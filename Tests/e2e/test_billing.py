@@ -12,10 +12,12 @@ through nginx when it means to. Time is never waited for: periods are set in the
 """
 import base64
 import datetime
+import hashlib
 import json
 import subprocess
 import threading
 import time
+import uuid
 
 import pytest
 import requests
@@ -411,7 +413,8 @@ def test_the_same_event_delivered_three_times_has_one_effect(rz):
     assert subscriber.quota() == (5, start), "a redelivery reset the quota again"
     assert subscriber.payments() == 1
     assert subscriber.premium_until() == until
-    assert stack.psql(f"SELECT count(*) FROM webhook_events WHERE event_id = {sql_text(event.event_id)}") == "1"
+    signed = "sha256:" + hashlib.sha256(event.body).hexdigest()
+    assert stack.psql(f"SELECT count(*) FROM webhook_events WHERE event_id = {sql_text(signed)}") == "1"
 
     resent = fake.event("subscription.charged", subscriber.subscription_id,
                         payment=event.payload["payload"]["payment"]["entity"])
@@ -419,6 +422,22 @@ def test_the_same_event_delivered_three_times_has_one_effect(rz):
     assert subscriber.quota() == (5, start)
     assert subscriber.payments() == 1
     assert stack.psql(f"SELECT count(*) FROM payments WHERE razorpay_payment_id = {sql_text(payment_id)}") == "1"
+
+
+def test_a_captured_delivery_replayed_under_a_new_event_id_is_a_duplicate(rz):
+    """The x-razorpay-event-id header is not signed: a captured delivery sent again with another id is
+    recognised by its signed body and answered as a duplicate, with no second effect."""
+    stack, fake, smtp = rz
+    subscriber = subscribed(stack, smtp)
+    now = int(time.time())
+    event = fake.charge(subscriber.subscription_id, new_id("pay"), 49900, now - 60, now + 30 * DAY)
+    first = deliver_ok(stack, event)
+    assert first.json()["duplicate"] is False, first.text
+    subscriber.set_quota_used(3)
+    replayed = deliver_ok(stack, event, event_id="evt_" + uuid.uuid4().hex[:14])
+    assert replayed.json()["duplicate"] is True, replayed.text
+    assert subscriber.quota()[0] == 3
+    assert subscriber.payments() == 1
 
 
 def test_charged_delivered_before_activated_ends_in_the_right_state(rz):

@@ -987,3 +987,15 @@ def test_video_pages_and_checks(stack, user):
         assert_error(user.get(f"/api/v1/videos/{bad}"), 404, "not_found")
         assert_error(user.delete(f"/api/v1/videos/{bad}"), 404, "not_found")
     assert user.quota()["used"] == 3 * VIDEO_COST
+
+
+def test_an_upload_the_quota_cannot_cover_is_refused_before_it_is_stored(stack, user):
+    """With the day's allowance used up, a transform upload is 429 quota_exhausted and leaves nothing:
+    no `uploaded` image, no file in the media storage (it was stored and decoded before the quota said no)."""
+    user.stack.psql(f"UPDATE users SET quota_used = {FREE_DAILY}, quota_period_start = now() WHERE id = {sql_text(user.id)}")
+    files_before = sum(len(names) for _, _, names in os.walk(media_dir(stack)))
+    r = user.transform({"mode": "upscale", "scale": "2"}, {"image": png_part(imagefiles.stripes_png(48, 32))})
+    assert_error(r, 429, "quota_exhausted")
+    assert int(stack.psql(f"SELECT count(*) FROM images WHERE user_id = {sql_text(user.id)}")) == 0
+    assert sum(len(names) for _, _, names in os.walk(media_dir(stack))) == files_before
+    assert user.quota_used_in_db() == FREE_DAILY

@@ -482,10 +482,15 @@ def _stale_timestamp(fake, pid):
     return fake.deliver(pid, timestamp=int(time.time()) - 600)
 
 
+def _overflowing_timestamp(fake, pid):
+    """A timestamp at the bottom of Int64: the age check must not overflow (it ended the process)."""
+    return fake.deliver(pid, timestamp=-9223372036854775808)
+
+
 @pytest.mark.parametrize("attempt", [_forged, _garbage, _missing_signature, _missing_id, _missing_timestamp,
-                                     _tampered, _stale_timestamp],
+                                     _tampered, _stale_timestamp, _overflowing_timestamp],
                          ids=["forged", "garbage", "no-signature", "no-id", "no-timestamp", "tampered-body",
-                              "ten-minutes-old"])
+                              "ten-minutes-old", "int64-min"])
 def test_a_webhook_that_fails_verification_is_refused_and_changes_nothing(replicate_stack, replicate, client, attempt):
     """A final webhook with a bad, missing or stale signature is refused (401 invalid_signature, or 400)
     and the generation stays as it was; the same webhook correctly signed then completes it."""

@@ -274,6 +274,7 @@ class _Handler(socketserver.StreamRequestHandler):
         if self.fake._take_failure():
             self.reset()
             return self.reply("451 4.3.0 try later")
+        self.fake._wait_at_gate()
         self.reply("354 end data with <CR><LF>.<CR><LF>")
         lines = []
         size = 0
@@ -336,6 +337,9 @@ class SMTPFake:
         self._messages = []
         self._condition = threading.Condition()
         self._failures_left = 0
+        self._gate = threading.Event()
+        self._gate.set()
+        self._held = 0
         self.auth_failures = 0
         self.transcript = []
         self._server = None
@@ -378,6 +382,29 @@ class SMTPFake:
         """An smtp:// URL for this server, with its credentials when it has some."""
         credentials = f"{self.user}:{self.password}@" if self.user is not None else ""
         return f"smtp://{credentials}{self.host}:{self.port}"
+
+    # ---- holding mail ------------------------------------------------------------------------
+
+    def hold(self):
+        """From now on every message waits before DATA (the exchange stays open) until `release`."""
+        self._gate.clear()
+
+    def release(self):
+        self._gate.set()
+
+    def held(self):
+        """How many exchanges are waiting at the gate now."""
+        with self._condition:
+            return self._held
+
+    def _wait_at_gate(self):
+        with self._condition:
+            self._held += 1
+        try:
+            self._gate.wait(60)
+        finally:
+            with self._condition:
+                self._held -= 1
 
     # ---- what was received -------------------------------------------------------------------
 

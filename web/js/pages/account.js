@@ -73,7 +73,7 @@ export async function account({ root, navigate }) {
   // ---- password
   const passwordForm = h('form', { class: 'stack', novalidate: true },
     field({ label: 'Current password', name: 'current', type: 'password', autocomplete: 'current-password', required: true }),
-    field({ label: 'New password', name: 'new', type: 'password', autocomplete: 'new-password', required: true, hint: 'At least 8 characters and hard to guess. Your other devices are logged out.' }),
+    field({ label: 'New password', name: 'new', type: 'password', autocomplete: 'new-password', required: true, hint: 'At least 8 characters and hard to guess. Your other devices are logged out; your API keys keep working.' }),
     formError(),
     h('div', null, h('button', { type: 'submit', class: 'button primary' }, 'Change password')));
   passwordForm.addEventListener('submit', async (event) => {

@@ -244,6 +244,6 @@ export function forgot({ root, params, navigate }) {
       showError(reset, error, ACCOUNT_FIELDS);
     }
   });
-  root.append(authCard('Reset your password', 'We email you a code; enter it with a new password. Every device you were logged in on is logged out.',
+  root.append(authCard('Reset your password', 'We email you a code; enter it with a new password. Every device you were logged in on is logged out, and your API keys are revoked.',
     note, ask, reset, h('p', { class: 'switch' }, haveCode, ' · ', h('a', { href: '/login' }, 'Back to log in'))));
 }
