@@ -24,7 +24,7 @@ enum Images {
             let generationID = try generations.create(userID: user.id, task: .image, provider: "replicate", input: job, cost: cost, status: "queued")
             try replicate.start(generationID: generationID, model: replicate.client.models.image,
                                 input: replicate.input(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed))
-            var response = Response.json(GenerationAnswer.queued(try generations.view(id: generationID, userID: user.id)!), status: .accepted)
+            var response = Response.json(GenerationAnswer.queued(try generations.made(id: generationID, userID: user.id)), status: .accepted)
             response.setHeader("Location", "/api/v1/generations/\(generationID)")
             return response
         }
@@ -33,7 +33,7 @@ enum Images {
             style: style.id, colour: colour.id, seed: seed) {
             LocalRenderer().render(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed)
         }
-        let view = try generations.view(id: stored.generationID, userID: user.id)!
+        let view = try generations.made(id: stored.generationID, userID: user.id)
         var response = Response.json(GenerationAnswer.made(view, image: ImageView(stored.image, storage: context.media)), status: .created)
         response.setHeader("Location", "/api/v1/images/\(stored.image.id)")
         return response

@@ -27,7 +27,7 @@ enum Sessions {
             throw HTTPError(.forbidden, code: "email_not_verified",
                             message: "Confirm your email first: enter the code we sent, or ask for a new one.")
         }
-        try throttle.recordSuccess(email: email)
+        try throttle.recordSuccess(email: email, address: request.clientAddress)
         try Users(context.db).recordLogin(id: account.id)
         guard let user = try Users(context.db).find(id: account.id) else { throw invalid }
         return try SessionResponse.start(for: user, context)

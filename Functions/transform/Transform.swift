@@ -100,7 +100,7 @@ enum Transform {
                    "prompt": .string(prompt ?? ""), "output_format": .string("webp"), "num_outputs": .number(1)]
             try replicate.start(generationID: generationID, model: mode == "upscale" ? replicate.client.models.upscale : replicate.client.models.inpaint,
                                 input: input)
-            return .json(GenerationAnswer.queued(try generations.view(id: generationID, userID: user.id)!), status: .accepted)
+            return .json(GenerationAnswer.queued(try generations.made(id: generationID, userID: user.id)), status: .accepted)
         }
         let inpainted = result
         let stored = try jobs.run(
@@ -108,7 +108,7 @@ enum Transform {
             kind: mode == "upscale" ? "upscaled" : "inpainted", prompt: prompt ?? sourceRecord.prompt, style: nil, colour: nil, seed: nil) {
             mode == "upscale" ? try Imaging.resize(source, scale: Double(scale)) : inpainted
         }
-        let view = try generations.view(id: stored.generationID, userID: user.id)!
+        let view = try generations.made(id: stored.generationID, userID: user.id)
         return .json(GenerationAnswer.made(view, image: ImageView(stored.image, storage: context.media)), status: .created)
     }
 

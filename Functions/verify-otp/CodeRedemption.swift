@@ -21,6 +21,8 @@ enum CodeRedemption {
         let input = try request.decode(Verification.self)
         let email = try AccountRules.email(input.email)
         let codes = EmailCodes(db: context.db, secret: context.config.appSecret)
+        let guesses = try CodeGuessLimit(context)
+        try guesses.check(address: request.clientAddress)
         // The attempt is counted and committed even when it fails, so the verdict is thrown afterwards.
         let outcome = try context.db.transaction { () -> EmailCodes.Outcome in
             let outcome = try codes.redeem(email: email, purpose: .verify, code: input.code)
@@ -39,6 +41,7 @@ enum CodeRedemption {
             return outcome
         }
         guard outcome.isAccepted, let user = try Users(context.db).find(email: email) else {
+            try guesses.recordWrong(address: request.clientAddress)
             throw EmailCodes.error(for: outcome)
         }
         return try SessionResponse.start(for: user, context)
@@ -51,6 +54,8 @@ enum CodeRedemption {
         try AccountRules.password(input.password, email: email)
         let hash = try PasswordHasher().hash(input.password)
         let codes = EmailCodes(db: context.db, secret: context.config.appSecret)
+        let guesses = try CodeGuessLimit(context)
+        try guesses.check(address: request.clientAddress)
         let result = try context.db.transaction { () -> (EmailCodes.Outcome, String?) in
             let outcome = try codes.redeem(email: email, purpose: .reset, code: input.code)
             guard outcome.isAccepted else { return (outcome, nil) }
@@ -66,9 +71,12 @@ enum CodeRedemption {
             }
             return (outcome, id)
         }
-        guard result.0.isAccepted, let userID = result.1 else { throw EmailCodes.error(for: result.0) }
+        guard result.0.isAccepted, let userID = result.1 else {
+            try guesses.recordWrong(address: request.clientAddress)
+            throw EmailCodes.error(for: result.0)
+        }
         try context.sessions.revokeAll(userID: userID)
-        try LoginThrottle(redis: context.redis).recordSuccess(email: email)
+        try LoginThrottle(redis: context.redis).recordRecovery(email: email, address: request.clientAddress)
         return try .json(Done(status: "password_reset"))
     }
 }

@@ -35,7 +35,7 @@ enum Videos {
                 "prompt": .string(Catalog.providerPrompt(prompt, style: style, colour: colour)),
                 "prompt_optimizer": .bool(true),
             ])
-            var response = Response.json(GenerationAnswer.queued(try generations.view(id: generationID, userID: user.id)!), status: .accepted)
+            var response = Response.json(GenerationAnswer.queued(try generations.made(id: generationID, userID: user.id)), status: .accepted)
             response.setHeader("Location", "/api/v1/generations/\(generationID)")
             return response
         }
@@ -85,7 +85,7 @@ enum Videos {
             throw error
         }
         let (generationID, record) = try outcome.get()
-        let view = try generations.view(id: generationID, userID: user.id)!
+        let view = try generations.made(id: generationID, userID: user.id)
         var response = Response.json(GenerationAnswer.made(view, video: VideoView(record, storage: storage)), status: .created)
         response.setHeader("Location", "/api/v1/videos/\(record.id)")
         return response

@@ -109,17 +109,12 @@ public struct EmailCodes {
         return .accepted(hash.map { Credentials(passwordHash: $0, username: try? match.get("username")) })
     }
 
-    /// The error a non-accepted outcome becomes.
+    /// The error a non-accepted outcome becomes: the same for every one (wrong, expired, locked, or no code
+    /// at all), so the answer never tells whether the address has an account. A locked code stays locked:
+    /// even the right code fails until a new one is sent.
     public static func error(for outcome: Outcome) -> HTTPError {
-        switch outcome {
-        case .locked:
-            return HTTPError(.tooManyRequests, code: "code_locked",
-                             message: "Too many wrong codes were tried; request a new code and try again.")
-        case .expired:
-            return HTTPError(.badRequest, code: "invalid_code", message: "That code has expired; request a new one.")
-        default:
-            return HTTPError(.badRequest, code: "invalid_code", message: "That code is not right, or has expired.")
-        }
+        HTTPError(.badRequest, code: "invalid_code",
+                  message: "That code is not right, or has expired; after five wrong tries, ask for a new code.")
     }
 }
 

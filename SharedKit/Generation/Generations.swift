@@ -108,6 +108,15 @@ public struct Generations {
         return try db.query(Self.viewQuery(id: id, userID: userID)).records(View.self).first
     }
 
+    /// The job just made for the request: a typed error (not a crash that answers nginx's 503 after the
+    /// quota was charged) should it be missing.
+    public func made(id: String, userID: String) throws -> View {
+        guard let view = try view(id: id, userID: userID) else {
+            throw DependencyUnavailable(.database, detail: "generation \(id) vanished right after it was made")
+        }
+        return view
+    }
+
     /// One job of a user in the columns of `View`, for `Context.read` (the id must be a valid UUID).
     public static func viewQuery(id: String, userID: String) -> SQLQuery {
         """

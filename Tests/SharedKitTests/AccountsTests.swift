@@ -218,11 +218,11 @@ import Testing
             let retry = Int(error.headers.first { $0.0 == "Retry-After" }?.1 ?? "0") ?? 0
             #expect((1...900).contains(retry))
         }
-        try redis.command("DEL", LoginThrottle.accountKey(email), LoginThrottle.addressKey("192.0.2.1"))
+        #expect(throws: Never.self) { try throttle.check(email: email, address: "192.0.2.2") }  // the owner, elsewhere
+        try redis.command("DEL", LoginThrottle.pairKey(email, "192.0.2.1"), LoginThrottle.accountKey(email), LoginThrottle.addressKey("192.0.2.1"))
     }
 }
 
-extension EmailCodes.Outcome: Equatable {}
 
 private extension String {
     func padding(_ length: Int) -> String { String(repeating: self, count: length) }

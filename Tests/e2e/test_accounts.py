@@ -7,6 +7,8 @@ accounts with fresh addresses, so none depends on another. Waiting is never used
 expiry is moved into the past in PostgreSQL, and the resend cooldown is lifted by deleting its Redis key.
 """
 import datetime
+import http.client
+import json
 import os
 import re
 import secrets
@@ -558,7 +560,8 @@ def test_a_wrong_code_is_invalid(stack, smtp, http):
 
 def test_five_wrong_codes_lock_the_code(stack, smtp, http):
     """Five wrong attempts kill the code: the sixth attempt, even with the right code, is 429
-    code_locked. A new code (resend) then verifies."""
+    400 invalid_code like any wrong code (no 429 that only a real account could earn). A new code (resend)
+    then verifies."""
     email = unique_email()
     register(stack, http, email, strong_password())
     code = latest_code(smtp, email, 1)
@@ -566,7 +569,7 @@ def test_five_wrong_codes_lock_the_code(stack, smtp, http):
     for attempt in range(5):
         assert_error(verify(stack, http, email, wrong), 400, "invalid_code")
     r = verify(stack, http, email, code)
-    assert_error(r, 429, "code_locked")
+    assert_error(r, 400, "invalid_code")  # locked, and saying so would tell that the address has an account
     assert_no_session_cookie(r)
     assert stack.psql(f"SELECT verified FROM users WHERE email = {sql_text(email)}") == "f"
 
@@ -1248,3 +1251,88 @@ def test_the_answer_never_waits_for_the_mail_server(stack, smtp, http):
         smtp.release()
     smtp.wait_for(email, count=before + 1)
     smtp.wait_for(fresh, count=1)
+
+
+def login_from(stack, address, email, password):
+    """POST /api/v1/login from another loopback address (nginx's $remote_addr): (status, error code)."""
+    url = urlparse(stack.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30, source_address=(address, 0))
+    try:
+        connection.request("POST", "/api/v1/login", body=json.dumps({"email": email, "password": password}),
+                           headers={"Content-Type": "application/json", "Origin": stack.url})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    code = None
+    if response.status >= 400:
+        code = json.loads(body)["error"]["code"]
+    return response.status, code
+
+
+def test_failed_logins_from_one_address_do_not_lock_the_owner_out_elsewhere(stack, smtp, browser):
+    """Ten wrong passwords from one address lock the account for that address only (429 there, even with
+    the right password); the owner, from another address, logs in with the right password."""
+    email, password, _ = register_and_verify(stack, smtp, browser())
+    try:
+        for attempt in range(10):
+            assert login_from(stack, "127.0.0.3", email, f"Wrong-Guess-{attempt}-{uuid.uuid4().hex[:6]}") == \
+                (401, "invalid_credentials")
+        assert login_from(stack, "127.0.0.3", email, password) == (429, "too_many_attempts")
+        assert login_from(stack, "127.0.0.4", email, password) == (200, None)
+    finally:
+        redis_delete(stack, "login:fail:*")
+        redis_delete(stack, "login:ipfail:*")
+
+
+def test_a_locked_or_expired_code_answers_like_an_address_with_no_account(stack, smtp, http):
+    """Reset codes of a real account, wrong five times, expired, or right after the lock, answer exactly
+    what codes for an address with no account answer: 400 invalid_code with the same message."""
+    email, _, _ = register_and_verify(stack, smtp, http)
+    code = request_reset_code(stack, smtp, email)
+    nobody = unique_email()
+    answers = []
+    for attempt in range(6):
+        answers.append(reset(stack, email, other_code(code), strong_password()))
+        answers.append(reset(stack, nobody, other_code(code), strong_password()))
+    answers.append(reset(stack, email, code, strong_password()))  # the right code, locked
+    fresh = request_reset_code(stack, smtp, email)
+    expire_codes(stack, email, "reset")
+    answers.append(reset(stack, email, fresh, strong_password()))
+    bodies = set()
+    for r in answers:
+        assert_error(r, 400, "invalid_code")
+        bodies.add(json.dumps(without_request_id(r), sort_keys=True))
+    assert len(bodies) == 1, bodies
+
+
+def test_wrong_codes_from_one_address_across_accounts_are_capped(stack, smtp, http):
+    """One client address has a ceiling of wrong codes across every account; past it, codes from that
+    address are 429 too_many_attempts (even a right one), while the owner elsewhere still verifies."""
+    limit = int(stack.app_env().get("CODE_GUESSES_PER_ADDRESS_PER_HOUR") or 50)
+    email = unique_email()
+    assert register(stack, http, email, strong_password()).status_code == 202
+    code = latest_code(smtp, email, 1)
+    address = "127.0.0.5"
+    redis_cli(stack, "SET", f"otp:ipfail:{address}", str(limit - 1), "EX", "3600")  # as if limit-1 guesses were made
+    try:
+        status, error = verify_from(stack, address, unique_email(), other_code(code))
+        assert (status, error) == (400, "invalid_code")
+        assert verify_from(stack, address, email, code) == (429, "too_many_attempts")
+        assert verify_from(stack, "127.0.0.6", email, code) == (200, None)
+    finally:
+        redis_delete(stack, "otp:ipfail:*")
+
+
+def verify_from(stack, address, email, code):
+    """POST /api/v1/verify-otp from another loopback address: (status, error code)."""
+    url = urlparse(stack.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30, source_address=(address, 0))
+    try:
+        connection.request("POST", "/api/v1/verify-otp", body=json.dumps({"email": email, "code": code}),
+                           headers={"Content-Type": "application/json", "Origin": stack.url})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    return response.status, (json.loads(body)["error"]["code"] if response.status >= 400 else None)
