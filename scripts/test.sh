@@ -16,9 +16,9 @@ export REDIS_SAVE="" PG_FSYNC=off PROCESSES=${PROCESSES:-2}
 export RATE_GENERATE_FREE_PER_MINUTE=60000 RATE_GENERATE_FREE_BURST=10000 RATE_GENERATE_PREMIUM_PER_MINUTE=60000 \
   RATE_GENERATE_PREMIUM_BURST=10000 RATE_READ_PER_MINUTE=600000 RATE_READ_BURST=100000 RATE_ENHANCE_PER_MINUTE=60000 \
   RATE_ENHANCE_BURST=10000
-# Every request of the suite comes from 127.0.0.1: its wrong-code ceiling is lifted the same way (the
-# ceiling's own test fills it for another address).
-export CODE_GUESSES_PER_ADDRESS_PER_HOUR=100000
+# Every request of the suite comes from 127.0.0.1: its ceilings on wrong codes and on codes sent across
+# addresses are lifted the same way (their own tests use other loopback addresses).
+export CODE_GUESSES_PER_ADDRESS_PER_HOUR=100000 CODE_SENDS_PER_ADDRESS_PER_HOUR=100000
 # Mail goes to the SMTP fake the black-box suite runs on this port (Tests/e2e/fakes/smtp.py).
 export SMTP_PORT=$(free_port)
 export SMTP_URL="smtp://atelier:fake-pass@127.0.0.1:$SMTP_PORT" MAIL_FROM="Atelier <no-reply@atelier.test>"

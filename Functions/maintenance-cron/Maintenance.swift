@@ -34,8 +34,13 @@ enum Maintenance {
     /// Every change it makes is itself guarded (and transactional where it spans rows), so a crash midway
     /// leaves nothing half-done and the next run picks up.
     static func work(_ context: Context, reconcileAfter: Int, imageTimeout: Int, videoTimeout: Int) throws -> [String: Int] {
-        var summary = ["reconciled": 0, "copied": 0, "timed_out": 0, "codes_deleted": 0]
+        var summary = ["reconciled": 0, "copied": 0, "timed_out": 0, "codes_deleted": 0, "pending_sign_ups_deleted": 0]
         summary["codes_deleted"] = try context.db.execute("DELETE FROM email_codes WHERE expires_at < now() - interval '1 day'")
+        // A sign-up never confirmed within a day goes, and with it the username it was holding.
+        summary["pending_sign_ups_deleted"] = try context.db.execute("""
+            DELETE FROM users WHERE NOT verified AND created_at < now() - interval '1 day'
+              AND NOT EXISTS (SELECT 1 FROM email_codes c WHERE c.email = users.email AND c.expires_at > now())
+            """)
         guard let jobs = ReplicateJobs(context) else {
             // The embedded provider finishes inside the request; only orphans (a crash mid-request) remain.
             summary["timed_out"] = try failStale(context, imageTimeout: imageTimeout, videoTimeout: videoTimeout, jobs: nil)

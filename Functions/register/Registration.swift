@@ -40,7 +40,7 @@ enum Registration {
             throw usernameTaken
         }
         // Within the cooldown or over the hourly cap, the same answer as any other: nothing is sent or changed.
-        guard try claimSend(email, context) else { return try .json(verificationSent, status: .accepted) }
+        guard try claimSend(email, request, context) else { return try .json(verificationSent, status: .accepted) }
 
         let existing = try context.db.query("SELECT id, verified FROM users WHERE email = \(email)").first
         if let existing, try existing.get("verified", as: Bool.self) {
@@ -71,9 +71,9 @@ enum Registration {
 
     /// Claims a send under the address's limits: false (rather than 429) when a code went out within the
     /// minute or five within the hour, since sign-up answers alike for every address.
-    static func claimSend(_ email: String, _ context: Context) throws -> Bool {
+    static func claimSend(_ email: String, _ request: Request, _ context: Context) throws -> Bool {
         do {
-            try CodeSendLimits(redis: context.redis).claim(email: email, purpose: .verify)
+            try CodeSendLimits(context).claim(email: email, purpose: .verify, client: request.clientAddress)
             return true
         } catch let error as HTTPError where error.status.code == 429 {
             return false
@@ -82,7 +82,7 @@ enum Registration {
 
     static func resend(_ request: Request, _ context: Context) throws -> Response {
         let email = try AccountRules.email(try request.decode(Address.self).email)
-        try CodeSendLimits(redis: context.redis).claim(email: email, purpose: .verify)
+        try CodeSendLimits(context).claim(email: email, purpose: .verify, client: request.clientAddress)
         let pending = try context.db.query("SELECT 1 FROM users WHERE email = \(email) AND NOT verified").first != nil
         if pending {
             // A fresh code for the newest sign-up, with its credentials (the account's own when no sign-up
@@ -99,7 +99,7 @@ enum Registration {
 
     static func forgotPassword(_ request: Request, _ context: Context) throws -> Response {
         let email = try AccountRules.email(try request.decode(Address.self).email)
-        try CodeSendLimits(redis: context.redis).claim(email: email, purpose: .reset)
+        try CodeSendLimits(context).claim(email: email, purpose: .reset, client: request.clientAddress)
         if try context.db.query("SELECT 1 FROM users WHERE email = \(email)").first != nil {
             let code = try EmailCodes(db: context.db, secret: context.config.appSecret).issue(email: email, purpose: .reset)
             deliver(AccountMail.resetCode(to: email, code: code, baseURL: context.config.publicBaseURL), context)

@@ -118,24 +118,30 @@ public struct EmailCodes {
     }
 }
 
-/// How often codes may be sent to one address: one a minute, five an hour (Redis counters keyed by a
-/// hash of the address, so Redis holds no email addresses).
+/// How often codes may be sent, so that nobody can use up an address's codes (and lock its owner out of
+/// signing up or resetting) and nobody can bomb an inbox: per address *and* requesting client, one a minute
+/// and five an hour; per address from every client together, twenty an hour; per client across addresses,
+/// `CODE_SENDS_PER_ADDRESS_PER_HOUR` (30) an hour. Redis counters keyed by hashes: no email address in Redis.
 public struct CodeSendLimits {
     public static let cooldownSeconds = 60
     public static let perHour = 5
+    public static let perAddressPerHour = 20
 
     let redis: RedisConnection
+    let perClientPerHour: Int
 
-    public init(redis: RedisConnection) {
-        self.redis = redis
+    public init(_ context: Context) throws {
+        redis = context.redis
+        perClientPerHour = try context.config.integer("CODE_SENDS_PER_ADDRESS_PER_HOUR", default: 30, range: 1...1_000_000)
     }
 
-    /// Claims a send for the address or throws 429 with Retry-After.
-    public func claim(email: String, purpose: EmailCodes.Purpose) throws {
-        let subject = "\(purpose.rawValue):\(Encoding.hex(Digest.sha256(email)).prefix(32))"
-        let reply = try redis.run(Self.script, keys: ["otp:cooldown:\(subject)", "otp:hourly:\(subject)"], arguments: [
-            String(Self.cooldownSeconds), String(Self.perHour),
-        ])
+    /// Claims a send of a code to `email` asked for by `client`, or throws 429 with Retry-After.
+    public func claim(email: String, purpose: EmailCodes.Purpose, client: String) throws {
+        let target = "\(purpose.rawValue):\(Encoding.hex(Digest.sha256(email)).prefix(32))"
+        let pair = "\(target):\(Encoding.hex(Digest.sha256(client)).prefix(16))"
+        let reply = try redis.run(Self.script, keys: [
+            "otp:cooldown:\(pair)", "otp:hourly:\(pair)", "otp:hourly:\(target)", "otp:client:\(Encoding.hex(Digest.sha256(client)).prefix(16))",
+        ], arguments: [String(Self.cooldownSeconds), String(Self.perHour), String(Self.perAddressPerHour), String(perClientPerHour)])
         guard let result = reply.array, result.count == 2, let verdict = result[0].integer, let wait = result[1].integer else {
             throw RedisError.reply("unexpected reply from the send-limit script")
         }
@@ -146,21 +152,27 @@ public struct CodeSendLimits {
                             headers: [("Retry-After", String(max(1, wait)))])
         case 2:
             throw HTTPError(.tooManyRequests, code: "too_many_codes",
-                            message: "Five codes were sent to this address in the last hour; try again in \((wait + 59) / 60) minutes.",
+                            message: "Too many codes were sent to this address in the last hour; try again in \((wait + 59) / 60) minutes.",
                             headers: [("Retry-After", String(max(1, wait)))])
         default:
             return
         }
     }
 
-    // KEYS: cooldown, hourly counter. ARGV: cooldown seconds, hourly cap.
-    // Returns {0, 0} when allowed, {1, ttl} in the cooldown, {2, ttl} over the hourly cap.
+    // KEYS: cooldown and hourly counter of the (address, client) pair, hourly counters of the address and
+    // of the client. ARGV: cooldown seconds, then the three hourly caps. Returns {0, 0} when allowed,
+    // {1, ttl} in the cooldown, {2, ttl} over an hourly cap (the longest wait).
     static let script = RedisScript("""
         if redis.call('EXISTS', KEYS[1]) == 1 then return {1, redis.call('TTL', KEYS[1])} end
-        local sent = tonumber(redis.call('GET', KEYS[2]) or '0')
-        if sent >= tonumber(ARGV[2]) then return {2, redis.call('TTL', KEYS[2])} end
+        local wait = 0
+        for i = 2, 4 do
+            if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[i]) then wait = math.max(wait, redis.call('TTL', KEYS[i])) end
+        end
+        if wait > 0 then return {2, wait} end
         redis.call('SET', KEYS[1], '1', 'EX', tonumber(ARGV[1]))
-        if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], 3600) end
+        for i = 2, 4 do
+            if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], 3600) end
+        end
         return {0, 0}
         """)
 }

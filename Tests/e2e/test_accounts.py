@@ -1254,20 +1254,8 @@ def test_the_answer_never_waits_for_the_mail_server(stack, smtp, http):
 
 
 def login_from(stack, address, email, password):
-    """POST /api/v1/login from another loopback address (nginx's $remote_addr): (status, error code)."""
-    url = urlparse(stack.url)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30, source_address=(address, 0))
-    try:
-        connection.request("POST", "/api/v1/login", body=json.dumps({"email": email, "password": password}),
-                           headers={"Content-Type": "application/json", "Origin": stack.url})
-        response = connection.getresponse()
-        body = response.read()
-    finally:
-        connection.close()
-    code = None
-    if response.status >= 400:
-        code = json.loads(body)["error"]["code"]
-    return response.status, code
+    """POST /api/v1/login from another loopback address: (status, error code)."""
+    return post_from(stack, address, "/api/v1/login", {"email": email, "password": password})
 
 
 def test_failed_logins_from_one_address_do_not_lock_the_owner_out_elsewhere(stack, smtp, browser):
@@ -1326,13 +1314,35 @@ def test_wrong_codes_from_one_address_across_accounts_are_capped(stack, smtp, ht
 
 def verify_from(stack, address, email, code):
     """POST /api/v1/verify-otp from another loopback address: (status, error code)."""
+    return post_from(stack, address, "/api/v1/verify-otp", {"email": email, "code": code})
+
+
+def post_from(stack, address, path, body):
+    """A JSON POST from another loopback address (nginx's $remote_addr): (status, error code)."""
     url = urlparse(stack.url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30, source_address=(address, 0))
     try:
-        connection.request("POST", "/api/v1/verify-otp", body=json.dumps({"email": email, "code": code}),
+        connection.request("POST", path, body=json.dumps(body),
                            headers={"Content-Type": "application/json", "Origin": stack.url})
         response = connection.getresponse()
-        body = response.read()
+        answer = response.read()
     finally:
         connection.close()
-    return response.status, (json.loads(body)["error"]["code"] if response.status >= 400 else None)
+    return response.status, (json.loads(answer)["error"]["code"] if response.status >= 400 else None)
+
+
+def test_someone_else_using_up_an_addresss_codes_does_not_lock_its_owner_out(stack, smtp, http):
+    """One client asking for an address's codes until it is refused (429 too_many_codes) uses up only its
+    own share: the owner, from another address, still gets a code at once."""
+    email = unique_email()
+    assert post_from(stack, "127.0.0.7", "/api/v1/register", {"email": email, "password": strong_password()}) == (202, None)
+    smtp.wait_for(email, count=1)
+    for sent in range(2, 6):
+        lift_cooldown(stack)
+        assert post_from(stack, "127.0.0.7", "/api/v1/register/resend", {"email": email}) == (202, None)
+        smtp.wait_for(email, count=sent)
+    lift_cooldown(stack)
+    assert post_from(stack, "127.0.0.7", "/api/v1/register/resend", {"email": email}) == (429, "too_many_codes")
+    assert post_from(stack, "127.0.0.8", "/api/v1/register/resend", {"email": email}) == (202, None)
+    code = latest_code(smtp, email, 6)
+    assert verify(stack, http, email, code).status_code == 200

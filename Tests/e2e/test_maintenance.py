@@ -45,6 +45,20 @@ def test_codes_long_expired_are_deleted(stack):
     assert stack.psql(f"SELECT count(*) FROM email_codes WHERE email = {sql_text(email)}") == "0"
 
 
+def test_sign_ups_never_confirmed_within_a_day_are_deleted_and_free_their_username(stack):
+    """An account still unverified a day after sign-up is removed by the cron, so its username is free
+    again; a newer pending one and a verified old one stay."""
+    tag = os.urandom(4).hex()
+    stale, fresh, verified = (f"{kind}-{tag}@example.test" for kind in ("stale", "fresh", "verified"))
+    for email, confirmed, age in ((stale, "false", "2 days"), (fresh, "false", "1 hour"), (verified, "true", "2 days")):
+        stack.psql(f"INSERT INTO users (email, username, password_hash, verified, created_at) VALUES "
+                   f"({sql_text(email)}, {sql_text('n' + tag + email[0])}, 'x', {confirmed}, now() - interval '{age}')")
+    result = run_cron(stack)
+    assert result.returncode == 0, result.stderr
+    remaining = stack.psql(f"SELECT string_agg(email::text, ',' ORDER BY email) FROM users WHERE email LIKE '%-{tag}@example.test'")
+    assert remaining.split(",") == sorted([fresh, verified]), remaining
+
+
 def test_a_job_orphaned_mid_request_is_failed_and_refunded_once(stack, smtp, http):
     email, _password, _csrf = register_and_verify(stack, smtp, http)
     user_id = stack.psql(f"SELECT id FROM users WHERE email = {sql_text(email)}")
