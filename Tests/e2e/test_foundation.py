@@ -1,5 +1,7 @@
 """The foundation: routing through nginx, dependency failures, process supervision, CGI and FastCGI
 behaviour of a function binary, configuration errors and migrations."""
+import http.client
+import json
 import os
 import signal
 import socket
@@ -7,14 +9,16 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 
 import requests
 
 from conftest import wait_until
 
+# Strict-Transport-Security is sent over https only (the test stacks speak http; see the HSTS test).
 SECURITY_HEADERS = ["X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy", "Content-Security-Policy",
-                    "Strict-Transport-Security", "X-Request-Id"]
+                    "Permissions-Policy", "X-Request-Id"]
 
 
 def health(stack, timeout=5):
@@ -28,6 +32,37 @@ def test_health_is_ok_with_security_headers(stack):
     for name in SECURITY_HEADERS:
         assert name in r.headers, name
     assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_hsts_is_not_sent_over_plain_http(stack):
+    """HSTS means nothing over http (RFC 6797 8.1: browsers ignore it there): it is sent over https only."""
+    for path in ("/api/v1/health", "/", "/api/v1/does-not-exist"):
+        r = requests.get(stack.api(path))
+        assert "Strict-Transport-Security" not in r.headers, (path, r.headers)
+
+
+def test_nginx_own_429_page_keeps_the_security_headers(stack):
+    """nginx's own 429 (the per-address limit on the auth endpoints) is the API's JSON error with
+    Retry-After and every security header, like any other answer."""
+    url = urllib.parse.urlparse(stack.url)
+    limited = None
+    for _ in range(200):
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10, source_address=("127.0.0.9", 0))
+        try:
+            connection.request("POST", "/api/v1/register", body="{}", headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        if response.status == 429:
+            limited = (response, body)
+            break
+    assert limited is not None, "no 429 from nginx within 200 quick requests"
+    response, body = limited
+    assert json.loads(body)["error"]["code"] == "rate_limited"
+    assert response.getheader("Retry-After") == "1"
+    for name in SECURITY_HEADERS:
+        assert response.getheader(name), (name, response.getheaders())
 
 
 def test_unknown_api_path_is_json_404_with_headers(stack):
