@@ -209,7 +209,7 @@ enum AdminUsers {
         let admin = try AdminAccess.require(request, context)
         let input = try request.decode(Update.self)
         let targetID = try target(request, context).id
-        if case .set(true) = input.isAdmin { try AdminAccess.reauthenticate(admin, password: input.password, context) }
+        if case .set(true) = input.isAdmin { try AdminAccess.reauthenticate(admin, password: input.password, request, context) }
         if case .cleared = input.isAdmin { throw HTTPError(.badRequest, code: "invalid_field", message: "is_admin must be true or false.") }
         if case .set(let value) = input.quotaOverride, !(0...100_000_000).contains(value) {
             throw HTTPError(.badRequest, code: "invalid_field", message: "quota_override must be from 0 to 100000000, or null.")
@@ -288,7 +288,7 @@ enum AdminUsers {
         guard input.confirmEmail.trimmingWhitespace().lowercased() == user.email.lowercased() else {
             throw HTTPError(.badRequest, code: "confirm_email_mismatch", message: "Type the user's email exactly to confirm.")
         }
-        try AdminAccess.reauthenticate(admin, password: input.password, context)
+        try AdminAccess.reauthenticate(admin, password: input.password, request, context)
         try AccountDeletion(context).delete(userID: user.id) {
             try AuditLog(context.db).record(
                 actorID: admin.id, actorLabel: admin.email, action: "delete_user", targetUserID: user.id, targetEmail: user.email,

@@ -93,7 +93,7 @@ enum Profiles {
     static func changePassword(_ request: Request, _ context: Context) throws -> Response {
         let (user, session) = try context.authenticate(request)
         let input = try request.decode(PasswordChange.self)
-        try confirmPassword(input.current, of: user, context)
+        try confirmPassword(input.current, of: user, request, context)
         try AccountRules.password(input.new, email: user.email, username: user.username)
         try Users(context.db).setPassword(id: user.id, hash: try PasswordHasher().hash(input.new))
         try context.sessions.revokeAll(userID: user.id, except: session.id)
@@ -103,7 +103,7 @@ enum Profiles {
     /// Needs the password; removes the account and everything it owns.
     static func deleteAccount(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authenticatedUser(request)
-        try confirmPassword(try request.decode(Confirmation.self).password, of: user, context)
+        try confirmPassword(try request.decode(Confirmation.self).password, of: user, request, context)
         try AccountDeletion(context).delete(userID: user.id)
         var response = Response.empty()
         response.setCookie(context.expiredSessionCookie())
@@ -155,10 +155,15 @@ enum Profiles {
                            quota: Quota(used: quota.used, limit: quota.limit, period: quota.period, renewsAt: quota.renewsAt)))
     }
 
-    static func confirmPassword(_ password: String, of user: User, _ context: Context) throws {
+    /// The current password, asked again before a sensitive change. Wrong ones count with failed logins
+    /// (per account and address), so re-confirmation is no way around the login throttle.
+    static func confirmPassword(_ password: String, of user: User, _ request: Request, _ context: Context) throws {
+        let throttle = LoginThrottle(redis: context.redis)
+        try throttle.check(email: user.email, address: request.clientAddress)
         guard password.utf8.count <= AccountRules.maximumPasswordBytes,
               let hash = try Users(context.db).passwordHash(id: user.id),
               PasswordHasher().verify(password, against: hash) else {
+            try throttle.recordFailure(email: user.email, address: request.clientAddress)
             throw HTTPError(.forbidden, code: "invalid_credentials", message: "The current password is not right.")
         }
     }

@@ -1346,3 +1346,22 @@ def test_someone_else_using_up_an_addresss_codes_does_not_lock_its_owner_out(sta
     assert post_from(stack, "127.0.0.8", "/api/v1/register/resend", {"email": email}) == (202, None)
     code = latest_code(smtp, email, 6)
     assert verify(stack, http, email, code).status_code == 200
+
+
+def test_wrong_password_confirmations_count_like_failed_logins(stack, smtp, http, browser):
+    """Re-confirming the password (delete account, change password) is no way around the login throttle:
+    ten wrong ones lock the account for that address (429 too_many_attempts, even with the right password,
+    nothing deleted), and the login from that address is locked too."""
+    email, password, csrf = register_and_verify(stack, smtp, http)
+    try:
+        for _ in range(10):
+            r = call(stack, http, "DELETE", "/api/v1/profile", {"password": strong_password()}, csrf=csrf)
+            assert_error(r, 403, "invalid_credentials")
+        r = call(stack, http, "DELETE", "/api/v1/profile", {"password": password}, csrf=csrf)
+        assert_error(r, 429, "too_many_attempts")
+        assert user_count(stack, email) == 1
+        assert_error(login(stack, browser(), email, password), 429, "too_many_attempts")
+    finally:
+        redis_delete(stack, "login:fail:*")
+        redis_delete(stack, "login:ipfail:*")
+    assert call(stack, http, "DELETE", "/api/v1/profile", {"password": password}, csrf=csrf).status_code == 204
