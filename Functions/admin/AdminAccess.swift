@@ -16,12 +16,8 @@ enum AdminAccess {
     /// Sensitive actions ask for the acting admin's own password again; wrong ones count with failed
     /// logins (per account and address), so this is no way around the login throttle.
     static func reauthenticate(_ admin: User, password: String?, _ request: Request, _ context: Context) throws {
-        let throttle = LoginThrottle(redis: context.redis)
-        try throttle.check(email: admin.email, address: request.clientAddress)
-        guard let password, password.utf8.count <= AccountRules.maximumPasswordBytes,
-              let hash = try Users(context.db).passwordHash(id: admin.id), PasswordHasher().verify(password, against: hash) else {
-            if password != nil { try throttle.recordFailure(email: admin.email, address: request.clientAddress) }
-            throw HTTPError(.forbidden, code: "reauthentication_required", message: "Confirm this with your own password.")
-        }
+        let refused = HTTPError(.forbidden, code: "reauthentication_required", message: "Confirm this with your own password.")
+        guard let password else { throw refused }  // asked for, not guessed: not counted
+        guard try LoginThrottle(redis: context.redis).guarded(email: admin.email, address: request.clientAddress, { try Users(context.db).verifyPassword(id: admin.id, password) }) else { throw refused }
     }
 }

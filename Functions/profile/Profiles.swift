@@ -158,12 +158,7 @@ enum Profiles {
     /// The current password, asked again before a sensitive change. Wrong ones count with failed logins
     /// (per account and address), so re-confirmation is no way around the login throttle.
     static func confirmPassword(_ password: String, of user: User, _ request: Request, _ context: Context) throws {
-        let throttle = LoginThrottle(redis: context.redis)
-        try throttle.check(email: user.email, address: request.clientAddress)
-        guard password.utf8.count <= AccountRules.maximumPasswordBytes,
-              let hash = try Users(context.db).passwordHash(id: user.id),
-              PasswordHasher().verify(password, against: hash) else {
-            try throttle.recordFailure(email: user.email, address: request.clientAddress)
+        guard try LoginThrottle(redis: context.redis).guarded(email: user.email, address: request.clientAddress, { try Users(context.db).verifyPassword(id: user.id, password) }) else {
             throw HTTPError(.forbidden, code: "invalid_credentials", message: "The current password is not right.")
         }
     }

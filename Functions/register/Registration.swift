@@ -39,8 +39,10 @@ enum Registration {
         if let username, try context.db.query("SELECT 1 FROM users WHERE username = \(username) AND email <> \(email)").first != nil {
             throw usernameTaken
         }
-        // Within the cooldown or over the hourly cap, the same answer as any other: nothing is sent or changed.
-        guard try claimSend(email, request, context) else { return try .json(verificationSent, status: .accepted) }
+        // Within the cooldown or over the hourly caps, the same answer as any other: nothing is sent or changed.
+        guard try CodeSendLimits(context).claimIfAllowed(email: email, purpose: .verify, client: request.clientAddress) else {
+            return try .json(verificationSent, status: .accepted)
+        }
 
         let existing = try context.db.query("SELECT id, verified FROM users WHERE email = \(email)").first
         if let existing, try existing.get("verified", as: Bool.self) {
@@ -68,17 +70,6 @@ enum Registration {
     }
 
     static let usernameTaken = HTTPError(.conflict, code: "username_taken", message: "That username is taken; choose another.")
-
-    /// Claims a send under the address's limits: false (rather than 429) when a code went out within the
-    /// minute or five within the hour, since sign-up answers alike for every address.
-    static func claimSend(_ email: String, _ request: Request, _ context: Context) throws -> Bool {
-        do {
-            try CodeSendLimits(context).claim(email: email, purpose: .verify, client: request.clientAddress)
-            return true
-        } catch let error as HTTPError where error.status.code == 429 {
-            return false
-        }
-    }
 
     static func resend(_ request: Request, _ context: Context) throws -> Response {
         let email = try AccountRules.email(try request.decode(Address.self).email)

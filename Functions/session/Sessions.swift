@@ -15,14 +15,11 @@ enum Sessions {
         guard input.password.utf8.count <= AccountRules.maximumPasswordBytes,
               let email = try? AccountRules.email(input.email) else { throw invalid }
         let throttle = LoginThrottle(redis: context.redis)
-        try throttle.check(email: email, address: request.clientAddress)
-
-        let account = try Users(context.db).passwordHash(email: email)
-        let hasher = PasswordHasher()
-        guard hasher.verify(input.password, against: account?.hash ?? dummyHash), let account else {
-            try throttle.recordFailure(email: email, address: request.clientAddress)
-            throw invalid
-        }
+        var account: (id: String, hash: String, verified: Bool)?
+        guard try throttle.guarded(email: email, address: request.clientAddress, {
+            account = try Users(context.db).passwordHash(email: email)
+            return PasswordHasher().verify(input.password, against: account?.hash ?? dummyHash) && account != nil
+        }), let account else { throw invalid }
         guard account.verified else {
             throw HTTPError(.forbidden, code: "email_not_verified",
                             message: "Confirm your email first: enter the code we sent, or ask for a new one.")

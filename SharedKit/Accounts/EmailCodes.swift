@@ -137,25 +137,37 @@ public struct CodeSendLimits {
 
     /// Claims a send of a code to `email` asked for by `client`, or throws 429 with Retry-After.
     public func claim(email: String, purpose: EmailCodes.Purpose, client: String) throws {
+        if let refusal = try refusal(email: email, purpose: purpose, client: client) { throw refusal }
+    }
+
+    /// The same, answering false instead of throwing when the limits say no (sign-up answers alike for
+    /// every address, so it must not say 429).
+    public func claimIfAllowed(email: String, purpose: EmailCodes.Purpose, client: String) throws -> Bool {
+        try refusal(email: email, purpose: purpose, client: client) == nil
+    }
+
+    /// Claims the send and returns nil, or returns why it is refused (nothing claimed).
+    func refusal(email: String, purpose: EmailCodes.Purpose, client: String) throws -> HTTPError? {
         let target = "\(purpose.rawValue):\(Encoding.hex(Digest.sha256(email)).prefix(32))"
-        let pair = "\(target):\(Encoding.hex(Digest.sha256(client)).prefix(16))"
+        let clientHash = Encoding.hex(Digest.sha256(client)).prefix(16)
+        let pair = "\(target):\(clientHash)"
         let reply = try redis.run(Self.script, keys: [
-            "otp:cooldown:\(pair)", "otp:hourly:\(pair)", "otp:hourly:\(target)", "otp:client:\(Encoding.hex(Digest.sha256(client)).prefix(16))",
+            "otp:cooldown:\(pair)", "otp:hourly:\(pair)", "otp:hourly:\(target)", "otp:client:\(clientHash)",
         ], arguments: [String(Self.cooldownSeconds), String(Self.perHour), String(Self.perAddressPerHour), String(perClientPerHour)])
         guard let result = reply.array, result.count == 2, let verdict = result[0].integer, let wait = result[1].integer else {
             throw RedisError.reply("unexpected reply from the send-limit script")
         }
         switch verdict {
         case 1:
-            throw HTTPError(.tooManyRequests, code: "resend_cooldown",
-                            message: "A code was just sent; wait \(wait) seconds before asking for another.",
-                            headers: [("Retry-After", String(max(1, wait)))])
+            return HTTPError(.tooManyRequests, code: "resend_cooldown",
+                             message: "A code was just sent; wait \(wait) seconds before asking for another.",
+                             headers: [("Retry-After", String(max(1, wait)))])
         case 2:
-            throw HTTPError(.tooManyRequests, code: "too_many_codes",
-                            message: "Too many codes were sent to this address in the last hour; try again in \((wait + 59) / 60) minutes.",
-                            headers: [("Retry-After", String(max(1, wait)))])
+            return HTTPError(.tooManyRequests, code: "too_many_codes",
+                             message: "Too many codes were sent to this address in the last hour; try again in \((wait + 59) / 60) minutes.",
+                             headers: [("Retry-After", String(max(1, wait)))])
         default:
-            return
+            return nil
         }
     }
 

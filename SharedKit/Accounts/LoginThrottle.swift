@@ -41,6 +41,17 @@ public struct LoginThrottle {
         }
     }
 
+    /// A password check under the throttle: refused (429) while a counter is at its limit, a failure
+    /// counted when `verify` says no. Login and every re-confirmation of a password go through here.
+    public func guarded(email: String, address: String, _ verify: () throws -> Bool) throws -> Bool {
+        try check(email: email, address: address)
+        guard try verify() else {
+            try recordFailure(email: email, address: address)
+            return false
+        }
+        return true
+    }
+
     public func recordFailure(email: String, address: String) throws {
         try redis.run(Self.failScript, keys: keys(email, address), arguments: [String(Self.windowSeconds)])
     }

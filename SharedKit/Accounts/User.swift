@@ -125,6 +125,12 @@ public struct Users {
         return (try row.get("id"), try row.get("password_hash"), try row.get("verified"))
     }
 
+    /// Whether `password` is the account's (false for an over-long one, unchecked, or an unknown id).
+    public func verifyPassword(id: String, _ password: String) throws -> Bool {
+        guard password.utf8.count <= AccountRules.maximumPasswordBytes, let hash = try passwordHash(id: id) else { return false }
+        return PasswordHasher().verify(password, against: hash)
+    }
+
     public func setPassword(id: String, hash: String) throws {
         try db.execute("UPDATE users SET password_hash = \(hash), updated_at = now() WHERE id = \(id)")
     }

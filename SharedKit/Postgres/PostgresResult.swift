@@ -137,11 +137,6 @@ public struct PostgresRow: Sendable {
             return row.storage.withBytes(row: row.row, column: Int32(position)) { $0 == nil }
         }
 
-        /// The next column's text (nil for NULL).
-        public mutating func text() throws -> String? {
-            try next(String?.self)
-        }
-
         public mutating func next<T: PostgresDecodable>(_ type: T.Type = T.self) throws -> T {
             try check()
             defer { position += 1 }
