@@ -45,7 +45,11 @@ case $name in *-cron) echo "atelier-$name.timer runs the new binary next time"; 
 # The function's instances that are running or starting, in instance order.
 mapfile -t units < <(systemctl list-units --plain --no-legend --type=service --state=active,activating,reloading \
   "atelier-$name@*.service" | awk '{print $1}' | sort -t@ -k2 -V)
-[ ${#units[@]} -gt 0 ] || die "no instance of atelier-$name@.service is running (systemctl list-units 'atelier-$name@*')"
+if [ ${#units[@]} -eq 0 ]; then
+  # Scaled to zero (or never called): the next connection starts @1 on the new binary.
+  echo "atelier-$name: no instance running; the next connection starts one on the new binary"
+  exit 0
+fi
 
 for unit in "${units[@]}"; do
   systemctl restart "$unit"

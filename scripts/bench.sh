@@ -24,7 +24,9 @@
 # nginx's per-address limit on the auth endpoints (10 r/s, all of wrk is one address) is lifted in this
 # run's copy of the configuration, so that login measures the function, not the limit.
 #
-# Also measured: the cold start of the health binary run as plain CGI, the resident memory of the
+# Also measured: the memory of the whole bundle (PSS summed over every process) at rest and after the load,
+# the first request to a function that has scaled to zero (billing, idle timeout 1 s, 20 tries, through
+# nginx), the cold start of the health binary run as plain CGI, the resident memory of the
 # health, generate, session and profile processes after the load, and the CPU instructions per gallery
 # request of one generate process and of the C limit under callgrind (stable where req/s is noisy). It prints a markdown table and writes it,
 # with a JSON copy, to results/bench-<timestamp>.{md,json}.
@@ -54,6 +56,10 @@ export RATE_READ_PER_MINUTE=1000000 RATE_READ_BURST=1000000 QUOTA_FREE_DAILY=100
 unset RATE_GENERATE_FREE_PER_MINUTE RATE_GENERATE_FREE_BURST RATE_GENERATE_PREMIUM_PER_MINUTE RATE_GENERATE_PREMIUM_BURST
 unset SMTP_URL
 export CRON_INTERVALS=" "
+# The product's default scaling (scripts/stack.sh), except billing, which idles out after one second so the
+# first request to a function scaled to zero can be timed 20 times in a row.
+unset RESIDENT RESIDENT_FUNCTIONS IDLE_SECONDS
+export SCALING="billing=0:$PROCESSES:1"
 
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 LOGIN_CONNECTIONS=${BENCH_LOGIN_CONNECTIONS:-4}
@@ -362,7 +368,7 @@ scenario() {
 }
 
 # CPU time (clock ticks, user + system) spent so far by each part of the machine's work, as JSON: the
-# function processes (all the supervisor's children, and the C references), PostgreSQL, Redis and nginx
+# function processes (all the supervisor's children, live and reaped, and the C references), PostgreSQL, Redis and nginx
 # (wrk has exited by the second reading). Two readings around a measured run say where its CPU went.
 cpu_ticks() {
   python3 - "$RUN_DIR" <<'PY'
@@ -389,16 +395,22 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         continue
     if comm in ("postgres", "nginx"):
         groups[comm].append(int(pid))
+def stat(pid):
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
 ticks = {}
 for group, pids in groups.items():
     total = 0
     for pid in pids:
         try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            fields = stat(pid)
             total += int(fields[11]) + int(fields[12])
         except OSError:
             pass
     ticks[group] = total
+# Function processes come and go (scale to zero): what the exited ones spent is in the supervisor's
+# cutime/cstime once it has reaped them, so live + reaped only grows.
+fields = stat(supervisor)
+ticks["functions"] += int(fields[13]) + int(fields[14])
 print(json.dumps(ticks))
 PY
 }
@@ -450,6 +462,45 @@ times = [once() for _ in range(runs)]
 print(json.dumps({"kind": "cold_start", "name": name, "runs": runs, "median_ms": round(statistics.median(times), 3),
                   "min_ms": round(min(times), 3), "max_ms": round(max(times), 3)}))
 PY
+}
+
+# pss WHEN: the proportional set size (each shared page divided among the processes that map it) summed
+# over the supervisor and every function process it runs, from /proc/PID/smaps_rollup: what the bundle
+# costs the machine. Processes per function are counted too (a function scaled to zero has none).
+pss() {
+  local when=$1 supervisor pid kib total=0 count=0 per=""
+  supervisor=$(cat "$RUN_DIR/supervisor.pid")
+  for pid in "$supervisor" $(pgrep -P "$supervisor"); do
+    kib=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null) || continue
+    [ -n "$kib" ] || continue
+    total=$(( total + kib )); count=$(( count + 1 ))
+  done
+  for dir in "$ROOT"/Functions/*/; do
+    local name; name=$(basename "$dir")
+    case $name in *-cron) continue ;; esac
+    per="$per${per:+,}\"$name\":$(function_pids "$name" | wc -l)"
+  done
+  printf '{"kind":"pss","when":"%s","processes":%d,"pss_mib":%.1f,"per_function":{%s}}\n' \
+    "$when" "$count" "$(awk -v k="$total" 'BEGIN { print k / 1024 }')" "$per" >> "$MEASUREMENTS"
+}
+
+# first_request NAME FUNCTION PATH COOKIE: the time through nginx of a request to a function that has
+# scaled to zero (no process: the supervisor starts one when the connection arrives), COLD_RUNS times,
+# waiting each time until the previous process has idled out. Every answer must be a 200.
+first_request() {
+  local name=$1 function=$2 path=$3 cookie=$4 times=() i out
+  for i in $(seq "$COLD_RUNS"); do
+    for _ in $(seq 200); do [ -z "$(function_pids "$function")" ] && break; sleep 0.05; done
+    [ -z "$(function_pids "$function")" ] || die "$function did not scale to zero"
+    out=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' -H "Cookie: atelier_session=$cookie" "$BASE_URL$path")
+    [ "${out% *}" = 200 ] || die "$path answered ${out% *} on a cold start"
+    times+=("${out#* }")
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk -v name="$name" -v fn="$function" -v path="$path" '
+    { t[NR] = $1 * 1000 }
+    END { p99 = int(NR * 0.99 + 0.999); if (p99 > NR) p99 = NR
+          printf "{\"kind\":\"first_request\",\"name\":\"%s\",\"function\":\"%s\",\"path\":\"%s\",\"runs\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f}\n",
+                 name, fn, path, NR, t[int((NR + 1) / 2)], t[p99], t[NR] }' >> "$MEASUREMENTS"
 }
 
 # rss NAME SERVED PID...: resident memory of a function's processes, max and mean, in MiB, after they
@@ -590,6 +641,13 @@ if cpu:
 for m in (m for m in measurements if m["kind"] == "instructions"):
     lines.append(f"- Instructions per request, {m['name']} ({m['path']}, one process under callgrind, {m['requests']} requests): "
                  f"{m['per_request']:,}")
+for m in (m for m in measurements if m["kind"] == "pss"):
+    running = ", ".join(f"{k} {v}" for k, v in m["per_function"].items() if v)
+    lines.append(f"- PSS {m['when']}: {m['pss_mib']:.1f} MiB summed over {m['processes']} processes "
+                 f"(supervisor and functions; running: {running})")
+for m in (m for m in measurements if m["kind"] == "first_request"):
+    lines.append(f"- First request to a function scaled to zero, {m['function']} ({m['path']}, through nginx, "
+                 f"{m['runs']} tries): p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms")
 for m in (m for m in measurements if m["kind"] == "rss"):
     lines.append(f"- RSS, {m['name']} after {m['after_requests']:,} requests: max {m['max_mib']:.1f} MiB, "
                  f"mean {m['mean_mib']:.1f} MiB ({m['processes']} processes)")
@@ -632,8 +690,12 @@ rm -rf "$LOG_DIR" "$SOCK_DIR" "$MEASUREMENTS" "$RUN_DIR"/wrk-*.txt
 
 say "Starting the stack in $RUN_DIR (http $PORT, PostgreSQL $PG_PORT, Redis $REDIS_PORT)"
 scripts/stack.sh start >/dev/null
-HEALTH_PROCESSES=$(health_pids | wc -l)
-[ "$HEALTH_PROCESSES" -gt 0 ] || die "no health processes under the supervisor (see $LOG_DIR/)"
+[ "$(health_pids | wc -l)" -gt 0 ] || die "no health processes under the supervisor (see $LOG_DIR/)"
+sleep 1
+pss "at rest (default scaling, nothing called yet)"
+# Under load each function runs PROCESSES processes (the supervisor starts them when connections wait);
+# the C references get as many.
+HEALTH_PROCESSES=$PROCESSES
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE_URL/api/v1/health")" = 200 ] \
   || die "GET /api/v1/health is not 200 before the benchmark (see $LOG_DIR/)"
 # nginx refuses more than 10 auth requests a second from one address, and wrk is one address: this run's
@@ -643,8 +705,7 @@ sed -i -E 's#(zone=atelier_auth:[0-9]+m) rate=[0-9]+r/s#\1 rate=1000000r/s#' "$R
 grep -q 'zone=atelier_auth:[0-9]*m rate=1000000r/s' "$RUN_DIR/nginx/atelier.conf" \
   || die "no atelier_auth limit_req_zone in $RUN_DIR/nginx/atelier.conf to lift"
 ceiling_start "$HEALTH_PROCESSES"
-GENERATE_PROCESSES=$(function_pids generate | wc -l)
-gallery_limit_start "$GENERATE_PROCESSES"
+gallery_limit_start "$PROCESSES"
 
 say "The bench user ($GALLERY_IMAGES images through POST /api/v1/images)"
 USER_VARS=$(bench_user) || die "could not make the bench user (see $LOG_DIR/)"
@@ -694,6 +755,11 @@ rss profile "${SERVED[usage]:-0}" $(function_pids profile)
 rss ceiling "${SERVED[ceiling]}" $(reference_pids ceiling)
 # shellcheck disable=SC2046
 rss gallery-limit "${SERVED[gallery-limit]}" $(reference_pids gallery)
+
+pss "after the load"
+
+say "First request to a function scaled to zero ($COLD_RUNS tries)"
+first_request subscription billing /api/v1/subscription "$BENCH_SESSION"
 
 say "Instructions per request (callgrind, $CALLGRIND_REQUESTS requests each)"
 instructions gallery "$BIN_DIR/generate" "/api/v1/images?limit=20" "$BENCH_SESSION"

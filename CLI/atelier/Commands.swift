@@ -16,9 +16,11 @@ enum Commands {
               revoke-sessions --email E      log a user out everywhere
               delete-user --email E          delete an account and everything it owns
             (each of the last three is recorded in the audit log with the actor "cli")
-              supervise --sockets DIR --bin DIR --functions name=N,… [--cron name=SECONDS,…] [--logs DIR]
-                                             run each function under FastCGI with N processes, restart
-                                             them when they die, run cron functions on a timer
+              supervise --sockets DIR --bin DIR --functions name=MIN:MAX:IDLE,… [--cron name=SECONDS,…] [--logs DIR]
+                                             run each function under FastCGI: MIN resident processes
+                                             (restarted when they die), up to MAX started on demand that
+                                             exit after IDLE seconds unused (name=N: N resident); run cron
+                                             functions on a timer
             """)
     }
 

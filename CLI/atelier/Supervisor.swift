@@ -5,8 +5,13 @@ import SharedKit
 
 /// `atelier supervise`: the process manager of `make run` (systemd plays this part in production).
 ///
-/// For each function it binds a Unix socket and starts N processes that share it as fd 0, the way
-/// systemd's `StandardInput=socket` does; a process that dies is started again. SIGHUP restarts the
+/// For each function it binds a Unix socket and starts processes that share it as fd 0, the way systemd's
+/// `StandardInput=socket` does. Each function has a minimum of resident processes (started at once and
+/// again when one dies), a maximum, and an idle timeout: a process beyond the minimum is started when a
+/// connection waits on the socket (at once when none runs, after 20 ms in the backlog when all are busy)
+/// and exits by itself after the idle timeout without a connection (`FUNCTION_IDLE_SECONDS`). A function
+/// with a minimum of 0 scales to zero; its socket stays open here, so the next connection starts it and
+/// waits in the backlog meanwhile. SIGHUP restarts the
 /// functions named in the control file one process at a time: a new process starts, and only once it has
 /// stayed up for a second does one old process get SIGTERM (it finishes its request first). The socket
 /// stays open throughout, so no request is lost, and a new binary that will not start leaves the old
@@ -14,8 +19,19 @@ import SharedKit
 final class Supervisor {
     struct Function {
         let name: String
-        let processes: Int
+        /// Processes kept running whatever the traffic.
+        let minimum: Int
+        /// The most processes started, on demand, beyond which connections wait in the backlog.
+        let maximum: Int
+        /// How long a process beyond the minimum waits for a connection before it exits (0: never).
+        let idleSeconds: Int
         var socket: Int32 = -1
+        /// When a connection was first seen waiting while processes ran (all busy, perhaps).
+        var waitingSince: Int64? = nil
+        /// The socket is not watched before this time (a process was just started, or one is checking).
+        var quietUntil: Int64 = 0
+        /// After a process died young, no new one starts before this time (a crash loop is slowed down).
+        var notBefore: Int64 = 0
     }
 
     struct Cron {
@@ -28,6 +44,8 @@ final class Supervisor {
     struct Worker {
         let function: String
         let started: Int64
+        /// One of the function's minimum: restarted when it dies, never told to idle out.
+        let resident: Bool
         var retiring = false
     }
 
@@ -42,6 +60,10 @@ final class Supervisor {
 
     /// How long a new process must stay up before an old one is stopped.
     static let probationMs: Int64 = 1000
+    /// How long a connection may wait in the backlog of a busy function before another process starts.
+    static let backlogGraceMs: Int64 = 20
+    /// After starting a process for a busy function, how long before the backlog is looked at again.
+    static let scaleUpPauseMs: Int64 = 200
 
     let socketDir: String
     let binDir: String
@@ -68,13 +90,35 @@ final class Supervisor {
         guard let sockets = options["sockets"], let bin = options["bin"], let list = options["functions"] else {
             throw Commands.UsageError(message: "supervise needs --sockets, --bin and --functions")
         }
-        let functions = try pairs(list).map { Function(name: $0.0, processes: $0.1) }
+        let functions = try scaling(list)
         let crons = try pairs(options["cron"] ?? "").map { Cron(name: $0.0, intervalSeconds: $0.1) }
         let logs = options["logs"] ?? sockets
         let supervisor = Supervisor(
             socketDir: sockets, binDir: bin, logDir: logs, controlFile: options["control"] ?? "\(sockets)/reload",
             functions: functions, crons: crons)
         return try supervisor.run()
+    }
+
+    /// `name=N` (N resident processes) or `name=MIN:MAX:IDLE` (MIN resident, at most MAX, extra processes
+    /// exit after IDLE seconds without a connection), comma-separated.
+    static func scaling(_ text: String) throws -> [Function] {
+        try text.split(separator: ",").map { item in
+            let parts = item.split(separator: "=", omittingEmptySubsequences: false)
+            let numbers = parts.count == 2 ? parts[1].split(separator: ":", omittingEmptySubsequences: false).map { Int($0) } : []
+            let name = parts.first.map(String.init) ?? ""
+            switch numbers.count {
+            case 1:
+                if let n = numbers[0], n > 0, !name.isEmpty { return Function(name: name, minimum: n, maximum: n, idleSeconds: 0) }
+            case 3:
+                if let minimum = numbers[0], let maximum = numbers[1], let idle = numbers[2], !name.isEmpty,
+                   minimum >= 0, maximum >= 1, minimum <= maximum, idle >= 0, idle <= 86_400,
+                   minimum == maximum || idle > 0 {
+                    return Function(name: name, minimum: minimum, maximum: maximum, idleSeconds: idle)
+                }
+            default: break
+            }
+            throw Commands.UsageError(message: "expected name=N or name=MIN:MAX:IDLE_SECONDS (MIN ≤ MAX, MAX ≥ 1, IDLE > 0 when MIN < MAX), got \(item)")
+        }
     }
 
     static func pairs(_ text: String) throws -> [(String, Int)] {
@@ -88,42 +132,117 @@ final class Supervisor {
     }
 
     func run() throws -> Int32 {
+        // Signals arrive through a pipe (the handlers write a byte), so one poll() waits for them and for
+        // connections on the sockets of functions that may need a process.
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGCHLD, SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, s) }
         sigprocmask(SIG_BLOCK, &signals, nil)
         signal(SIGPIPE, SIG_IGN)
+        try SignalPipe.install([SIGCHLD, SIGINT, SIGTERM, SIGHUP])
+        sigprocmask(SIG_UNBLOCK, &signals, nil)
 
         do {
             for index in functions.indices {
                 functions[index].socket = try listen(functions[index].name)
             }
             for function in functions {
-                for _ in 0..<function.processes { try spawnWorker(function.name) }
+                for _ in 0..<function.minimum { try spawnWorker(function.name) }
             }
         } catch {
             shutdown()  // never leave the processes already started behind
             throw error
         }
-        log("started \(functions.map { "\($0.name)×\($0.processes)" }.joined(separator: " "))")
+        log("started " + functions.map { f in
+            f.minimum == f.maximum ? "\(f.name)×\(f.minimum)" : "\(f.name)×\(f.minimum)…\(f.maximum) idle \(f.idleSeconds)s"
+        }.joined(separator: " "))
         let now = WallClock.nowSeconds()
         for index in crons.indices { crons[index].nextRun = now + 2 }
 
         while true {
-            var info = siginfo_t()
-            var timeout = rolling.isEmpty ? timespec(tv_sec: 1, tv_nsec: 0) : timespec(tv_sec: 0, tv_nsec: 50_000_000)
-            let signal = sigtimedwait(&signals, &info, &timeout)
-            switch signal {
-            case SIGCHLD: reap()
-            case SIGINT, SIGTERM:
+            var watched: [Int] = []
+            let timeout = prepareWatch(&watched)
+            var fds = [pollfd(fd: SignalPipe.readFD, events: Int16(POLLIN), revents: 0)]
+            fds += watched.map { pollfd(fd: functions[$0].socket, events: Int16(POLLIN), revents: 0) }
+            let ready = poll(&fds, nfds_t(fds.count), Int32(timeout))
+            if ready > 0 {
+                for (slot, index) in watched.enumerated() where fds[slot + 1].revents & Int16(POLLIN) != 0 {
+                    connectionWaiting(index)
+                }
+            }
+            let caught = SignalPipe.drain()
+            if caught.contains(SIGCHLD) { reap() }
+            if caught.contains(SIGINT) || caught.contains(SIGTERM) {
                 shutdown()
                 return 0
-            case SIGHUP: reload()
-            default: break
             }
+            if caught.contains(SIGHUP) { reload() }
             runDue()
             advanceRolling()
         }
+    }
+
+    // MARK: Scaling
+
+    private func running(_ name: String) -> Int {
+        workers.values.reduce(0) { $0 + ($1.function == name && !$1.retiring ? 1 : 0) }
+    }
+
+    /// Decides which sockets to watch and how long poll() may wait: a function below its maximum is
+    /// watched unless it is in a pause; one that saw a connection waiting while busy is checked again
+    /// once the grace has passed, and gets another process if the connection still waits.
+    private func prepareWatch(_ watched: inout [Int]) -> Int64 {
+        let now = Monotonic.nowMs()
+        var timeout: Int64 = rolling.isEmpty ? 1000 : 50
+        for index in functions.indices {
+            let function = functions[index]
+            let count = running(function.name)
+            guard count < function.maximum else {
+                functions[index].waitingSince = nil
+                continue
+            }
+            if now < function.notBefore {
+                timeout = min(timeout, function.notBefore - now)
+                continue
+            }
+            if now < function.quietUntil {
+                timeout = min(timeout, function.quietUntil - now)
+                continue
+            }
+            if function.waitingSince != nil {
+                // The grace is over: is a connection still waiting for one of the busy processes?
+                functions[index].waitingSince = nil
+                if Self.readable(function.socket) {
+                    startOnDemand(index, now: now)
+                    timeout = min(timeout, Self.scaleUpPauseMs)
+                    continue
+                }
+            }
+            watched.append(index)
+        }
+        return max(timeout, 0)
+    }
+
+    /// A connection waits on a function's socket: with no process running one starts at once; with all of
+    /// them perhaps busy, another starts if the connection is still waiting after the grace.
+    private func connectionWaiting(_ index: Int) {
+        let now = Monotonic.nowMs()
+        if running(functions[index].name) == 0 {
+            startOnDemand(index, now: now)
+        } else {
+            functions[index].waitingSince = now
+            functions[index].quietUntil = now + Self.backlogGraceMs
+        }
+    }
+
+    private func startOnDemand(_ index: Int, now: Int64) {
+        functions[index].quietUntil = now + Self.scaleUpPauseMs
+        do { try spawnWorker(functions[index].name) } catch { log("\(error)") }
+    }
+
+    private static func readable(_ fd: Int32) -> Bool {
+        var probe = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&probe, 1, 0) > 0 && probe.revents & Int16(POLLIN) != 0
     }
 
     // MARK: Workers
@@ -154,15 +273,21 @@ final class Supervisor {
         return fd
     }
 
+    /// Starts one process of a function: resident while the function has fewer than its minimum (or when
+    /// `resident` says so, for a replacement), otherwise one that exits after the idle timeout.
     @discardableResult
-    private func spawnWorker(_ name: String) throws -> pid_t {
+    private func spawnWorker(_ name: String, resident: Bool? = nil) throws -> pid_t {
         guard let function = functions.first(where: { $0.name == name }) else { return 0 }
-        let pid = try spawn(binary: "\(binDir)/\(name)", stdin: function.socket, log: "\(logDir)/\(name).log")
-        workers[pid] = Worker(function: name, started: Monotonic.nowMs())
+        let residents = workers.values.reduce(0) { $0 + ($1.function == name && $1.resident && !$1.retiring ? 1 : 0) }
+        let isResident = resident ?? (residents < function.minimum)
+        let idle = isResident ? 0 : function.idleSeconds
+        let pid = try spawn(binary: "\(binDir)/\(name)", stdin: function.socket, log: "\(logDir)/\(name).log",
+                            environment: ["FUNCTION_IDLE_SECONDS=\(idle)"])
+        workers[pid] = Worker(function: name, started: Monotonic.nowMs(), resident: isResident)
         return pid
     }
 
-    private func spawn(binary: String, stdin: Int32?, log: String) throws -> pid_t {
+    private func spawn(binary: String, stdin: Int32?, log: String, environment: [String] = []) throws -> pid_t {
         let logFD = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
         defer { if logFD >= 0 { close(logFD) } }
         let nullFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -192,7 +317,18 @@ final class Supervisor {
         var pid: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(binary), nil]
         defer { argv.forEach { free($0) } }
-        let result = posix_spawn(&pid, binary, &actions, &attributes, argv, environ)
+        // The supervisor's environment with the given variables set (replacing any inherited value).
+        let names = environment.map { $0.prefix { $0 != "=" } + "=" }
+        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) }
+        var inherited = environ
+        while let entry = inherited.pointee {
+            let text = String(cString: entry)
+            if !names.contains(where: { text.hasPrefix($0) }) { envp.append(strdup(entry)) }
+            inherited += 1
+        }
+        envp.append(nil)
+        defer { envp.forEach { free($0) } }
+        let result = posix_spawn(&pid, binary, &actions, &attributes, argv, envp)
         guard result == 0 else { throw Commands.UsageError(message: "cannot start \(binary): \(String(cString: strerror(result)))") }
         return pid
     }
@@ -216,11 +352,21 @@ final class Supervisor {
                 continue
             }
             let lived = Monotonic.nowMs() - worker.started
+            if !worker.resident {
+                // Started on demand: an idle exit is the plan; the next connection starts a process again.
+                if status != 0 {
+                    log("\(worker.function) process \(pid) died (status \(status)) after \(lived) ms")
+                    if lived < 1000, let index = functions.firstIndex(where: { $0.name == worker.function }) {
+                        functions[index].notBefore = Monotonic.nowMs() + 1000  // back off a crash loop
+                    }
+                }
+                continue
+            }
             log("\(worker.function) process \(pid) died (status \(status)) after \(lived) ms; restarting")
             if lived < 1000 {
                 delayedStarts.append((Monotonic.nowMs() + 1000, worker.function))  // back off a crash loop
             } else {
-                do { try spawnWorker(worker.function) } catch { log("\(error)") }
+                do { try spawnWorker(worker.function, resident: true) } catch { log("\(error)") }
             }
         }
     }
@@ -258,18 +404,22 @@ final class Supervisor {
                 guard workers[fresh] != nil, now - step.freshStarted >= Self.probationMs else { continue }
                 if let old = step.remaining.first {
                     step.remaining.removeFirst()
-                    workers[old]?.retiring = true
-                    kill(old, SIGTERM)
-                    step.replaced += 1
+                    if workers[old] != nil {
+                        workers[old]?.retiring = true
+                        kill(old, SIGTERM)
+                        step.replaced += 1
+                    }
                 }
                 step.fresh = nil
             }
+            // Old processes that idled out meanwhile need no replacement.
+            step.remaining.removeAll { workers[$0] == nil }
             if step.remaining.isEmpty {
                 log("reloaded \(step.function) (\(step.replaced) processes replaced)")
                 finished.append(index)
             } else {
                 do {
-                    step.fresh = try spawnWorker(step.function)
+                    step.fresh = try spawnWorker(step.function, resident: workers[step.remaining[0]]?.resident ?? false)
                     step.freshStarted = now
                 } catch {
                     log("reload of \(step.function) stopped: \(error)")
@@ -286,7 +436,7 @@ final class Supervisor {
         let due = delayedStarts.filter { $0.0 <= now }
         delayedStarts.removeAll { $0.0 <= now }
         for (_, name) in due {
-            do { try spawnWorker(name) } catch { log("\(error)") }
+            do { try spawnWorker(name, resident: true) } catch { log("\(error)") }
         }
         let wall = WallClock.nowSeconds()
         for index in crons.indices where crons[index].nextRun <= wall {
@@ -331,6 +481,50 @@ final class Supervisor {
         var text = ""
         while fgets(&buffer, Int32(buffer.count), file) != nil { text += String(cString: buffer) }
         return text
+    }
+}
+
+/// Signals as bytes on a pipe: each handler writes its signal number (async-signal-safe), and the loop
+/// reads them after poll() returns.
+enum SignalPipe {
+    nonisolated(unsafe) static var readFD: Int32 = -1
+    nonisolated(unsafe) static var writeFD: Int32 = -1
+
+    static func install(_ signals: [Int32]) throws {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else {
+            throw Commands.UsageError(message: "pipe(): \(String(cString: strerror(errno)))")
+        }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        readFD = fds[0]
+        writeFD = fds[1]
+        for number in signals {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { caught in
+                var byte = UInt8(truncatingIfNeeded: caught)
+                let saved = errno
+                _ = write(SignalPipe.writeFD, &byte, 1)
+                errno = saved
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            sigaction(number, &action, nil)
+        }
+    }
+
+    /// The signals caught since the last call.
+    static func drain() -> Set<Int32> {
+        var caught = Set<Int32>()
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            for byte in buffer[..<n] { caught.insert(Int32(byte)) }
+        }
+        return caught
     }
 }
 

@@ -6,10 +6,16 @@ import Logging
 
 /// Set from the SIGTERM handler; read by the accept loop between requests.
 nonisolated(unsafe) private var terminationRequested: sig_atomic_t = 0
+/// Set from the SIGALRM handler: no request arrived within the idle timeout.
+nonisolated(unsafe) private var idleExpired: sig_atomic_t = 0
 
 /// The process around a function: configuration, logging, then a blocking FastCGI accept loop on fd 0
 /// (the listening socket systemd or the supervisor hands over), one request at a time. Started without
 /// a socket it answers one request as plain CGI from the environment and stdin.
+///
+/// Scale to zero: with `FUNCTION_IDLE_SECONDS` above 0 the process exits (status 0) once it has waited
+/// that long for a connection; the socket stays with systemd or the supervisor, which start a process
+/// again on the next connection, so nothing queued is lost. Unset or 0: the process stays resident.
 public struct FunctionRuntime {
     public let name: String
     /// Makes the remote media storage from the configuration (nil when none is configured).
@@ -35,13 +41,23 @@ public struct FunctionRuntime {
         guard FCGX_InitRequest(&request, 0, 0) == 0 else {
             Self.fail("\(name): cannot initialise the FastCGI request")
         }
-        // libfcgi retries accept() after EINTR unless a shutdown is pending, which the SIGTERM handler sets.
-        while terminationRequested == 0, FCGX_Accept_r(&request) >= 0 {
+        // libfcgi retries accept() after EINTR unless a shutdown is pending, which the SIGTERM and SIGALRM
+        // handlers set. The idle alarm runs only while waiting: a request in progress is never cut short,
+        // and an alarm that fires just after a connection was accepted still lets that request finish.
+        let idleSeconds = Self.idleSeconds()
+        while terminationRequested == 0, idleExpired == 0 {
+            if idleSeconds > 0 { alarm(idleSeconds) }
+            let accepted = FCGX_Accept_r(&request)
+            if idleSeconds > 0 { alarm(0) }
+            guard accepted >= 0 else { break }
             serveFastCGI(&request, dispatcher, context)
             FCGX_Finish_r(&request)
             context.runAfterResponse()
         }
-        context.logger.info("stopping", metadata: ["reason": "SIGTERM"])
+        let reason = terminationRequested != 0 ? "SIGTERM" : idleExpired != 0 ? "idle" : "accept failed"
+        var logger = context.logger
+        logger[metadataKey: "request.id"] = nil  // the last request's, not this line's
+        logger.info("stopping", metadata: ["reason": .string(reason)])
         exit(0)
     }
 
@@ -79,6 +95,26 @@ public struct FunctionRuntime {
         action.sa_flags = 0  // no SA_RESTART: a blocked accept() returns so the loop can end
         sigaction(SIGTERM, &action, nil)
         sigaction(SIGINT, &action, nil)
+        var idle = sigaction()
+        idle.__sigaction_handler.sa_handler = { _ in
+            idleExpired = 1
+            FCGX_ShutdownPending()
+        }
+        sigemptyset(&idle.sa_mask)
+        idle.sa_flags = 0
+        sigaction(SIGALRM, &idle, nil)
+    }
+
+    /// `FUNCTION_IDLE_SECONDS`: how long a process waits for a connection before it exits; 0 (the
+    /// default) keeps it resident. A value that is not a whole number of seconds ends the process at start.
+    static func idleSeconds() -> UInt32 {
+        guard let raw = getenv("FUNCTION_IDLE_SECONDS") else { return 0 }
+        let text = String(cString: raw)
+        if text.isEmpty { return 0 }
+        guard let value = UInt32(text), value <= 86_400 else {
+            fail("configuration error: FUNCTION_IDLE_SECONDS must be a whole number of seconds from 0 to 86400, got \(text)")
+        }
+        return value
     }
 
     private func serveFastCGI(_ request: inout FCGX_Request, _ dispatcher: Dispatcher, _ context: Context) {

@@ -108,7 +108,11 @@ def test_every_function_has_current_units_and_they_reference_each_other():
                            ("EnvironmentFile", "/etc/atelier/atelier.env")]:
             assert settings(path, key) == [value], (name, key)
         if "@" in name:
-            assert settings(path, "Restart") == ["always"], name
+            # An idle exit (status 0) stays stopped until the socket starts @1 again; a crash restarts.
+            assert settings(path, "Restart") == ["on-failure"], name
+            function = name[len("atelier-"):-len("@.service")]
+            idle = "0" if function in ("health", "session", "generate") else "60"
+            assert settings(path, "Environment") == [f"FUNCTION_IDLE_SECONDS={idle}"], name
 
 
 def test_independent_redeploy_loses_no_request(stack):
