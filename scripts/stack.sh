@@ -8,7 +8,12 @@
 #   scripts/stack.sh pg-stop | pg-start | redis-stop | redis-start | reload FUNCTION
 #
 # Environment: RUN_DIR (.run), PORT (8080), PG_PORT (55432), REDIS_PORT (56379), BIN_DIR
-# (.build/release), PROCESSES (2 per function), PUBLIC_BASE_URL, and any Atelier variable to pass on.
+# (.build/release), PUBLIC_BASE_URL, the scaling below, and any Atelier variable to pass on.
+#
+# Scaling: every function runs at most PROCESSES (2) processes. The hot ones (RESIDENT_FUNCTIONS: health,
+# session, generate) keep RESIDENT (1) of them running; every other function, and a hot one's processes
+# beyond RESIDENT, start when a connection arrives and exit after IDLE_SECONDS (60) without one, so a
+# function nobody calls holds no memory. SCALING="name=MIN:MAX:IDLE …" overrides single functions.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +25,10 @@ PG_PORT=${PG_PORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
 BIN_DIR=${BIN_DIR:-$ROOT/.build/release}
 PROCESSES=${PROCESSES:-2}
+RESIDENT=${RESIDENT:-1}
+RESIDENT_FUNCTIONS=${RESIDENT_FUNCTIONS:-"health session generate"}
+IDLE_SECONDS=${IDLE_SECONDS:-60}
+SCALING=${SCALING:-}
 # Cron functions and their interval in seconds under `make run` (production: deploy/ timers).
 CRON_INTERVALS=${CRON_INTERVALS:-"renew-cron=300 maintenance-cron=60"}
 
@@ -30,7 +39,7 @@ MEDIA_DIR=${MEDIA_ROOT:-$RUN_DIR/media}
 # Debian packages the build, the stack and the tests need.
 PACKAGES="pkg-config libfcgi-dev libfcgi-bin libpq-dev libhiredis-dev libcurl4-openssl-dev libsodium-dev
   libvips-dev libvips-tools libzxcvbn-dev postgresql redis-server nginx-light wrk curl ca-certificates python3 systemd
-  procps iproute2 chromium chromium-driver python3-pip"
+  procps iproute2 chromium chromium-driver python3-pip openssl"
 
 say() { printf '\033[1m%s\033[0m\n' "$*"; }
 die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
@@ -134,7 +143,7 @@ write_env() {
     quote MIGRATIONS_DIR "$ROOT/Migrations"
     # Everything else the operator set (REPLICATE_*, RAZORPAY_*, SMTP_URL, quotas …) passes through.
     local name
-    for name in $(compgen -e | grep -E '^(REPLICATE_|RAZORPAY_|SMTP_URL|MAIL_|S3_|QUOTA_|COST_|RATE_|SESSION_|ADMIN_SESSION_|RECONCILE_|GENERATION_|VIDEO_TIMEOUT|PLAN_|SUBSCRIPTION_|PREMIUM_|API_KEYS_|CODE_GUESSES_|CODE_SENDS_|DATABASE_PREPARED_STATEMENTS|LOG_LEVEL|DEPENDENCY_TIMEOUT_MS)'); do
+    for name in $(compgen -e | grep -E '^(REPLICATE_|RAZORPAY_|SMTP_URL|SMTP_TLS|SMTP_CA_FILE|MAIL_|S3_|QUOTA_|COST_|RATE_|SESSION_|ADMIN_SESSION_|RECONCILE_|GENERATION_|VIDEO_TIMEOUT|PLAN_|SUBSCRIPTION_|PREMIUM_|API_KEYS_|CODE_GUESSES_|CODE_SENDS_|DATABASE_PREPARED_STATEMENTS|LOG_LEVEL|DEPENDENCY_TIMEOUT_MS)'); do
       quote "$name" "${!name}"
     done
   } > "$RUN_DIR/env"
@@ -206,12 +215,18 @@ nginx_stop() {
   rm -f "$pidfile"
 }
 
-# FastCGI functions are the folders of Functions/ that are not cron functions (named *-cron).
+# FastCGI functions are the folders of Functions/ that are not cron functions (named *-cron), each as
+# name=MIN:MAX:IDLE for the supervisor.
 function_list() {
-  local list=() name
+  local list=() name minimum spec item
   for dir in "$ROOT"/Functions/*/; do
     name=$(basename "$dir")
-    case $name in *-cron) ;; *) list+=("$name=$PROCESSES") ;; esac
+    case $name in *-cron) continue ;; esac
+    minimum=0
+    case " $RESIDENT_FUNCTIONS " in *" $name "*) minimum=$(( RESIDENT < PROCESSES ? RESIDENT : PROCESSES )) ;; esac
+    spec="$minimum:$PROCESSES:$IDLE_SECONDS"
+    for item in ${SCALING//,/ }; do [ "${item%%=*}" = "$name" ] && spec=${item#*=}; done
+    list+=("$name=$spec")
   done
   (IFS=,; echo "${list[*]}")
 }

@@ -11,6 +11,9 @@ export BIN_DIR=$ROOT/.build/release
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export PORT=$(free_port) PG_PORT=$(free_port) REDIS_PORT=$(free_port)
 export REDIS_SAVE="" PG_FSYNC=off PROCESSES=${PROCESSES:-2}
+# The hot functions keep both processes resident (the fault tests kill them); every other function scales
+# to zero after two idle seconds, so the whole suite runs against functions that start and stop.
+export RESIDENT=${RESIDENT:-2} IDLE_SECONDS=${IDLE_SECONDS:-2}
 # The main test stack has generous rate limits so suites about other things are not throttled; the
 # rate-limit tests start their own stack with the product's defaults (Tests/e2e/test_public_api.py).
 export RATE_GENERATE_FREE_PER_MINUTE=60000 RATE_GENERATE_FREE_BURST=10000 RATE_GENERATE_PREMIUM_PER_MINUTE=60000 \
@@ -19,7 +22,9 @@ export RATE_GENERATE_FREE_PER_MINUTE=60000 RATE_GENERATE_FREE_BURST=10000 RATE_G
 # Every request of the suite comes from 127.0.0.1: its ceilings on wrong codes and on codes sent across
 # addresses are lifted the same way (their own tests use other loopback addresses).
 export CODE_GUESSES_PER_ADDRESS_PER_HOUR=100000 CODE_SENDS_PER_ADDRESS_PER_HOUR=100000
-# Mail goes to the SMTP fake the black-box suite runs on this port (Tests/e2e/fakes/smtp.py).
+# Mail goes to the SMTP fake the black-box suite runs on this port (Tests/e2e/fakes/smtp.py). It takes
+# credentials only after STARTTLS, with a certificate made for this run that the functions trust through
+# SMTP_CA_FILE, so every mail of the suite travels the way it does in production.
 export SMTP_PORT=$(free_port)
 export SMTP_URL="smtp://atelier:fake-pass@127.0.0.1:$SMTP_PORT" MAIL_FROM="Atelier <no-reply@atelier.test>"
 
@@ -27,6 +32,12 @@ export SMTP_URL="smtp://atelier:fake-pass@127.0.0.1:$SMTP_PORT" MAIL_FROM="Ateli
 scripts/stack.sh stop >/dev/null 2>&1 || true
 rm -rf "$RUN_DIR"
 mkdir -p "$RUN_DIR"
+
+mkdir -p "$RUN_DIR/smtp-tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
+  -keyout "$RUN_DIR/smtp-tls/key.pem" -out "$RUN_DIR/smtp-tls/cert.pem" >/dev/null 2>&1 \
+  || { echo "test: openssl could not make the SMTP fake's certificate" >&2; exit 1; }
+export SMTP_CA_FILE=$RUN_DIR/smtp-tls/cert.pem SMTP_FAKE_CERT=$RUN_DIR/smtp-tls/cert.pem SMTP_FAKE_KEY=$RUN_DIR/smtp-tls/key.pem
 
 cleanup() {
   scripts/stack.sh stop >/dev/null 2>&1 || true

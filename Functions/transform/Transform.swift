@@ -70,6 +70,10 @@ enum Transform {
                 throw HTTPError(.badRequest, code: "result_too_large",
                                 message: "Upscaling \(source.width)×\(source.height) by \(scale) would exceed 40 megapixels; try a smaller scale or image.")
             }
+            guard max(source.width, source.height) * scale <= Imaging.webpMaxSide else {
+                throw HTTPError(.badRequest, code: "result_too_large",
+                                message: "Upscaling \(source.width)×\(source.height) by \(scale) would be wider than \(Imaging.webpMaxSide) pixels, the most a stored image can have; try a smaller scale or image.")
+            }
             result = source
         } else {
             guard let maskPart = form.part("mask"), !maskPart.body.isEmpty else {
@@ -112,7 +116,8 @@ enum Transform {
         return .json(GenerationAnswer.made(view, image: ImageView(stored.image, storage: context.media)), status: .created)
     }
 
-    /// PNG, JPEG or WebP by content, at most 40 megapixels by its header, before any pixel is decoded.
+    /// PNG, JPEG or WebP by content, at most 40 megapixels and 16383 pixels a side (what WebP, the stored
+    /// format, can hold) by its header, before any pixel is decoded.
     static func checkHeader(_ bytes: [UInt8], what: String) throws {
         guard let probe = ImageProbe.probe(bytes) else {
             throw HTTPError(.unsupportedMediaType, code: "unsupported_image",
@@ -121,6 +126,10 @@ enum Transform {
         guard probe.pixels <= maxPixels else {
             throw HTTPError(.badRequest, code: "image_too_large",
                             message: "The \(what) is \(probe.width)×\(probe.height); images can have at most 40 megapixels.")
+        }
+        guard max(probe.width, probe.height) <= Imaging.webpMaxSide else {
+            throw HTTPError(.badRequest, code: "image_too_large",
+                            message: "The \(what) is \(probe.width)×\(probe.height); images can have at most \(Imaging.webpMaxSide) pixels on a side.")
         }
     }
 

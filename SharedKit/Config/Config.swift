@@ -48,6 +48,13 @@ public struct Config: Sendable {
         if let smtp = environment["SMTP_URL"], !smtp.isEmpty, !(smtp.hasPrefix("smtp://") || smtp.hasPrefix("smtps://")) {
             throw Invalid(variable: "SMTP_URL", problem: "must be an smtp:// or smtps:// URL")
         }
+        switch environment["SMTP_TLS"] ?? "" {
+        case "", "auto", "required", "none": break
+        default: throw Invalid(variable: "SMTP_TLS", problem: "must be auto, required or none")
+        }
+        if let ca = environment["SMTP_CA_FILE"], !ca.isEmpty, access(ca, R_OK) != 0 {
+            throw Invalid(variable: "SMTP_CA_FILE", problem: "must name a readable PEM file (\(ca) is not)")
+        }
         switch environment["DATABASE_PREPARED_STATEMENTS"] ?? "" {
         case "", "on", "true", "1": preparedStatements = true
         case "off", "false", "0": preparedStatements = false

@@ -1,16 +1,30 @@
 import CCurl
 public import SharedKit
 
-/// SMTP through libcurl: `smtp://user:pass@host:587` upgrades with STARTTLS when the server offers it,
-/// `smtps://` uses implicit TLS. Credentials go to curl separately, so URLs in errors carry none.
+/// SMTP through libcurl. `smtps://` uses implicit TLS; `smtp://` upgrades with STARTTLS (RFC 3207), and
+/// whether it must is `tls`: with credentials in the URL TLS is required, so a network that strips
+/// STARTTLS from the server's answer gets a failed delivery and never sees the password; without
+/// credentials STARTTLS is used when offered. `SMTP_TLS=required` always requires it, `SMTP_TLS=none`
+/// (a relay on the same host, say) never starts it. The server's certificate is checked against the
+/// system's CAs or `SMTP_CA_FILE`. Credentials go to curl separately, so URLs in errors carry none.
 public struct SMTPMailer: Mailer {
+    public enum TLS: String, Sendable {
+        /// Required when the URL carries credentials, opportunistic otherwise.
+        case auto
+        case required
+        /// Plain text throughout, credentials included: only for a relay that cannot be reached by others.
+        case none
+    }
+
     let server: String
     let user: String?
     let password: String?
     let from: String
     let timeoutMs: Int
+    let tls: TLS
+    let caFile: String?
 
-    public init?(url: String, from: String, timeoutMs: Int = 10_000) {
+    public init?(url: String, from: String, tls: TLS = .auto, caFile: String? = nil, timeoutMs: Int = 10_000) {
         guard url.hasPrefix("smtp://") || url.hasPrefix("smtps://") else { return nil }
         let scheme = url.hasPrefix("smtps://") ? "smtps://" : "smtp://"
         var rest = Substring(url.dropFirst(scheme.count))
@@ -31,6 +45,17 @@ public struct SMTPMailer: Mailer {
         self.password = password
         self.from = from
         self.timeoutMs = timeoutMs
+        self.tls = tls
+        self.caFile = caFile
+    }
+
+    /// What curl is told: `CURLUSESSL_ALL` fails the delivery unless the connection is encrypted.
+    var useSSL: curl_usessl {
+        switch tls {
+        case .required: return CURLUSESSL_ALL
+        case .none: return CURLUSESSL_NONE
+        case .auto: return user != nil || password != nil ? CURLUSESSL_ALL : CURLUSESSL_TRY
+        }
     }
 
     public func send(_ message: MailMessage) throws {
@@ -44,7 +69,8 @@ public struct SMTPMailer: Mailer {
 
         atl_curl_setopt_string(handle, CURLOPT_URL, server)
         atl_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
-        atl_curl_setopt_long(handle, CURLOPT_USE_SSL, Int(CURLUSESSL_TRY.rawValue))
+        atl_curl_setopt_long(handle, CURLOPT_USE_SSL, Int(useSSL.rawValue))
+        if let caFile { atl_curl_setopt_string(handle, CURLOPT_CAINFO, caFile) }
         atl_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, min(timeoutMs, 5000))
         atl_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMs)
         if let user { atl_curl_setopt_string(handle, CURLOPT_USERNAME, user) }
@@ -90,7 +116,9 @@ final class UploadSource {
 public enum Mailers {
     public static func make(_ config: Config) -> any Mailer {
         let from = config.string("MAIL_FROM") ?? "Atelier <no-reply@atelier.local>"
-        if let url = config.string("SMTP_URL"), let smtp = SMTPMailer(url: url, from: from) {
+        if let url = config.string("SMTP_URL"),
+           let smtp = SMTPMailer(url: url, from: from, tls: config.string("SMTP_TLS").flatMap(SMTPMailer.TLS.init) ?? .auto,
+                                 caFile: config.string("SMTP_CA_FILE")) {
             return smtp
         }
         return OutboxMailer(folder: "\(config.runDir)/outbox", from: from)

@@ -27,8 +27,22 @@ public enum Imaging {
         public var fileExtension: String { self == .jpeg ? "jpg" : rawValue }
     }
 
+    /// The most pixels a WebP image can have on a side (the format's 14-bit dimensions).
+    public static let webpMaxSide = 16383
+
+    /// Encodes the image; a WebP is first shrunk to fit `webpMaxSide` (a provider's output can be wider
+    /// than the format allows; uploads that are wider are refused before they get here).
     public static func encode(_ image: RGBImage, as format: Format = .webp, quality: Int = 88) throws -> [UInt8] {
-        let vips = try VipsRef(image)
+        var vips = try VipsRef(image)
+        let side = max(image.width, image.height)
+        if format == .webp, side > webpMaxSide {
+            let factor = Double(webpMaxSide) / Double(side)
+            vips = try vips.apply { atl_vips_resize_lanczos($0, $1, factor) }
+            // Rounding can land one pixel over: crop what is left.
+            let width = min(Int(vips_image_get_width(vips.pointer)), webpMaxSide)
+            let height = min(Int(vips_image_get_height(vips.pointer)), webpMaxSide)
+            vips = try vips.apply { atl_vips_crop($0, $1, 0, 0, Int32(width), Int32(height)) }
+        }
         return try save(vips, format, quality: quality)
     }
 

@@ -83,23 +83,29 @@ public struct MultipartForm: Sendable {
         return Part(name: name, filename: filename, contentType: type, body: body)
     }
 
+    /// The first occurrence of `needle` at or after `start`, by Knuth–Morris–Pratt: linear in the
+    /// haystack whatever its bytes, so a crafted body full of near-boundaries cannot make the search
+    /// quadratic as a naive one is (each mismatch falls back through the needle's own prefixes instead of
+    /// starting over one byte further).
     static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
-        guard !needle.isEmpty, haystack.count >= needle.count, start <= haystack.count - needle.count else { return nil }
-        let first = needle[0]
-        var i = start
-        let last = haystack.count - needle.count
+        guard !needle.isEmpty, haystack.count >= needle.count, start >= 0, start <= haystack.count - needle.count else { return nil }
+        // fallback[i]: the length of the longest proper prefix of needle[0...i] that is also its suffix.
+        var fallback = [Int](repeating: 0, count: needle.count)
+        var length = 0
+        for i in 1..<max(needle.count, 1) {
+            while length > 0, needle[i] != needle[length] { length = fallback[length - 1] }
+            if needle[i] == needle[length] { length += 1 }
+            fallback[i] = length
+        }
         return haystack.withUnsafeBufferPointer { h in
-            needle.withUnsafeBufferPointer { n in
-                while i <= last {
-                    if h[i] == first {
-                        var j = 1
-                        while j < n.count, h[i + j] == n[j] { j += 1 }
-                        if j == n.count { return i }
-                    }
-                    i += 1
-                }
-                return nil
+            var matched = 0
+            for i in start..<h.count {
+                while matched > 0, h[i] != needle[matched] { matched = fallback[matched - 1] }
+                if h[i] == needle[matched] { matched += 1 }
+                if matched == needle.count { return i - needle.count + 1 }
             }
+            return nil
         }
     }
+
 }

@@ -92,12 +92,14 @@ def wait_until(predicate, timeout=10.0, interval=0.1):
 @pytest.fixture(scope="session", autouse=True)
 def smtp():
     """The SMTP fake the stack's functions send mail to: SMTP_URL in the stack's environment points at
-    127.0.0.1:$SMTP_PORT with these credentials (scripts/test.sh). It listens for the whole session,
-    from before the first test to after the last, whether or not a test asks for it."""
+    127.0.0.1:$SMTP_PORT with these credentials, which it takes only after STARTTLS with the run's
+    certificate (scripts/test.sh). It listens for the whole session, from before the first test to after
+    the last, whether or not a test asks for it."""
     from fakes.smtp import SMTPFake
 
     port = _required("SMTP_PORT")
-    fake = SMTPFake(port=int(port), user="atelier", password="fake-pass")
+    fake = SMTPFake(port=int(port), user="atelier", password="fake-pass",
+                    tls=(_required("SMTP_FAKE_CERT"), _required("SMTP_FAKE_KEY")))
     fake.start()
     try:
         yield fake

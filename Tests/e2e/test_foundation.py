@@ -340,3 +340,35 @@ def test_migrations_apply_once_even_when_two_runs_race(stack):
     again = subprocess.run([atelier, "migrate", "--dir", migrations], env=env, capture_output=True, text=True)
     assert again.returncode == 0 and "up to date" in again.stdout
     assert stack.psql("SELECT count(*) FROM schema_migrations", url) == str(len(files))
+
+
+def raw_exchange(stack, data):
+    """Sends bytes as they are (no client library would send these) and returns the status and the body."""
+    host, port = urllib.parse.urlsplit(stack.url).netloc.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(data)
+        received = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), head.decode(errors="replace"), body
+
+
+def test_a_request_nginx_cannot_read_is_a_json_400_not_a_500(stack):
+    """A malformed request line (a URI escaping the root, a control byte, an encoded NUL, no HTTP at all)
+    is nginx's own 400 in the API's error shape with the security headers; it was a 500 ("empty URI in
+    redirect to named location")."""
+    for line in (b"GET /../../etc/passwd HTTP/1.1", b"GET /api/v1/x\x01y HTTP/1.1", b"GET /api/v1/images%00 HTTP/1.1",
+                 b"GARBAGE"):
+        status, head, body = raw_exchange(stack, line + b"\r\nHost: atelier.test\r\nConnection: close\r\n\r\n")
+        assert status == 400, (line, head)
+        assert json.loads(body)["error"]["code"] == "bad_request", (line, body)
+        assert "X-Content-Type-Options: nosniff" in head, (line, head)
+
+
+def test_the_error_pages_cannot_be_requested_directly(stack, http):
+    r = http.get(stack.api("/_atelier/bad-request"), allow_redirects=False)
+    assert r.status_code == 404, r.text

@@ -807,6 +807,23 @@ def test_an_upscale_over_forty_megapixels_is_refused(stack, user):
     assert_rejection_cost_nothing(user)
 
 
+def test_an_image_wider_than_webp_allows_is_refused_not_a_500(stack, user):
+    """WebP, what images are stored as, holds at most 16383 pixels a side: a 16400×4 upload (a fraction of
+    a megapixel) is 400 image_too_large naming the limit, costing nothing (it was a 500)."""
+    r = user.transform({"mode": "upscale", "scale": "2"}, {"image": png_part(imagefiles.solid_png(16400, 4))})
+    assert_error(r, 400, "image_too_large")
+    assert "16383" in r.json()["error"]["message"], r.text
+    assert_rejection_cost_nothing(user)
+
+
+def test_an_upscale_past_the_widest_webp_is_refused(stack, user):
+    """5000×10 ×4 would be 20000 pixels wide: 400 result_too_large naming the limit, costing nothing."""
+    r = user.transform({"mode": "upscale", "scale": "4"}, {"image": png_part(imagefiles.solid_png(5000, 10))})
+    assert_error(r, 400, "result_too_large")
+    assert "16383" in r.json()["error"]["message"], r.text
+    assert_rejection_cost_nothing(user)
+
+
 @pytest.mark.parametrize("case, code", [
     ("mask-size", "mask_size_mismatch"),
     ("mode", "invalid_mode"),

@@ -2,8 +2,13 @@
 
 It speaks enough real SMTP (RFC 5321, with AUTH PLAIN and LOGIN from RFC 4954) for libcurl's SMTP
 client and for Python's smtplib: greeting, EHLO/HELO, AUTH, MAIL FROM, RCPT TO, DATA with dot-unstuffing,
-RSET, NOOP, QUIT. It never offers STARTTLS. Every message it accepts is kept, with its envelope, so a
-test can read the mail the service sent:
+RSET, NOOP, QUIT. Given a certificate (`tls=(cert_file, key_file)`) it offers STARTTLS (RFC 3207) as a
+submission server that only takes credentials over TLS does: before the handshake EHLO advertises
+STARTTLS and no AUTH, and AUTH, MAIL and the rest answer "530 5.7.0 Must issue a STARTTLS command first";
+after "220 Ready to start TLS" and the handshake every state is forgotten (the client must EHLO again) and
+STARTTLS is neither advertised nor accepted again (RFC 3207 4.2). Without a certificate it never offers
+STARTTLS (454), as a server on a network that strips it looks. Every message it accepts is kept, with its
+envelope, so a test can read the mail the service sent:
 
     fake = SMTPFake(port=2525, user="atelier", password="fake-pass").start()
     ...
@@ -22,6 +27,7 @@ import email
 import email.policy
 import re
 import socketserver
+import ssl
 import threading
 import time
 
@@ -33,7 +39,8 @@ CODE_PATTERN = re.compile(r"\b(\d{6})\b")
 class ReceivedMessage:
     """One accepted message: its envelope, its raw bytes, the parsed message, and who sent it."""
 
-    def __init__(self, mail_from, recipients, raw, auth_user, peer):
+    def __init__(self, mail_from, recipients, raw, auth_user, peer, tls=False):
+        self.tls = tls
         self.mail_from = mail_from
         self.recipients = list(recipients)
         self.raw = raw
@@ -136,7 +143,15 @@ class _Handler(socketserver.StreamRequestHandler):
         self.fake = self.server.fake
         self.auth_user = None
         self.greeted = False
+        self.tls = False
         self.reset()
+
+    def needs_tls(self):
+        """True (after answering 530) when this server requires STARTTLS and it has not happened yet."""
+        if self.fake.tls_context is not None and not self.tls:
+            self.reply("530 5.7.0 Must issue a STARTTLS command first")
+            return True
+        return False
 
     def reset(self):
         self.mail_from = None
@@ -173,6 +188,8 @@ class _Handler(socketserver.StreamRequestHandler):
             if handler is None:
                 self.reply("502 5.5.2 command not recognised")
                 continue
+            if verb in ("AUTH", "MAIL", "RCPT", "DATA") and self.needs_tls():
+                continue
             if handler(argument.strip()) is False:
                 return
 
@@ -184,7 +201,10 @@ class _Handler(socketserver.StreamRequestHandler):
         self.reply("250-fake greets " + argument)
         self.reply("250-8BITMIME")
         self.reply("250-PIPELINING")
-        self.reply("250-AUTH PLAIN LOGIN")
+        if self.fake.tls_context is not None and not self.tls:
+            self.reply("250-STARTTLS")
+        else:
+            self.reply("250-AUTH PLAIN LOGIN")
         self.reply(f"250 SIZE {MAX_MESSAGE_BYTES}")
 
     def smtp_HELO(self, argument):
@@ -292,7 +312,7 @@ class _Handler(socketserver.StreamRequestHandler):
             self.reset()
             return self.reply("552 5.3.4 message size exceeds the fixed limit")
         raw = b"".join(lines)
-        self.fake._store(ReceivedMessage(self.mail_from, self.recipients, raw, self.auth_user, self.peer))
+        self.fake._store(ReceivedMessage(self.mail_from, self.recipients, raw, self.auth_user, self.peer, self.tls))
         self.reset()
         self.reply("250 2.0.0 message accepted")
 
@@ -310,7 +330,29 @@ class _Handler(socketserver.StreamRequestHandler):
         self.reply("214 2.0.0 commands: EHLO HELO AUTH MAIL RCPT DATA RSET NOOP QUIT")
 
     def smtp_STARTTLS(self, argument):
-        self.reply("454 4.7.0 TLS not available")
+        if self.fake.tls_context is None:
+            return self.reply("454 4.7.0 TLS not available")
+        if self.tls:
+            return self.reply("503 5.5.1 TLS already active")
+        if argument:
+            return self.reply("501 5.5.4 STARTTLS takes no argument")
+        if not self.greeted:
+            return self.reply("503 5.5.1 EHLO first")
+        self.reply("220 2.0.0 Ready to start TLS")
+        try:
+            wrapped = self.fake.tls_context.wrap_socket(self.connection, server_side=True)
+        except (ssl.SSLError, OSError) as error:
+            self.fake._count_tls_failure(error)
+            return False  # the handshake failed: the client did not trust us, or spoke no TLS
+        self.connection = self.request = wrapped
+        self.rfile = wrapped.makefile("rb")
+        self.wfile = wrapped.makefile("wb")
+        # RFC 3207 4.2: everything learnt before the handshake is discarded.
+        self.tls = True
+        self.greeted = False
+        self.auth_user = None
+        self.reset()
+        self.fake._log(self.peer, "(TLS established)")
 
     def smtp_QUIT(self, argument):
         self.reply("221 2.0.0 bye")
@@ -329,11 +371,18 @@ class _Server(socketserver.ThreadingTCPServer):
 class SMTPFake:
     """An SMTP server on host:port (port 0: any free port, read back from `.port`) keeping what it receives."""
 
-    def __init__(self, host="127.0.0.1", port=0, user=None, password=None):
+    def __init__(self, host="127.0.0.1", port=0, user=None, password=None, tls=None):
         self.host = host
         self.requested_port = port
         self.user = user
         self.password = password
+        self.tls_context = None
+        self.tls_failures = []
+        if tls is not None:
+            cert_file, key_file = tls
+            self.tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls_context.minimum_version = ssl.TLSVersion.TLSv1_2
+            self.tls_context.load_cert_chain(cert_file, key_file)
         self._messages = []
         self._condition = threading.Condition()
         self._failures_left = 0
@@ -468,6 +517,10 @@ class SMTPFake:
                 self._failures_left -= 1
                 return True
             return False
+
+    def _count_tls_failure(self, error):
+        with self._condition:
+            self.tls_failures.append(str(error))
 
     def _count_auth_failure(self):
         with self._condition:
