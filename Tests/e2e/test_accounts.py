@@ -1365,3 +1365,50 @@ def test_wrong_password_confirmations_count_like_failed_logins(stack, smtp, http
         redis_delete(stack, "login:fail:*")
         redis_delete(stack, "login:ipfail:*")
     assert call(stack, http, "DELETE", "/api/v1/profile", {"password": password}, csrf=csrf).status_code == 204
+
+
+def login_from_with_wait(stack, address, email, password):
+    """POST /api/v1/login from another loopback address: (status, error code, Retry-After or None)."""
+    url = urlparse(stack.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30, source_address=(address, 0))
+    try:
+        connection.request("POST", "/api/v1/login", body=json.dumps({"email": email, "password": password}),
+                           headers={"Content-Type": "application/json", "Origin": stack.url})
+        response = connection.getresponse()
+        answer = response.read()
+    finally:
+        connection.close()
+    code = json.loads(answer)["error"]["code"] if response.status >= 400 else None
+    wait = response.getheader("Retry-After")
+    return response.status, code, int(wait) if wait else None
+
+
+def test_past_the_account_ceiling_each_failure_doubles_a_short_block_instead_of_a_lockout(stack, smtp, browser):
+    """100 wrong passwords for one account spread over many addresses (none reaching its own limit of 10)
+    do not lock the account for the rest of a 15-minute window (the lockout an attacker could hand the
+    owner): they block it for 1 s, the next failure for 2 s, then 4 s … (each must wait for the block to
+    end). A block nobody feeds ends, and the owner logs in from anywhere with the right password."""
+    email, password, _ = register_and_verify(stack, smtp, browser())
+    wrong = lambda: f"Wrong-Guess-{uuid.uuid4().hex[:10]}"
+    try:
+        addresses = [f"127.0.4.{n}" for n in range(1, 13)]
+        failures = 0
+        for address in addresses:
+            for _ in range(9):
+                if failures == 100:
+                    break
+                assert login_from_with_wait(stack, address, email, wrong())[:2] == (401, "invalid_credentials")
+                failures += 1
+        assert failures == 100
+        status, code, wait = login_from_with_wait(stack, "127.0.4.20", email, password)
+        assert (status, code) == (429, "too_many_attempts")
+        assert wait == 1, f"Retry-After {wait}: the ceiling should block for a second, not lock the account"
+        for expected in (2, 4):
+            time.sleep(wait + 0.2)
+            assert login_from_with_wait(stack, "127.0.4.21", email, wrong())[:2] == (401, "invalid_credentials")
+            status, code, wait = login_from_with_wait(stack, "127.0.4.22", email, password)
+            assert (status, code, wait) == (429, "too_many_attempts", expected)
+        time.sleep(wait + 0.2)
+        assert login_from_with_wait(stack, "127.0.4.23", email, password)[:2] == (200, None)
+    finally:
+        redis_delete(stack, "login:*")
