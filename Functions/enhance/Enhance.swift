@@ -37,7 +37,7 @@ enum Enhance {
         do {
             let prediction = try client.run(model: client.models.enhance, input: [
                 "prompt": .string(instruction), "max_tokens": .number(200), "temperature": .number(0.6),
-            ], waitSeconds: 20)
+            ], waitSeconds: 10)
             let text = ReplicateClient.outputText(prediction.output).trimmingWhitespace().description
             if prediction.status == "succeeded", !text.isEmpty, text.count <= 2000 {
                 return text.hasPrefix("\"") && text.hasSuffix("\"") && text.count > 2 ? String(text.dropFirst().dropLast()) : text

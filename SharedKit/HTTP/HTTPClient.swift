@@ -17,6 +17,9 @@ public struct HTTPClient: Sendable {
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        /// True when no byte of the request reached the peer (no connection, or the TLS handshake
+        /// failed): sending it again cannot repeat its effect. False when it may have been received.
+        public var notSent = false
     }
 
     public var connectTimeoutMs: Int
@@ -95,7 +98,12 @@ public struct HTTPClient: Sendable {
             code = curl_easy_perform(handle)
         }
         if sink.overflowed { throw Failure(description: "response larger than \(maxResponseBytes) bytes") }
-        guard code == CURLE_OK else { throw Failure(description: "\(method) \(Self.redacted(url)): \(String(cString: curl_easy_strerror(code)))") }
+        guard code == CURLE_OK else {
+            var requestBytes = 0
+            atl_curl_getinfo_long(handle, CURLINFO_REQUEST_SIZE, &requestBytes)
+            throw Failure(description: "\(method) \(Self.redacted(url)): \(String(cString: curl_easy_strerror(code)))",
+                          notSent: requestBytes == 0)
+        }
         var status = 0
         atl_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
         return Response(status: status, headers: sink.headers, body: sink.body)

@@ -8,16 +8,43 @@ import Foundation
 #endif
 public import SharedKit
 
-/// Replicate's predictions API over libcurl. Creating retries 429 and 5xx a bounded number of times,
-/// honouring Retry-After; provider errors become messages a user understands.
+/// Replicate's predictions API over libcurl; provider errors become messages a user understands.
+///
+/// Retries follow Replicate's own clients: a GET is retried after 429, 5xx and transport errors; a POST
+/// (which creates a billed prediction, or cancels one) only after 429 (refused, so nothing was created) or
+/// when the request provably never left this machine. After any other failure a POST may have been acted
+/// on, and sending it again could start a second billed prediction: `create` then throws `Uncertain`, and
+/// the job is found later through its webhook URL, which names the generation (`?generation=`).
+/// Retry-After is honoured up to 30 s (Replicate's limits reset on that scale) within a retry budget.
 public struct ReplicateClient: Sendable {
     public struct Prediction: Decodable, Sendable {
         public let id: String
         public let status: String
         public let output: JSONValue?
         public let error: JSONValue?
+        /// The webhook URL the prediction was created with (echoed in every prediction object).
+        public let webhook: String?
 
         public var isTerminal: Bool { ["succeeded", "failed", "canceled", "aborted"].contains(status) }
+
+        /// The generation named in the webhook URL's `generation` parameter, if it is a UUID.
+        public var generationReference: String? {
+            guard let webhook, let query = webhook.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
+            for pair in query.split(separator: "&") where pair.hasPrefix("generation=") {
+                let value = String(pair.dropFirst("generation=".count))
+                return UUIDText.isValid(value) ? value.lowercased() : nil
+            }
+            return nil
+        }
+    }
+
+    /// A POST that failed in a way that does not say whether Replicate acted on it.
+    public struct Uncertain: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    struct Page: Decodable {
+        let results: [Prediction]
     }
 
     /// Which model each task uses: `owner/name` (an official model) or `owner/name:version`.
@@ -57,10 +84,12 @@ public struct ReplicateClient: Sendable {
     }
 
     /// Starts a prediction that reports back through the webhook.
-    public func create(model: String, input: [String: JSONValue]) throws -> Prediction {
+    /// `reference` (a generation id) goes into the webhook URL, so the prediction can be recognised even
+    /// if the answer to this request is lost.
+    public func create(model: String, input: [String: JSONValue], reference: String) throws -> Prediction {
         var body: [String: JSONValue] = [
             "input": .object(input),
-            "webhook": .string(webhookURL),
+            "webhook": .string(webhookURL + "?generation=" + reference),
             "webhook_events_filter": .array([.string("start"), .string("completed")]),
         ]
         let path: String
@@ -73,17 +102,32 @@ public struct ReplicateClient: Sendable {
         return try send("POST", path, body: try JSON.encode(JSONValue.object(body)))
     }
 
+    /// The prediction created for `reference`, among the 100 newest (GET /v1/predictions), if any.
+    public func find(reference: String) throws -> Prediction? {
+        let response = try sendRaw("GET", "/predictions", body: nil, extraHeaders: [])
+        guard let page = try? JSON.decoder().decode(Page.self, from: Data(response)) else {
+            throw DependencyUnavailable(.provider, detail: "unreadable prediction list")
+        }
+        return page.results.first { $0.generationReference == reference.lowercased() }
+    }
+
     /// Runs a short prediction synchronously (`Prefer: wait`), polling briefly if it is not done.
     public func run(model: String, input: [String: JSONValue], waitSeconds: Int = 20) throws -> Prediction {
         let path = model.contains(":") ? "/predictions" : "/models/\(model)/predictions"
         var body: [String: JSONValue] = ["input": .object(input)]
         if let colon = model.firstIndex(of: ":") { body["version"] = .string(String(model[model.index(after: colon)...])) }
-        var prediction = try send("POST", path, body: try JSON.encode(JSONValue.object(body)), extraHeaders: [("Prefer", "wait=\(waitSeconds)")])
+        // The connection must outlast the wait Replicate is asked for, or every slow answer is a timeout.
+        var patient = http
+        patient.timeoutMs = max(http.timeoutMs, (waitSeconds + 5) * 1000)
+        var prediction = try send("POST", path, body: try JSON.encode(JSONValue.object(body)),
+                                  extraHeaders: [("Prefer", "wait=\(waitSeconds)")], client: patient)
         let deadline = Monotonic.now() + Int64(waitSeconds) * 1_000_000_000
         while !prediction.isTerminal, Monotonic.now() < deadline {
             usleep(500_000)
             prediction = try get(prediction.id)
         }
+        // Not done in time: the caller moves on without it, so stop paying for it.
+        if !prediction.isTerminal { _ = try? cancel(prediction.id) }
         return prediction
     }
 
@@ -95,31 +139,49 @@ public struct ReplicateClient: Sendable {
         try send("POST", "/predictions/\(Self.escape(id))/cancel", body: nil)
     }
 
-    func send(_ method: String, _ path: String, body: [UInt8]?, extraHeaders: [(String, String)] = []) throws -> Prediction {
+    func send(_ method: String, _ path: String, body: [UInt8]?, extraHeaders: [(String, String)] = [],
+              client: HTTPClient? = nil) throws -> Prediction {
+        let response = try sendRaw(method, path, body: body, extraHeaders: extraHeaders, client: client)
+        do {
+            return try JSON.decoder().decode(Prediction.self, from: Data(response))
+        } catch {
+            // A 2xx we cannot read: for a POST the prediction may well exist.
+            if method != "GET" { throw Uncertain(description: "unreadable answer to \(method) \(path): \(error)") }
+            throw DependencyUnavailable(.provider, detail: "unreadable prediction: \(error)")
+        }
+    }
+
+    /// One call with the retries its method allows (see the type's comment); the 2xx body.
+    func sendRaw(_ method: String, _ path: String, body: [UInt8]?, extraHeaders: [(String, String)],
+                 client: HTTPClient? = nil) throws -> [UInt8] {
+        let http = client ?? self.http
         var headers = [("Authorization", "Bearer \(token)"), ("Accept", "application/json")] + extraHeaders
         if body != nil { headers.append(("Content-Type", "application/json")) }
+        let idempotent = method == "GET"
+        let deadline = Monotonic.now() + Int64(Self.retryBudgetSeconds) * 1_000_000_000
         var attempt = 0
         while true {
             attempt += 1
             let response: HTTPClient.Response
             do {
                 response = try http.send(method: method, url: base + path, headers: headers, body: body)
-            } catch {
-                if attempt < maxAttempts { backoff(attempt, retryAfter: nil); continue }
-                throw DependencyUnavailable(.provider, detail: "\(error)")
+            } catch let failure as HTTPClient.Failure {
+                if (idempotent || failure.notSent), attempt < maxAttempts, wait(attempt, retryAfter: nil, deadline: deadline) { continue }
+                if !idempotent && !failure.notSent { throw Uncertain(description: "\(failure)") }
+                throw DependencyUnavailable(.provider, detail: "\(failure)")
             }
             switch response.status {
             case 200...299:
-                do {
-                    return try JSON.decoder().decode(Prediction.self, from: Data(response.body))
-                } catch {
-                    throw DependencyUnavailable(.provider, detail: "unreadable prediction: \(error)")
-                }
-            case 429, 500...599:
-                if attempt < maxAttempts {
-                    backoff(attempt, retryAfter: response.header("Retry-After").flatMap { Double($0) })
+                return response.body
+            case 429:
+                // Refused before anything was created: safe to send again, after Retry-After.
+                if attempt < maxAttempts, wait(attempt, retryAfter: response.header("Retry-After").flatMap { Double($0) }, deadline: deadline) {
                     continue
                 }
+                throw DependencyUnavailable(.provider, detail: "HTTP 429 after \(attempt) attempts")
+            case 500...599:
+                if idempotent, attempt < maxAttempts, wait(attempt, retryAfter: nil, deadline: deadline) { continue }
+                if !idempotent { throw Uncertain(description: "HTTP \(response.status) to \(method) \(path)") }
                 throw DependencyUnavailable(.provider, detail: "HTTP \(response.status) after \(attempt) attempts")
             default:
                 throw DependencyUnavailable(.provider, detail: "HTTP \(response.status): \(String(decoding: response.body.prefix(300), as: UTF8.self))")
@@ -127,10 +189,19 @@ public struct ReplicateClient: Sendable {
         }
     }
 
-    /// Retry-After when given (capped), else exponential with jitter.
-    func backoff(_ attempt: Int, retryAfter: Double?) {
-        let seconds = min(retryAfter ?? (0.25 * Double(1 << attempt)) * (0.5 + Double(Random.uniform(1000)) / 1000), 5)
+    /// Retries of one call stop once this much time has gone (the request that waits has its own limit).
+    static let retryBudgetSeconds = 20
+    /// The longest Retry-After honoured.
+    static let maxRetryAfterSeconds = 30.0
+
+    /// Sleeps before the next attempt (Retry-After when given, up to 30 s; else exponential with jitter)
+    /// and says yes, or says no without sleeping when that would pass the deadline.
+    func wait(_ attempt: Int, retryAfter: Double?, deadline: Int64) -> Bool {
+        let seconds = min(retryAfter ?? (0.25 * Double(1 << attempt)) * (0.5 + Double(Random.uniform(1000)) / 1000),
+                          Self.maxRetryAfterSeconds)
+        guard Monotonic.now() + Int64(seconds * 1_000_000_000) < deadline else { return false }
         usleep(UInt32(seconds * 1_000_000))
+        return true
     }
 
     static func escape(_ id: String) -> String {

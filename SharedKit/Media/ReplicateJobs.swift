@@ -38,10 +38,14 @@ public struct ReplicateJobs {
     }
 
     /// Creates the prediction for a generation already recorded (and its quota reserved). If the provider
-    /// cannot be reached the generation fails and is refunded, and the caller gets a 503.
+    /// refused it or could not be reached, the generation fails and is refunded, and the caller gets a 503.
+    /// If the answer was lost after the request went out (a timeout, a 5xx), the prediction may exist and
+    /// be billed: the generation stays queued without a provider id, nothing is sent again, and the
+    /// webhook (whose URL names the generation) or the reconciler (`adopt`) finds it; a job never found
+    /// times out and is refunded like any other.
     public func start(generationID: String, model: String, input: [String: JSONValue]) throws {
         do {
-            let prediction = try client.create(model: model, input: input)
+            let prediction = try client.create(model: model, input: input, reference: generationID)
             try context.db.execute("""
                 UPDATE generations SET provider_id = \(prediction.id),
                        status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
@@ -50,11 +54,25 @@ public struct ReplicateJobs {
                 WHERE id = \(generationID)
                 """)
             if prediction.isTerminal { try apply(prediction) }
+        } catch let uncertain as ReplicateClient.Uncertain {
+            context.logger.warning("replicate create uncertain; waiting for its webhook or the reconciler",
+                                   metadata: ["generation.id": .string(generationID), "error": .string(uncertain.description)])
         } catch {
             context.logger.error("replicate create failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
             try generations.markFailed(generationID, error: "The image provider is unavailable right now; your quota was refunded. Please try again.")
             throw error is DependencyUnavailable ? error : DependencyUnavailable(.provider, detail: "\(error)")
         }
+    }
+
+    /// A prediction whose create answer was lost: its webhook URL names the generation, which takes its
+    /// id if it is still waiting for one. The row (id, status), or nil when nothing matches.
+    func adopt(_ prediction: ReplicateClient.Prediction) throws -> PostgresRow? {
+        guard let generationID = prediction.generationReference else { return nil }
+        return try context.db.query("""
+            UPDATE generations SET provider_id = \(prediction.id), updated_at = now()
+            WHERE id = \(generationID) AND provider = 'replicate' AND provider_id IS NULL AND status IN ('queued', 'running')
+            RETURNING id, status
+            """).first
     }
 
     /// Moves the generation of a prediction forward (never back). On success the outputs are recorded as
@@ -64,7 +82,7 @@ public struct ReplicateJobs {
     public func apply(_ prediction: ReplicateClient.Prediction, copyLater: Bool = false) throws -> Bool {
         guard let row = try context.db.query("""
             SELECT id, status FROM generations WHERE provider = 'replicate' AND provider_id = \(prediction.id)
-            """).first else {
+            """).first ?? (try adopt(prediction)) else {
             context.logger.notice("webhook for an unknown prediction", metadata: ["prediction.id": .string(prediction.id)])
             return false
         }

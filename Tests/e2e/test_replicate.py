@@ -395,7 +395,9 @@ def test_an_image_is_made_by_replicate_and_served_from_our_storage(replicate_sta
     assert header(created["headers"], "Authorization") == "Bearer r8_test"
     assert (header(created["headers"], "Content-Type") or "").startswith("application/json")
     body = created["body"]
-    assert body["webhook"] == stack.app_env()["PUBLIC_BASE_URL"].rstrip("/") + "/hooks/replicate", body
+    # The webhook URL names the generation, so a prediction whose create answer was lost is still found.
+    assert body["webhook"] == (stack.app_env()["PUBLIC_BASE_URL"].rstrip("/") + "/hooks/replicate?generation="
+                               + generation["id"]), body
     assert sorted(body["webhook_events_filter"]) == ["completed", "start"], body
     sent = body["input"]
     assert sent["prompt"] == f"a lighthouse on a cliff at dusk, {CINEMATIC_TERMS}, {WARM_TERMS}", sent
@@ -642,6 +644,38 @@ def test_throttling_that_does_not_end_is_given_up_on_and_refunded(replicate_stac
     assert client.quota_used() == before
 
 
+@pytest.mark.parametrize("how", ["500", "drop"])
+def test_a_create_whose_answer_is_lost_is_sent_once_and_its_webhook_completes_it(replicate_stack, replicate,
+                                                                                 client, how):
+    """Replicate made the prediction but the answer was lost (a 5xx from a gateway in front of it, or the
+    connection cut): a second POST could start a second billed prediction. Atelier sends the create once,
+    answers 202 with the job queued, and the prediction's own webhook, whose URL names the generation,
+    completes it (the old client retried and made two predictions)."""
+    before = client.quota_used()
+    replicate.lose_next_create_answers(1, how)
+    generation, prediction_id = create_image(client, replicate)  # exactly one prediction at the fake
+    assert generation["status"] == "queued", generation
+    assert "generation=" + generation["id"] in replicate.prediction(prediction_id)["webhook"]
+    done = client.wait_generation(generation["id"], "succeeded", timeout=20)
+    assert len(done["image_ids"]) == 1, done
+    assert client.quota_used() == before + done["cost"]
+    assert len([c for c in replicate.creates if c.get("prediction_id") == prediction_id]) == 1
+
+
+def test_a_lost_create_answer_with_no_webhook_is_found_by_the_reconciler(replicate_stack, replicate, client):
+    """The same, and no webhook ever comes: maintenance-cron lists the recent predictions, finds the one
+    whose webhook URL names the generation, and completes the job from it."""
+    replicate.suppress_webhooks(True)
+    replicate.lose_next_create_answers(1, "500")
+    generation, prediction_id = create_image(client, replicate)
+    replicate.wait_status(prediction_id, "succeeded")
+    assert client.generation(generation["id"])["status"] in OPEN
+    run_cron(replicate_stack)
+    assert replicate.requests_to("GET", "/v1/predictions"), "the cron never listed the predictions"
+    done = client.wait_generation(generation["id"], "succeeded", timeout=10)
+    assert len(done["image_ids"]) == 1, done
+
+
 # ---- the maintenance cron ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("outcome", ["succeeded", "failed"])
@@ -811,7 +845,7 @@ def test_a_premium_video_is_made_by_minimax_and_served_from_our_storage(replicat
     request = replicate.create_requests[prediction_id]
     assert request["path"] == VIDEO_MODEL_PATH, request["path"]
     assert "waves rolling onto a beach" in request["body"]["input"]["prompt"], request["body"]
-    assert request["body"]["webhook"].endswith("/hooks/replicate")
+    assert request["body"]["webhook"].endswith("/hooks/replicate?generation=" + generation["id"])
 
     done = client.wait_generation(generation["id"], "succeeded")
     assert len(done["video_ids"]) == 1 and done["image_ids"] == [], done

@@ -31,6 +31,9 @@ answer. Scenarios for the next predictions (each prediction keeps the settings i
     fake.forge_signatures(True)          # webhooks signed with a key Atelier does not know
     fake.multi_signatures(True)          # `v1,<unknown key's> v1,<right one>`, as during key rotation
     fake.fail_file_downloads(3)          # the next 3 GETs of /files/* answer 500
+    fake.lose_next_create_answers(1, "500")  # the next create makes its prediction (billed, webhooks and
+                                         # all) but answers 500, or with "drop" closes the connection
+                                         # unanswered: a gateway error or a cut after Replicate acted
     fake.llm_tokens = ["A ", "fox"]      # what the Llama models answer (joined, "A fox")
     fake.reset()                         # all of the above back to normal
 
@@ -347,6 +350,7 @@ class ReplicateFake:
             self._forge = False
             self._multi = False
             self._failing_files = 0
+            self._lose_answers = []
             self.llm_tokens = ["A ", "richer ", "prompt"]
 
     def next_status(self, status, error=None, output=None):
@@ -382,6 +386,14 @@ class ReplicateFake:
     def multi_signatures(self, flag=True):
         with self._lock:
             self._multi = flag
+
+    def lose_next_create_answers(self, n, how="500"):
+        """The next `n` accepted creates make their prediction, but the answer is lost: "500" answers
+        500 (as a proxy in front of Replicate can after the prediction was made), "drop" closes the
+        connection without an answer."""
+        assert how in ("500", "drop"), how
+        with self._lock:
+            self._lose_answers = [how] * n
 
     def fail_file_downloads(self, n):
         """The next `n` GETs of /files/* answer 500; 0 makes them work again."""
@@ -500,6 +512,10 @@ class ReplicateFake:
                 self.requests.append(entry)
             status, headers, payload = self._route(method, path, handler.headers, body, entry)
             entry["status"] = status
+            if status is None:  # the connection is cut without an answer
+                handler.close_connection = True
+                handler.connection.shutdown(2)
+                return
             self._respond(handler, method, status, headers, payload)
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -655,6 +671,10 @@ class ReplicateFake:
         public = {"id": prediction_id, "model": model_name, "version": version, "input": inputs, "logs": "",
                   "output": None, "data_removed": False, "error": None, "status": "starting",
                   "created_at": _now_iso(), "started_at": None, "completed_at": None, "source": "api", "urls": urls}
+        if webhook is not None:  # echoed in every prediction object (the JS client's Prediction type)
+            public["webhook"] = webhook
+            if events is not None:
+                public["webhook_events_filter"] = events
         digest = hashlib.sha256(prediction_id.encode()).digest()
         colour = (40 + digest[0] % 176, 40 + digest[1] % 176, 40 + digest[2] % 176)
         with self._lock:
@@ -672,6 +692,13 @@ class ReplicateFake:
         if wait:
             state.ended.wait(min(60, int(wait.group(1) or 60)))
         with self._lock:
+            lost = self._lose_answers.pop(0) if self._lose_answers else None
+            if lost is not None:
+                record["answer_lost"] = lost
+            if lost == "500":
+                return 500, [("Content-Type", "text/html")], b"<html><body>502 Bad Gateway</body></html>"
+            if lost == "drop":
+                return None, [], None
             return 201, [("Location", urls["get"])], json.loads(json.dumps(public))
 
     @staticmethod
