@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Logging
 import SharedKit
 import SharedKitHTTP
 
@@ -73,7 +74,20 @@ enum Billing {
             } else if let existing {
                 return try existing.get("razorpay_subscription_id")
             }
-            let entity = try client.createSubscription(planID: billing.plan.id, totalCount: billing.totalCount, userID: user.id)
+            let entity: SubscriptionLedger.Entity
+            let asked = WallClock.nowSeconds() - 60
+            do {
+                entity = try client.createSubscription(planID: billing.plan.id, totalCount: billing.totalCount, userID: user.id)
+            } catch let uncertain as RazorpayClient.Uncertain {
+                // The answer was lost: Razorpay may have made the subscription. It is looked up, never
+                // created a second time; not found, the user is asked to try again.
+                context.logger.warning("razorpay create uncertain; looking it up", metadata: ["error": .string(uncertain.description)])
+                guard let found = try client.findSubscription(planID: billing.plan.id, userID: user.id, since: asked),
+                      found.status == "created" else {
+                    throw DependencyUnavailable(.provider, detail: "razorpay create uncertain and not found")
+                }
+                entity = found
+            }
             try context.db.execute("""
                 INSERT INTO subscriptions (user_id, razorpay_subscription_id, plan_id, status) VALUES (\(user.id), \(entity.id), \(billing.plan.id), \(entity.status))
                 ON CONFLICT (razorpay_subscription_id) DO NOTHING
@@ -145,7 +159,17 @@ enum Billing {
             """).first?.get("razorpay_subscription_id") else {
             throw HTTPError(.notFound, code: "no_subscription", message: "You have no subscription to cancel.")
         }
-        let entity = try client.cancelSubscription(id, atCycleEnd: true)
+        let entity: SubscriptionLedger.Entity
+        do {
+            entity = try client.cancelSubscription(id, atCycleEnd: true)
+        } catch is RazorpayClient.Uncertain {
+            // Whether the cancel happened is read back, not tried again.
+            let fetched = try client.fetchSubscription(id)
+            guard fetched.hasScheduledChanges == true || BillingConfig.terminalStatuses.contains(fetched.status) else {
+                throw DependencyUnavailable(.provider, detail: "razorpay cancel uncertain and not in effect")
+            }
+            entity = fetched
+        }
         try context.db.transaction {
             try context.db.execute("UPDATE subscriptions SET cancel_at_cycle_end = true, updated_at = now() WHERE razorpay_subscription_id = \(id)")
             if BillingConfig.terminalStatuses.contains(entity.status) {

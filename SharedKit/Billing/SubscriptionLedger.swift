@@ -15,6 +15,9 @@ public struct SubscriptionLedger {
         public let currentStart: Int64?
         public let currentEnd: Int64?
         public let notes: JSONValue?
+        /// A cancellation at the cycle's end is pending (Razorpay keeps the status until then).
+        public let hasScheduledChanges: Bool?
+        public let createdAt: Int64?
     }
 
     public struct Payment: Decodable, Sendable {

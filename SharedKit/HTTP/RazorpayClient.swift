@@ -8,8 +8,20 @@ import Foundation
 #endif
 public import SharedKit
 
-/// Razorpay's subscriptions API over libcurl with Basic auth; throttling is retried with backoff.
+/// Razorpay's subscriptions API over libcurl with Basic auth. A GET is retried after 429, 5xx and
+/// transport errors; a POST (a create or a cancel) only after 429 or when no byte of it left this machine:
+/// after any other failure Razorpay may have acted on it, and sending it again could leave a second
+/// subscription behind. Such a failure throws `Uncertain`, and the caller finds out with a GET.
 public struct RazorpayClient: Sendable {
+    /// A POST that failed in a way that does not say whether Razorpay acted on it.
+    public struct Uncertain: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    struct Collection: Decodable {
+        let items: [SubscriptionLedger.Entity]
+    }
+
     let keyID: String
     let keySecret: String
     let base: String
@@ -34,11 +46,34 @@ public struct RazorpayClient: Sendable {
         try send("GET", "/subscriptions/\(id)", body: nil)
     }
 
+    /// The newest subscription to `planID` created since `since` (Unix seconds) whose notes name
+    /// `userID`: the one a create whose answer was lost made, if it did (GET /v1/subscriptions).
+    public func findSubscription(planID: String, userID: String, since: Int64) throws -> SubscriptionLedger.Entity? {
+        // Razorpay ids are letters, digits and underscores; anything else is left out of the URL.
+        let safePlan = planID.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+        let query = (safePlan ? "?plan_id=\(planID)&" : "?") + "from=\(since)&count=100"
+        let body = try sendRaw("GET", "/subscriptions" + query, body: nil)
+        guard let page = try? JSON.decoder().decode(Collection.self, from: Data(body)) else {
+            throw DependencyUnavailable(.provider, detail: "razorpay: unreadable subscription list")
+        }
+        return page.items.filter { $0.notes?["user_id"]?.string == userID }.max { ($0.createdAt ?? 0) < ($1.createdAt ?? 0) }
+    }
+
     public func cancelSubscription(_ id: String, atCycleEnd: Bool) throws -> SubscriptionLedger.Entity {
         try send("POST", "/subscriptions/\(id)/cancel", body: try JSON.encode(JSONValue.object(["cancel_at_cycle_end": .bool(atCycleEnd)])))
     }
 
     func send(_ method: String, _ path: String, body: [UInt8]?) throws -> SubscriptionLedger.Entity {
+        let answer = try sendRaw(method, path, body: body)
+        do { return try JSON.decoder().decode(SubscriptionLedger.Entity.self, from: Data(answer)) } catch {
+            if method != "GET" { throw Uncertain(description: "razorpay: unreadable answer to \(method) \(path)") }
+            throw DependencyUnavailable(.provider, detail: "razorpay: unreadable subscription: \(error)")
+        }
+    }
+
+    /// One call with the retries its method allows; the 2xx body.
+    func sendRaw(_ method: String, _ path: String, body: [UInt8]?) throws -> [UInt8] {
+        let idempotent = method == "GET"
         var attempt = 0
         while true {
             attempt += 1
@@ -47,17 +82,19 @@ public struct RazorpayClient: Sendable {
                 response = try http.send(method: method, url: base + path,
                                          headers: body == nil ? [] : [("Content-Type", "application/json")], body: body,
                                          basicAuth: (keyID, keySecret))
-            } catch {
-                if attempt < 3 { usleep(UInt32(300_000 * attempt)); continue }
-                throw DependencyUnavailable(.provider, detail: "razorpay: \(error)")
+            } catch let failure as HTTPClient.Failure {
+                if idempotent || failure.notSent, attempt < 3 { usleep(UInt32(300_000 * attempt)); continue }
+                if !idempotent && !failure.notSent { throw Uncertain(description: "razorpay: \(failure)") }
+                throw DependencyUnavailable(.provider, detail: "razorpay: \(failure)")
             }
             switch response.status {
             case 200...299:
-                do { return try JSON.decoder().decode(SubscriptionLedger.Entity.self, from: Data(response.body)) } catch {
-                    throw DependencyUnavailable(.provider, detail: "razorpay: unreadable subscription: \(error)")
-                }
+                return response.body
             case 429, 500...599:
-                if attempt < 3 { usleep(UInt32(300_000 * attempt + Int(Random.uniform(200_000)))); continue }
+                // 429 refused the request; a 5xx to a POST may come after it was acted on.
+                let retry = idempotent || response.status == 429
+                if retry, attempt < 3 { usleep(UInt32(300_000 * attempt + Int(Random.uniform(200_000)))); continue }
+                if !retry { throw Uncertain(description: "razorpay: HTTP \(response.status) to \(method) \(path)") }
                 throw DependencyUnavailable(.provider, detail: "razorpay: HTTP \(response.status)")
             default:
                 let description = (try? JSON.decoder().decode(JSONValue.self, from: Data(response.body)))?["error"]?["description"]?.string

@@ -536,6 +536,44 @@ def test_an_event_for_a_subscription_that_is_not_ours_is_acknowledged_and_change
     assert stack.psql(f"SELECT count(*) FROM subscriptions WHERE razorpay_subscription_id = {sql_text(sub_id)}") == "0"
 
 
+@pytest.mark.parametrize("how", ["500", "drop"])
+def test_a_subscription_whose_create_answer_is_lost_is_found_not_made_twice(rz, how):
+    """Razorpay made the subscription but the answer was lost (a 500 after acting, a cut connection):
+    Atelier does not POST again (the old client did, leaving a second `created` subscription behind);
+    it looks the subscription up (GET /v1/subscriptions, by its notes' user id) and Checkout goes on
+    with that one."""
+    stack, fake, smtp = rz
+    subscriber = new_subscriber(stack, smtp)
+    posts = len(fake.requests_to("POST", "/v1/subscriptions"))
+    fake.lose_next_answers(1, how)
+    r = subscriber.subscribe()
+    assert r.status_code == 201, r.text
+    made = [e for e in fake.subscriptions.values() if e["notes"].get("user_id") == subscriber.user_id]
+    assert len(made) == 1, made
+    assert len(fake.requests_to("POST", "/v1/subscriptions")) == posts + 1
+    assert r.json()["subscription_id"] == made[0]["id"]
+    subscriber.subscription_id = made[0]["id"]
+    assert subscriber.row()["status"] == "created"
+    # And again: the same subscription, nothing new at Razorpay.
+    again = subscriber.subscribe()
+    assert again.status_code == 201 and again.json()["subscription_id"] == made[0]["id"], again.text
+    assert len(fake.requests_to("POST", "/v1/subscriptions")) == posts + 1
+
+
+def test_a_cancel_whose_answer_is_lost_is_read_back_not_sent_again(rz):
+    """The cancel took effect but its answer was lost: Atelier reads the subscription back (its cancel
+    is scheduled for the cycle end) and answers as if the answer had come; one cancel reached Razorpay."""
+    stack, fake, smtp = rz
+    now = int(time.time())
+    subscriber = subscribed(stack, smtp)
+    deliver_ok(stack, fake.charge(subscriber.subscription_id, new_id("pay"), 49900, now - DAY, now + 29 * DAY))
+    fake.lose_next_answers(1, "500")
+    r = subscriber.call("POST", "/api/v1/subscription/cancel", {})
+    assert r.status_code == 200, r.text
+    assert len(fake.cancels_of(subscriber.subscription_id)) == 1
+    assert r.json()["subscription"]["cancel_at_cycle_end"] is True
+
+
 # ---- cancelling, halting, expiry -------------------------------------------------------------------------
 
 def test_cancel_is_at_cycle_end_and_premium_lasts_until_the_period_end(rz):

@@ -7,6 +7,9 @@ It speaks the part of Razorpay's API Atelier uses (shared/reference/replicate-ra
     GET  /v1/subscriptions/{id}          the subscription as the fake has it now
     POST /v1/subscriptions/{id}/cancel   {cancel_at_cycle_end}: true keeps it active until current_end
                                          (cancelled at once when it has no period yet), false cancels now
+    GET  /v1/subscriptions               ?plan_id, from, to (Unix seconds, on created_at), count (1-100,
+                                         default 10), skip: {"entity":"collection","count","items"}, newest
+                                         first (RZ "Fetch All Subscriptions")
 
 Every /v1 request needs `Authorization: Basic base64(key_id:key_secret)` with `Basic` spelled exactly so
 (401 `{"error":{"code":"BAD_REQUEST_ERROR","description":"Authentication failed",...}}` otherwise). An
@@ -27,8 +30,10 @@ for it (a `WebhookEvent`: the JSON envelope as raw bytes, signed with the webhoo
 `Delivery` (status, text, elapsed seconds); its options flip one byte of the body after signing, send
 another event id (a redelivery reuses the event's own), sign with another secret, or leave headers out.
 
-Scenarios: `fail_next(n, status=500)` makes the next n API requests answer that status (429 or 5xx, the
-ones the client retries); `delay_next(n, seconds)` makes the next n answer late, and
+Scenarios: `fail_next(n, status=500)` makes the next n API requests answer that status (429 or 5xx)
+before acting on them; `lose_next_answers(n, how="500")` lets the next n POSTs act (a subscription is
+created or cancelled) and then answers 500, or with "drop" cuts the connection unanswered, as when the
+answer is lost on the way back; `delay_next(n, seconds)` makes the next n answer late, and
 `slow_subscription(sub_id, seconds)` every request about one subscription. `reset()` clears them.
 
 What happened is kept for assertions: `subscriptions` (id -> entity, live), `requests` (every API request:
@@ -210,6 +215,7 @@ class RazorpayFake:
         with self._lock:
             self._failing = 0
             self._failing_status = 500
+            self._lose = []
             self._delays = 0
             self._delay_seconds = 0.0
             self._slow = {}
@@ -217,6 +223,12 @@ class RazorpayFake:
     def fail_next(self, n, status=500):
         with self._lock:
             self._failing, self._failing_status = n, status
+
+    def lose_next_answers(self, n, how="500"):
+        """The next `n` POSTs are acted on, then answered 500 ("500") or not at all ("drop")."""
+        assert how in ("500", "drop"), how
+        with self._lock:
+            self._lose = [how] * n
 
     def delay_next(self, n, seconds):
         """The next `n` API requests are answered only after `seconds`."""
@@ -373,6 +385,17 @@ class RazorpayFake:
                 self.requests.append(entry)
             status, payload = self._route(method, parts.path, handler.headers, body, entry)
             entry["status"] = status
+            if method == "POST" and status < 400:
+                with self._lock:
+                    lost = self._lose.pop(0) if self._lose else None
+                if lost == "drop":
+                    entry["answer_lost"] = "drop"
+                    handler.close_connection = True
+                    handler.connection.shutdown(2)
+                    return
+                if lost == "500":
+                    entry["answer_lost"] = "500"
+                    status, payload = self._error(500, "The server encountered an error.", code="SERVER_ERROR")
             data = json.dumps(payload).encode("utf-8")
             handler.send_response(status)
             handler.send_header("Content-Type", "application/json; charset=utf-8")
@@ -437,6 +460,8 @@ class RazorpayFake:
 
         if method == "POST" and path == "/v1/subscriptions":
             return self._create(data)
+        if method == "GET" and path == "/v1/subscriptions":
+            return self._list(urllib.parse.parse_qs(entry["query"]))
         match = re.fullmatch(r"/v1/subscriptions/([^/]+)", path)
         if match and method == "GET":
             with self._lock:
@@ -482,6 +507,38 @@ class RazorpayFake:
             self.subscriptions[entity["id"]] = entity
             self.creates.append({"subscription_id": entity["id"], "body": data})
             return 200, json.loads(json.dumps(entity))
+
+    def _list(self, query):
+        def number(name, default, low, high):
+            values = query.get(name)
+            if not values:
+                return default, None
+            try:
+                value = int(values[-1])
+            except ValueError:
+                return None, self._error(400, f"The {name} must be an integer.", field=name)
+            if not low <= value <= high:
+                return None, self._error(400, f"The {name} must be between {low} and {high}.", field=name)
+            return value, None
+        count, problem = number("count", 10, 1, 100)
+        if problem:
+            return problem
+        skip, problem = number("skip", 0, 0, 10**9)
+        if problem:
+            return problem
+        start, problem = number("from", 0, 0, 2**40)
+        if problem:
+            return problem
+        end, problem = number("to", 2**40, 0, 2**40)
+        if problem:
+            return problem
+        plan = (query.get("plan_id") or [None])[-1]
+        with self._lock:
+            items = [e for e in self.subscriptions.values()
+                     if start <= e["created_at"] <= end and (plan is None or e["plan_id"] == plan)]
+            items.sort(key=lambda e: e["created_at"], reverse=True)
+            page = json.loads(json.dumps(items[skip:skip + count]))
+        return 200, {"entity": "collection", "count": len(page), "items": page}
 
     def _cancel(self, sub_id, data):
         at_cycle_end = data.get("cancel_at_cycle_end", False)
