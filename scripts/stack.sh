@@ -291,7 +291,13 @@ run() {
   start
   seed_admin
   local outbox="$RUN_DIR/outbox/  (no SMTP_URL: mail is written here as .eml files)"
-  [ -n "${SMTP_URL:-}" ] && outbox="sent through $SMTP_URL"
+  [ -n "${SMTP_URL:-}" ] && outbox="sent through ${SMTP_URL%%://*}://${SMTP_URL##*@}"
+  local images="embedded (rendered in-process; set REPLICATE_API_TOKEN for Replicate)"
+  [ -n "${REPLICATE_API_TOKEN:-}" ] && images="Replicate (${REPLICATE_API_BASE:-https://api.replicate.com/v1}), webhooks to $PUBLIC_BASE_URL/hooks/replicate"
+  local payments="not configured (set RAZORPAY_KEY_ID, RAZORPAY_KEY_SECRET, RAZORPAY_PLAN_ID …)"
+  [ -n "${RAZORPAY_KEY_ID:-}" ] && payments="Razorpay (key ${RAZORPAY_KEY_ID})"
+  local media="$MEDIA_DIR (served by nginx under /media/)"
+  [ -n "${S3_BUCKET:-}" ] && media="S3 bucket $S3_BUCKET at ${S3_ENDPOINT:-AWS}"
   cat <<INFO
 
   Atelier is running on http://127.0.0.1:$PORT
@@ -299,6 +305,10 @@ run() {
   first admin $(sed -n 's/^email: //p' "$RUN_DIR/admin-credentials") / $(sed -n 's/^password: //p' "$RUN_DIR/admin-credentials")
               (kept in $RUN_DIR/admin-credentials)
   mail        $outbox
+  generation  $images
+  payments    $payments
+  media       $media
+  scaling     health session generate keep $RESIDENT resident; other functions start on demand, idle out after ${IDLE_SECONDS}s
   logs        $LOG_DIR/  (one file per function, nginx, postgres, redis, supervisor)
   database    $DATABASE_URL
   redis       $REDIS_URL

@@ -162,3 +162,51 @@ def test_independent_redeploy_loses_no_request(stack):
         ({s: statuses.count(s) for s in set(statuses)}, failures[:5])
     assert replaced, (health_before, stack.function_pids("health"))
     assert stack.function_pids("session") == session_before
+
+
+def test_make_run_says_which_providers_are_live_and_never_prints_a_secret(stack):
+    """`scripts/stack.sh run` (what `make run` starts) prints, once up, where mail, generation, payments
+    and media go, so a newcomer knows what they are looking at; the SMTP password is not among it. It
+    stops everything on SIGTERM."""
+    from conftest import free_port
+
+    run_dir = stack.run_dir.rstrip("/") + "-run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "APP_SECRET", "MEDIA_ROOT",
+                                "MIGRATIONS_DIR", "SMTP_", "REPLICATE_", "RAZORPAY_", "S3_"))}
+    env.update({"RUN_DIR": run_dir, "PORT": str(free_port()), "PG_PORT": str(free_port()),
+                "REDIS_PORT": str(free_port()), "REDIS_SAVE": "", "PG_FSYNC": "off", "CRON_INTERVALS": " ",
+                "SMTP_URL": "smtp://mailer:very-secret-pass@smtp.example.test:587",
+                "REPLICATE_API_TOKEN": "r8_not_a_real_token", "REPLICATE_API_BASE": "http://127.0.0.1:9/v1",
+                "REPLICATE_WEBHOOK_SECRET": "whsec_" + "QUJD" * 8})
+    process = subprocess.Popen([os.path.join(ROOT, "scripts", "stack.sh"), "run"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if "Ctrl-C stops everything" in line:
+                break
+        text = "\n".join(lines)
+        assert "Ctrl-C stops everything" in text, text[-3000:]
+        said = {m.group(1): m.group(2) for m in re.finditer(r"^  (\w+)\s{2,}(.*)$", text, re.M)}
+        assert said["mail"] == "sent through smtp://smtp.example.test:587", said
+        assert said["generation"].startswith("Replicate (http://127.0.0.1:9/v1)"), said
+        assert said["payments"].startswith("not configured"), said
+        assert said["media"].startswith(os.path.join(run_dir, "media")), said
+        assert "very-secret-pass" not in text and "r8_not_a_real_token" not in text
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            subprocess.run([os.path.join(ROOT, "scripts", "stack.sh"), "stop"], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            shutil.rmtree(run_dir, ignore_errors=True)
