@@ -54,7 +54,13 @@ public struct SubscriptionLedger {
         let storedStatus: String = try row.get("status")
         let storedEnd: Date? = try row.get("current_end")
         let start = entity.currentStart.map { Date(timeIntervalSince1970: Double($0)) }
-        let end = entity.currentEnd.map { Date(timeIntervalSince1970: Double($0)) }
+        var end = entity.currentEnd.map { Date(timeIntervalSince1970: Double($0)) }
+        // Ending after a failed renewal (pending, then halted or cancelled): the entity's period may be the
+        // unpaid cycle; what was paid for ends where our record says.
+        if storedStatus == "pending", let storedEnd, let given = end,
+           ["halted", "cancelled", "completed", "expired", "paused"].contains(entity.status) {
+            end = min(given, storedEnd)
+        }
 
         // A payment is recorded once, whatever else happens.
         if let payment {
@@ -70,6 +76,20 @@ public struct SubscriptionLedger {
         let leavingTerminal = BillingConfig.terminalStatuses.contains(storedStatus) && !BillingConfig.terminalStatuses.contains(entity.status)
         if older || leavingTerminal { return true }
 
+        if entity.status == "pending" {
+            // The renewal charge failed and is being retried. The entity's period may already be the
+            // unpaid cycle: our record keeps the paid one, premium runs to its end plus the grace, and the
+            // quota is not renewed. A charge that succeeds later moves both on.
+            try db.execute("UPDATE subscriptions SET status = 'pending', updated_at = now() WHERE id = \(subscriptionID)")
+            guard let paidEnd = storedEnd else { return true }
+            try db.execute("""
+                UPDATE users SET premium_until = GREATEST(COALESCE(premium_until, to_timestamp(0)), \(paidEnd)::timestamptz + make_interval(secs => \(billing.graceSeconds)::integer)),
+                       updated_at = now()
+                WHERE id = \(userID)
+                """)
+            return true
+        }
+
         try db.execute("""
             UPDATE subscriptions SET status = \(entity.status), current_start = COALESCE(\(start)::timestamptz, current_start),
                    current_end = COALESCE(\(end)::timestamptz, current_end), updated_at = now()
@@ -77,7 +97,7 @@ public struct SubscriptionLedger {
             """)
         guard let end else { return true }
         switch entity.status {
-        case "active", "authenticated", "pending":
+        case "active", "authenticated":
             // Paid through `end`; while renewals are expected, premium outlives it by the grace period.
             try db.execute("""
                 UPDATE users SET premium_until = GREATEST(COALESCE(premium_until, to_timestamp(0)), \(end)::timestamptz + make_interval(secs => \(billing.graceSeconds)::integer)),

@@ -629,6 +629,36 @@ def test_halted_ends_premium_at_the_period_end(rz):
     assert subscriber.premium_until() == end
 
 
+def test_pending_grants_no_free_cycle(rz):
+    """subscription.pending: the renewal charge failed and Razorpay retries it. Its entity's period may
+    already be the unpaid cycle: premium still ends at the paid period's end plus the grace, the quota is
+    not renewed, and our record keeps the paid period; the charge that succeeds later renews both."""
+    stack, fake, smtp = rz
+    now = int(time.time())
+    subscriber, start, end, _ = live(stack, smtp, fake, start=now - 30 * DAY + 3600, end=now + 3600)
+    subscriber.set_quota_used(40)
+    deliver_ok(stack, fake.set_status(subscriber.subscription_id, "pending",
+                                      current_start=end, current_end=end + 30 * DAY))
+    assert subscriber.row()["status"] == "pending"
+    assert subscriber.premium_until() == end + GRACE
+    assert subscriber.quota()[0] == 40
+    deliver_ok(stack, fake.charge(subscriber.subscription_id, new_id("pay"), 49900, end, end + 30 * DAY))
+    assert subscriber.premium_until() == end + 30 * DAY + GRACE
+
+
+def test_halted_after_pending_ends_premium_at_the_paid_period_end(rz):
+    """Every retry failed: subscription.halted carries the unpaid cycle as its period, and premium ends
+    at the end of the period that was paid for."""
+    stack, fake, smtp = rz
+    now = int(time.time())
+    subscriber, start, end, _ = live(stack, smtp, fake, start=now - 30 * DAY + 3600, end=now + 3600)
+    deliver_ok(stack, fake.set_status(subscriber.subscription_id, "pending",
+                                      current_start=end, current_end=end + 30 * DAY))
+    deliver_ok(stack, fake.set_status(subscriber.subscription_id, "halted"))
+    assert subscriber.row()["status"] == "halted"
+    assert subscriber.premium_until() == end
+
+
 def test_premium_past_its_grace_period_is_over_and_renew_cron_starts_a_daily_period(rz):
     """A period that ended more than the grace period ago: the profile shows premium inactive and the free
     daily quota; renew-cron then starts today's period (quota_used 0) once."""
