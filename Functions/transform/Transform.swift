@@ -15,6 +15,8 @@ enum Transform {
         let scale: Int?
         let prompt: String?
         let sourceImageId: String
+        /// Inpainting through Replicate: the mask in our media storage, until the job ends.
+        var maskKey: String? = nil
     }
 
     static func create(_ request: Request, _ context: Context) throws -> Response {
@@ -92,18 +94,33 @@ enum Transform {
         let jobs = LocalImageJobs(context)
         let sourceRecord = try existing ?? jobs.storeUpload(userID: user.id, image: source)
         let generations = Generations(context)
-        let job = JobInput(mode: mode, scale: mode == "upscale" ? scale : nil, prompt: prompt, sourceImageId: sourceRecord.id)
+        var job = JobInput(mode: mode, scale: mode == "upscale" ? scale : nil, prompt: prompt, sourceImageId: sourceRecord.id)
         if let replicate = ReplicateJobs(context), let sourceKey = sourceRecord.storageKey {
-            // The provider fetches the source from our public media URL; the mask travels inline.
-            let generationID = try generations.create(
-                userID: user.id, task: task, provider: "replicate", input: job, cost: cost, sourceImageID: sourceRecord.id, status: "queued")
-            let imageURL = context.config.publicBaseURL + context.media.url(for: sourceKey)
-            let input: [String: JSONValue] = mode == "upscale"
-                ? ["image": .string(imageURL), "scale": .number(Double(scale))]
-                : ["image": .string(imageURL), "mask": .string("data:image/png;base64," + Encoding.base64(maskPNG ?? [])),
-                   "prompt": .string(prompt ?? ""), "output_format": .string("webp"), "num_outputs": .number(1)]
-            try replicate.start(generationID: generationID, model: mode == "upscale" ? replicate.client.models.upscale : replicate.client.models.inpaint,
-                                input: input)
+            // The provider fetches the source and the mask from our public media URLs (inline, the mask
+            // would come back inside every webhook). flux-fill answers about one megapixel unless asked to
+            // match the input (up to 1440×1440); the copy brings the result back to the source's size.
+            var maskURL = ""
+            if let maskPNG {
+                let maskKey = FileMediaStorage.newKey(extension: "png")
+                try context.media.put(maskPNG, key: maskKey, contentType: "image/png")
+                job.maskKey = maskKey
+                maskURL = context.config.publicBaseURL + context.media.url(for: maskKey)
+            }
+            let generationID: String
+            do {
+                generationID = try generations.create(
+                    userID: user.id, task: task, provider: "replicate", input: job, cost: cost, sourceImageID: sourceRecord.id, status: "queued")
+                let imageURL = context.config.publicBaseURL + context.media.url(for: sourceKey)
+                let input: [String: JSONValue] = mode == "upscale"
+                    ? ["image": .string(imageURL), "scale": .number(Double(scale))]
+                    : ["image": .string(imageURL), "mask": .string(maskURL), "megapixels": .string("match_input"),
+                       "prompt": .string(prompt ?? ""), "output_format": .string("webp"), "num_outputs": .number(1)]
+                try replicate.start(generationID: generationID, model: mode == "upscale" ? replicate.client.models.upscale : replicate.client.models.inpaint,
+                                    input: input)
+            } catch {
+                if let maskKey = job.maskKey { try? context.media.delete(key: maskKey) }
+                throw error
+            }
             return .json(GenerationAnswer.queued(try generations.made(id: generationID, userID: user.id)), status: .accepted)
         }
         let inpainted = result

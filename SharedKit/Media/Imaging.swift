@@ -94,6 +94,13 @@ public enum Imaging {
         try VipsRef(image).apply { atl_vips_resize_lanczos($0, $1, scale) }.apply { atl_vips_cast_uchar($0, $1) }.rgb()
     }
 
+    /// The image resampled to exactly `width`×`height` (a provider's result brought back to its source's size).
+    public static func resize(_ image: RGBImage, width: Int, height: Int) throws -> RGBImage {
+        if image.width == width && image.height == height { return image }
+        return try VipsRef(image).apply { atl_vips_resize_exact($0, $1, Int32(width), Int32(height)) }
+            .apply { atl_vips_cast_uchar($0, $1) }.rgb()
+    }
+
     /// A WebP thumbnail at most `width` pixels wide (and as tall, keeping the aspect ratio).
     public static func thumbnail(_ image: RGBImage, width: Int = 384) throws -> [UInt8] {
         let small = try VipsRef(image).apply { atl_vips_thumbnail_image($0, $1, Int32(width)) }

@@ -21,6 +21,7 @@ public struct ReplicateJobs {
         public let mode: String?
         public let scale: Int?
         public let sourceImageId: String?
+        public let maskKey: String?
     }
 
     public static let maxOutputBytes = 100 * 1024 * 1024
@@ -114,6 +115,10 @@ public struct ReplicateJobs {
         default:
             let status = prediction.status == "failed" ? "failed" : "canceled"
             try generations.markFailed(id, error: ReplicateClient.userMessage(for: prediction.error, status: prediction.status), status: status)
+            if let maskKey = try context.db.query("SELECT input->>'mask_key' AS mask_key FROM generations WHERE id = \(id)").first?
+                .get("mask_key", as: String?.self) {
+                discard([maskKey])
+            }
         }
         return true
     }
@@ -132,6 +137,12 @@ public struct ReplicateJobs {
         let files = try row.get("pending_outputs", as: PostgresJSON<[String]>.self).value
         let sourceImageID: String? = try row.get("source_image_id")
         let storage = context.media
+        var sourceSize: (width: Int, height: Int)?
+        if task == "inpaint", let sourceImageID, let source = try context.db.query("""
+            SELECT width, height FROM images WHERE id = \(sourceImageID)
+            """).first, let width: Int = try source.get("width"), let height: Int = try source.get("height") {
+            sourceSize = (width, height)
+        }
         var stored: [(key: String, thumbnail: String?, width: Int, height: Int)] = []
         do {
             for file in files {
@@ -147,7 +158,11 @@ public struct ReplicateJobs {
                     guard let probe = ImageProbe.probe(bytes), probe.pixels <= 100_000_000 else {
                         throw ImagingError(description: "the output is not a PNG, JPEG or WebP image")
                     }
-                    let image = try Imaging.decode(bytes)
+                    var image = try Imaging.decode(bytes)
+                    if task == "inpaint", let size = sourceSize {
+                        // Inpainting keeps the picture's size, whatever the model answered.
+                        image = try Imaging.resize(image, width: size.width, height: size.height)
+                    }
                     let key = FileMediaStorage.newKey(extension: "webp")
                     let thumbnailKey = FileMediaStorage.newKey(extension: "webp")
                     try storage.put(try Imaging.encode(image, as: .webp, quality: 92), key: key, contentType: "image/webp")
@@ -182,6 +197,7 @@ public struct ReplicateJobs {
                 return true
             }
             if !claimed { discard(stored.flatMap { [$0.key, $0.thumbnail].compactMap { $0 } }) }
+            if claimed { discard([job.maskKey].compactMap { $0 }) }
             return claimed
         } catch {
             discard(stored.flatMap { [$0.key, $0.thumbnail].compactMap { $0 } })
@@ -191,6 +207,7 @@ public struct ReplicateJobs {
                 """).first?.get("copy_attempts", as: Int.self) ?? 0
             if attempts >= Self.maxCopyAttempts {
                 try generations.markFailed(generationID, error: "The result could not be saved; your quota was refunded. Please try again.")
+                discard([job.maskKey].compactMap { $0 })
             }
             return false
         }

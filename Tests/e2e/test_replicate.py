@@ -813,6 +813,30 @@ def test_inpainting_uses_flux_fill_with_the_image_and_mask(replicate_stack, repl
     assert_image_copy(replicate_stack, replicate, prediction_id, inpainted[0])
 
 
+def test_inpainting_keeps_the_pictures_size_and_sends_the_mask_by_url(replicate_stack, replicate, client):
+    """flux-fill-dev answers about one megapixel unless asked for `megapixels: "match_input"` (and then
+    fits the input within 1440×1440, on a 16-pixel grid): Atelier asks for it and brings the result back
+    to the source's exact size. The mask goes as a URL of our media storage (inline, it would come back
+    inside every webhook) and is deleted once the job is done."""
+    source = imagefiles.stripes_png(1000, 600)
+    mask = imagefiles.mask_png(1000, 600, (100, 100, 400, 300))
+    r, created = transform(client, replicate, {"mode": "inpaint", "prompt": "a kite"},
+                           {"image": ("source.png", source, "image/png"), "mask": ("mask.png", mask, "image/png")})
+    generation = accepted(r, "inpaint")
+    [prediction_id] = created
+    sent = replicate.create_requests[prediction_id]["body"]["input"]
+    assert sent.get("megapixels") == "match_input", sent
+    assert sent["mask"].startswith(replicate_stack.url + "/media/"), sent["mask"][:80]
+    done = client.wait_generation(generation["id"], "succeeded")
+    assert image_size(replicate.inputs_fetched(prediction_id)["mask"]) == (1000, 600)
+    [inpainted] = [i for i in (show_image(client, x) for x in done["image_ids"]) if i["kind"] == "inpainted"]
+    assert (inpainted["width"], inpainted["height"]) == (1000, 600), inpainted
+    pixels = assert_image_copy(replicate_stack, replicate, prediction_id, inpainted)
+    assert (pixels.width, pixels.height) == (1000, 600)
+    assert wait_until(lambda: requests.get(sent["mask"], timeout=5).status_code == 404, timeout=10), \
+        "the mask is still in media storage after the job ended"
+
+
 def test_prompt_enhancement_asks_llama_and_answers_the_joined_tokens(replicate_stack, replicate, client):
     marker = uuid.uuid4().hex[:8]
     replicate.llm_tokens = ["A ", "lighthouse ", "glowing ", "amber ", "at ", "dusk", f" {marker}"]

@@ -12,7 +12,7 @@ It speaks Replicate's HTTP API (shared/reference/replicate-razorpay.md, part A) 
 Every /v1 request needs `Authorization: Bearer <token>` (401 problem JSON otherwise). A prediction lives
 on a thread of its own: `starting`, then `processing` after `starting_delay` seconds, then `succeeded` after
 `processing_delay` more, with the output shape the real model has (flux-schnell and flux-fill-dev: a list
-of WebP URLs; real-esrgan: one PNG URL; minimax/video-01: one MP4 URL; the Llama models: a list of string
+of WebP URLs, flux-fill-dev's about one megapixel unless `megapixels` is "match_input"; real-esrgan: one PNG URL; minimax/video-01: one MP4 URL; the Llama models: a list of string
 tokens). The output files are served under `/files/` (no authentication): real images of one colour per
 prediction (`colour_of(id)`), and MP4 bytes that start with a valid `ftyp` box. Input files given as
 http(s) URLs are downloaded when the prediction runs, as Replicate does; a URL that does not answer 200
@@ -225,6 +225,19 @@ def _decode_data_uri(value):
         return urllib.parse.unquote_to_bytes(data)
     except ValueError:
         return None
+
+
+def _fill_size(source, megapixels):
+    """What flux-fill-dev answers for a source of this size: about one megapixel ("1", the default) or a
+    quarter ("0.25") at the source's aspect ratio, or the source's own size ("match_input") fitted within
+    1440×1440; sides are multiples of 16 (the model's latent grid)."""
+    width, height = source
+    if megapixels == "match_input":
+        factor = min(1.0, 1440 / width, 1440 / height)
+    else:
+        area = {"1": 1024 * 1024, "0.25": 512 * 512}.get(str(megapixels), 1024 * 1024)
+        factor = math.sqrt(area / (width * height))
+    return max(16, int(width * factor) // 16 * 16), max(16, int(height * factor) // 16 * 16)
 
 
 def _aspect_size(aspect_ratio, area=256 * 256):
@@ -807,6 +820,8 @@ class ReplicateFake:
             self.files[f"{pid}.png"] = (solid_png(width, height, state.colour), "image/png")
             return f"{self.root_url}/files/{pid}.png"
         width, height = source or _aspect_size(inputs.get("aspect_ratio"))
+        if state.public["model"] == "black-forest-labs/flux-fill-dev" and source:
+            width, height = _fill_size(source, inputs.get("megapixels", "1"))
         count = inputs.get("num_outputs", 1)
         count = count if isinstance(count, int) and 1 <= count <= 4 else 1
         fmt = inputs.get("output_format", "webp")
