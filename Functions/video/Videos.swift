@@ -15,6 +15,55 @@ enum Videos {
     static let frameDelayMs = 125
     static let ratios = ["16:9", "9:16", "1:1"]
 
+    /// What the configured video model accepts: its aspect ratios and whether it takes a seed. The
+    /// embedded provider does all three shapes and seeds. Replicate's models differ (their inputs on
+    /// replicate.com): minimax/video-01 takes only a prompt (16:9 output, no seed), wan-2.2-t2v-fast takes
+    /// an aspect ratio (16:9 or 9:16) and a seed; a model not known here is sent the prompt alone.
+    struct Capabilities: JSONWritable {
+        let model: String
+        let aspectRatios: [String]
+        let seed: Bool
+        /// The model's own input names for the ratio and the seed (nil: not sent).
+        let ratioInput: String?
+        let seedInput: String?
+
+        func write(to json: inout JSONWriter) {
+            json.object { o in
+                o.field("aspect_ratios", aspectRatios)
+                o.field("model", model)
+                o.field("seed", seed)
+            }
+        }
+
+        static func configured(_ context: Context) -> Capabilities {
+            guard let client = ReplicateClient(context.config) else {
+                return Capabilities(model: "atelier-local", aspectRatios: ratios, seed: true, ratioInput: nil, seedInput: nil)
+            }
+            let model = client.models.video
+            switch model.split(separator: ":").first.map(String.init) ?? model {
+            case "wan-video/wan-2.2-t2v-fast":
+                return Capabilities(model: model, aspectRatios: ["16:9", "9:16"], seed: true, ratioInput: "aspect_ratio", seedInput: "seed")
+            default:
+                return Capabilities(model: model, aspectRatios: ["16:9"], seed: false, ratioInput: nil, seedInput: nil)
+            }
+        }
+    }
+
+    /// GET /api/v1/videos/options: what a video request may ask of the configured model.
+    static func options(_ request: Request, _ context: Context) throws -> Response {
+        _ = try context.authorize(request, budget: \.read)
+        return .json(Capabilities.configured(context))
+    }
+
+    /// The stored input of a video job (no seed when the model takes none).
+    struct VideoJob: Codable, Sendable {
+        let prompt: String
+        let style: String
+        let colour: String
+        let aspectRatio: String
+        let seed: Int64?
+    }
+
     static func create(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.generateFree).user
         return try Idempotency.run(request, context, userID: user.id) { try makeVideo(request, context, user) }
@@ -25,16 +74,29 @@ enum Videos {
             throw HTTPError(.forbidden, code: "premium_required",
                             message: "Video is part of Atelier Premium; subscribe from your account page to make videos.")
         }
-        let asked = try request.decode(GenerationRequest.self).validated(what: "video", ratios: ratios, defaultRatio: "16:9")
+        let capabilities = Capabilities.configured(context)
+        let body = try request.decode(GenerationRequest.self)
+        if body.seed != nil, !capabilities.seed {
+            throw HTTPError(.badRequest, code: "invalid_seed",
+                            message: "The video model here (\(capabilities.model)) does not take a seed; leave seed out.")
+        }
+        if let ratio = body.aspectRatio, !capabilities.aspectRatios.contains(ratio) {
+            throw HTTPError(.badRequest, code: "invalid_aspect_ratio",
+                            message: "The video model here (\(capabilities.model)) makes \(capabilities.aspectRatios.joined(separator: " or ")) videos.")
+        }
+        let asked = try body.validated(what: "video", ratios: capabilities.aspectRatios, defaultRatio: "16:9")
         let (prompt, style, colour, ratio, seed, job) = (asked.prompt, asked.style, asked.colour, asked.ratio, asked.seed, asked.job)
         let generations = Generations(context)
         let cost = try Generations.Costs(config: context.config).cost(of: .video)
         if let replicate = ReplicateJobs(context) {
-            let generationID = try generations.create(userID: user.id, task: .video, provider: "replicate", input: job, cost: cost, status: "queued")
-            try replicate.start(generationID: generationID, model: replicate.client.models.video, input: [
-                "prompt": .string(Catalog.providerPrompt(prompt, style: style, colour: colour)),
-                "prompt_optimizer": .bool(true),
-            ])
+            let stored = VideoJob(prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id,
+                                  seed: capabilities.seed ? seed : nil)
+            let generationID = try generations.create(userID: user.id, task: .video, provider: "replicate", input: stored, cost: cost, status: "queued")
+            var input: [String: JSONValue] = ["prompt": .string(Catalog.providerPrompt(prompt, style: style, colour: colour))]
+            if capabilities.model.hasPrefix("minimax/") { input["prompt_optimizer"] = .bool(true) }
+            if let name = capabilities.ratioInput { input[name] = .string(ratio.id) }
+            if let name = capabilities.seedInput { input[name] = .number(Double(seed)) }
+            try replicate.start(generationID: generationID, model: replicate.client.models.video, input: input)
             var response = Response.json(GenerationAnswer.queued(try generations.made(id: generationID, userID: user.id)), status: .accepted)
             response.setHeader("Location", "/api/v1/generations/\(generationID)")
             return response

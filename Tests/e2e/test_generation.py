@@ -807,6 +807,12 @@ def test_an_upscale_over_forty_megapixels_is_refused(stack, user):
     assert_rejection_cost_nothing(user)
 
 
+def test_the_embedded_video_provider_offers_every_shape_and_seeds(stack, user):
+    r = user.get("/api/v1/videos/options")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"model": "atelier-local", "aspect_ratios": ["16:9", "9:16", "1:1"], "seed": True}
+
+
 def test_an_image_wider_than_webp_allows_is_refused_not_a_500(stack, user):
     """WebP, what images are stored as, holds at most 16383 pixels a side: a 16400×4 upload (a fraction of
     a megapixel) is 400 image_too_large naming the limit, costing nothing (it was a 500)."""

@@ -855,6 +855,32 @@ def test_prompt_enhancement_asks_llama_and_answers_the_joined_tokens(replicate_s
     assert client.quota_used() == before
 
 
+def test_video_offers_only_what_minimax_video_01_takes(replicate_stack, replicate, client):
+    """minimax/video-01's inputs are a prompt, prompt_optimizer and reference images: no aspect ratio (its
+    output is 16:9) and no seed. GET /api/v1/videos/options says so; asking for 9:16 or a seed is a 400
+    that costs nothing and reaches no provider (the old code accepted both and silently dropped them);
+    the video made records no seed, and the provider is sent only what the model takes."""
+    client.make_premium()
+    r = client.api("GET", "/api/v1/videos/options")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"model": "minimax/video-01", "aspect_ratios": ["16:9"], "seed": False}, r.json()
+    before = client.quota_used()
+    mark = replicate.mark()
+    r = client.api("POST", "/api/v1/videos", {"prompt": "a tall waterfall", "aspect_ratio": "9:16"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_aspect_ratio", r.text
+    assert "16:9" in r.json()["error"]["message"]
+    r = client.api("POST", "/api/v1/videos", {"prompt": "a tall waterfall", "seed": 7})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_seed", r.text
+    assert replicate.created_since(mark) == [] and client.quota_used() == before
+    r = client.api("POST", "/api/v1/videos", {"prompt": "a tall waterfall", "aspect_ratio": "16:9"})
+    generation = accepted(r, "video")
+    [prediction_id] = replicate.created_since(mark)
+    assert set(replicate.create_requests[prediction_id]["body"]["input"]) == {"prompt", "prompt_optimizer"}
+    done = client.wait_generation(generation["id"], "succeeded")
+    video = client.api("GET", f"/api/v1/videos/{done['video_ids'][0]}").json()
+    assert video["seed"] is None, video
+
+
 def test_a_premium_video_is_made_by_minimax_and_served_from_our_storage(replicate_stack, replicate, client):
     mark = replicate.mark()
     r = client.api("POST", "/api/v1/videos", {"prompt": "waves rolling onto a beach"})

@@ -57,6 +57,11 @@ export async function video({ root }) {
 
   const profile = await quota.refresh();
   const premium = profile && profile.premium && profile.premium.active;
+  // What the configured video model can make (Replicate's models differ: some take no ratio or seed).
+  let options = { aspect_ratios: VIDEO_RATIOS, seed: true, model: '' };
+  try { options = await api.get('/api/v1/videos/options'); } catch { /* the defaults above */ }
+  const ratios = options.aspect_ratios && options.aspect_ratios.length ? options.aspect_ratios : VIDEO_RATIOS;
+  const ratioList = ratios.length === 1 ? ratios[0] : `${ratios.slice(0, -1).join(', ')} or ${ratios[ratios.length - 1]}`;
 
   const emptyList = () => {
     if (list.children.length === 0) {
@@ -90,7 +95,7 @@ export async function video({ root }) {
       h('span', { class: 'badge premium' }, 'Premium'),
       h('h2', null, 'Video is part of Atelier Premium'),
       h('ul', { class: 'checks' },
-        h('li', null, 'Short looping videos from a prompt, in 16:9, 9:16 or 1:1'),
+        h('li', null, `Short looping videos from a prompt, in ${ratioList}`),
         h('li', null, 'The same ten styles and eight colour moods as images'),
         h('li', null, 'A monthly quota instead of a daily allowance'),
         h('li', null, 'Everything kept in your account, ready to download')),
@@ -105,7 +110,8 @@ export async function video({ root }) {
     h('div', { class: 'two-up' },
       field({ label: 'Style', name: 'style', control: 'select', options: STYLES, value: 'none' }),
       field({ label: 'Colour', name: 'colour', control: 'select', options: COLOURS, value: 'auto' })),
-    choices({ legend: 'Shape', name: 'aspect_ratio', value: '16:9', className: 'ratios', options: VIDEO_RATIOS.map((r) => [r, r, ratioIcon(r)]) }),
+    choices({ legend: 'Shape', name: 'aspect_ratio', value: ratios[0], className: 'ratios', options: ratios.map((r) => [r, r, ratioIcon(r)]) }),
+    ratios.length === 1 ? h('p', { class: 'muted small-print' }, `The video model here makes ${ratios[0]} videos.`) : null,
     formError(),
     h('button', { type: 'submit', class: 'button primary large full' }, 'Make video'));
   const progress = h('div', { class: 'video-progress', hidden: true, 'aria-live': 'polite' });
