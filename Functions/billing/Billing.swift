@@ -20,7 +20,30 @@ enum Billing {
 
     static func plans(_ request: Request, _ context: Context) throws -> Response {
         let billing = try BillingConfig(config: context.config)
-        return try .json(Plans(plans: billing.plan.id.isEmpty ? [] : [billing.plan], paymentsConfigured: billing.paymentsConfigured))
+        var plan = billing.plan
+        if billing.paymentsConfigured, let client = RazorpayClient(billing), let live = livePlan(plan.id, client, context) {
+            if live.price != plan.price || live.currency != plan.currency {
+                context.logger.warning("PLAN_PRICE differs from the Razorpay plan; showing Razorpay's", metadata: [
+                    "configured": .string("\(plan.price) \(plan.currency)"), "razorpay": .string("\(live.price) \(live.currency)"),
+                ])
+            }
+            (plan.price, plan.currency, plan.period) = (live.price, live.currency, live.period)
+        }
+        return try .json(Plans(plans: plan.id.isEmpty ? [] : [plan], paymentsConfigured: billing.paymentsConfigured))
+    }
+
+    /// What Razorpay will charge for the plan (GET /v1/plans/{id}), kept in Redis for ten minutes so the
+    /// pricing page costs no provider call per view; nil when neither answers (the configured price shows).
+    static func livePlan(_ id: String, _ client: RazorpayClient, _ context: Context) -> (price: Int, currency: String, period: String)? {
+        let key = "billing:plan:\(id)"
+        if let cached = (try? context.redis.command("GET", key))?.string {
+            let parts = cached.split(separator: "|", maxSplits: 2).map(String.init)
+            if parts.count == 3, let price = Int(parts[0]) { return (price, parts[1], parts[2]) }
+        }
+        guard let plan = try? client.fetchPlan(id) else { return nil }
+        let live = (plan.item.amount, plan.item.currency, BillingConfig.Plan.period(plan.period, interval: plan.interval))
+        _ = try? context.redis.command("SET", key, "\(live.0)|\(live.1)|\(live.2)", "EX", "600")
+        return live
     }
 
     struct SubscriptionView: Encodable {

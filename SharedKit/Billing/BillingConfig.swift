@@ -3,11 +3,18 @@ public struct BillingConfig: Sendable {
     public struct Plan: Encodable, Sendable {
         public let id: String
         public let name: String
-        public let price: Int
-        public let currency: String
-        public let period: String
+        public var price: Int
+        public var currency: String
+        public var period: String
         public let quota: Int
         public let video: Bool
+
+        /// Razorpay's `period` and `interval` as the plan's period: "month", "year", "3 months" …
+        public static func period(_ razorpayPeriod: String, interval: Int) -> String {
+            let unit = ["daily": "day", "weekly": "week", "monthly": "month", "quarterly": "quarter", "yearly": "year"][razorpayPeriod]
+                ?? razorpayPeriod
+            return interval <= 1 ? unit : "\(interval) \(unit)s"
+        }
     }
 
     public let keyID: String?

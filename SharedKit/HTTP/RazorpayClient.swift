@@ -22,6 +22,18 @@ public struct RazorpayClient: Sendable {
         let items: [SubscriptionLedger.Entity]
     }
 
+    /// A plan as Razorpay keeps it (`GET /v1/plans/{id}`): what it charges, per how long.
+    public struct Plan: Decodable, Sendable {
+        public struct Item: Decodable, Sendable {
+            public let amount: Int
+            public let currency: String
+        }
+        public let id: String
+        public let period: String
+        public let interval: Int
+        public let item: Item
+    }
+
     let keyID: String
     let keySecret: String
     let base: String
@@ -44,6 +56,15 @@ public struct RazorpayClient: Sendable {
 
     public func fetchSubscription(_ id: String) throws -> SubscriptionLedger.Entity {
         try send("GET", "/subscriptions/\(id)", body: nil)
+    }
+
+    public func fetchPlan(_ id: String) throws -> Plan {
+        let safe = id.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+        guard safe else { throw DependencyUnavailable(.provider, detail: "razorpay: not a plan id") }
+        let body = try sendRaw("GET", "/plans/\(id)", body: nil)
+        do { return try JSON.decoder().decode(Plan.self, from: Data(body)) } catch {
+            throw DependencyUnavailable(.provider, detail: "razorpay: unreadable plan: \(error)")
+        }
     }
 
     /// The newest subscription to `planID` created since `since` (Unix seconds) whose notes name

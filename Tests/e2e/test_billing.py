@@ -536,6 +536,27 @@ def test_an_event_for_a_subscription_that_is_not_ours_is_acknowledged_and_change
     assert stack.psql(f"SELECT count(*) FROM subscriptions WHERE razorpay_subscription_id = {sql_text(sub_id)}") == "0"
 
 
+def test_the_price_shown_is_what_razorpay_will_charge(rz):
+    """PLAN_PRICE can disagree with the plan in Razorpay's dashboard: GET /api/v1/plans shows the plan's
+    own amount and period (GET /v1/plans/{id}), read once and kept for ten minutes."""
+    stack, fake, smtp = rz
+    subprocess.run(["redis-cli", "-u", stack.redis_url, "DEL", f"billing:plan:{fake.plan_id}"], check=True,
+                   capture_output=True)
+    old_amount = fake.plan_amount
+    fake.plan_amount = 59900
+    try:
+        fetches = fake.plan_fetches
+        for _ in range(3):
+            r = requests.get(stack.url + "/api/v1/plans", timeout=10)
+            assert r.status_code == 200, r.text
+            [plan] = r.json()["plans"]
+            assert (plan["price"], plan["currency"], plan["period"]) == (59900, "INR", "month"), plan
+        assert fake.plan_fetches == fetches + 1
+    finally:
+        fake.plan_amount = old_amount
+        subprocess.run(["redis-cli", "-u", stack.redis_url, "DEL", f"billing:plan:{fake.plan_id}"], capture_output=True)
+
+
 @pytest.mark.parametrize("how", ["500", "drop"])
 def test_a_subscription_whose_create_answer_is_lost_is_found_not_made_twice(rz, how):
     """Razorpay made the subscription but the answer was lost (a 500 after acting, a cut connection):

@@ -7,6 +7,7 @@ It speaks the part of Razorpay's API Atelier uses (shared/reference/replicate-ra
     GET  /v1/subscriptions/{id}          the subscription as the fake has it now
     POST /v1/subscriptions/{id}/cancel   {cancel_at_cycle_end}: true keeps it active until current_end
                                          (cancelled at once when it has no period yet), false cancels now
+    GET  /v1/plans/{id}                  the plan: period, interval, item {amount, currency, …} (B3)
     GET  /v1/subscriptions               ?plan_id, from, to (Unix seconds, on created_at), count (1-100,
                                          default 10), skip: {"entity":"collection","count","items"}, newest
                                          first (RZ "Fetch All Subscriptions")
@@ -171,6 +172,7 @@ class RazorpayFake:
         self.webhook_secret = webhook_secret or new_secret()
         self.plan_id = plan_id
         self.plan_amount = plan_amount
+        self.plan_fetches = 0
         self.account_id = account_id
         self.host = host
         self.port = port
@@ -460,6 +462,19 @@ class RazorpayFake:
 
         if method == "POST" and path == "/v1/subscriptions":
             return self._create(data)
+        match = re.fullmatch(r"/v1/plans/([^/]+)", path)
+        if match and method == "GET":
+            if match.group(1) != self.plan_id:
+                return self._error(400, "The id provided does not exist", field="id")
+            with self._lock:
+                self.plan_fetches += 1
+                return 200, {"id": self.plan_id, "entity": "plan", "interval": 1, "period": "monthly",
+                             "item": {"id": "item_" + self.plan_id, "active": True, "name": "Atelier Premium",
+                                      "description": None, "amount": self.plan_amount, "unit_amount": self.plan_amount,
+                                      "currency": "INR", "type": "plan", "unit": None, "tax_inclusive": False,
+                                      "hsn_code": None, "sac_code": None, "tax_rate": None, "tax_id": None,
+                                      "tax_group_id": None, "created_at": 1580219935, "updated_at": 1580219935},
+                             "notes": {}, "created_at": 1580219935}
         if method == "GET" and path == "/v1/subscriptions":
             return self._list(urllib.parse.parse_qs(entry["query"]))
         match = re.fullmatch(r"/v1/subscriptions/([^/]+)", path)
