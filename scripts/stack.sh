@@ -5,6 +5,7 @@
 #   scripts/stack.sh deps                install the Debian packages that are missing
 #   scripts/stack.sh run                 start everything, print where it is, stop it all on Ctrl-C
 #   scripts/stack.sh start | stop        the same in the background (tests)
+#   scripts/stack.sh purge               stop, then delete the run directory and the database with it
 #   scripts/stack.sh pg-stop | pg-start | redis-stop | redis-start | reload FUNCTION
 #
 # Environment: RUN_DIR (.run), PORT (8080), PG_PORT (55432), REDIS_PORT (56379), BIN_DIR
@@ -91,8 +92,19 @@ pg_start() {
   fi
   # A stale pid file after a crash is handled by pg_ctl itself; a live server on our port is reused.
   if ! as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    touch "$LOG_DIR/postgres.log"; chmod 666 "$LOG_DIR/postgres.log"
-    as_pg "$bin/pg_ctl" -D "$data" -l "$LOG_DIR/postgres.log" -w -t 30 start \
+    # The server writes its own log, as the postgres user when we are root: in the logs folder when it can
+    # reach it, else next to its data (a checkout in a folder only root may enter, such as /root's), with
+    # a link from the logs folder.
+    local pglog=$LOG_DIR/postgres.log
+    [ -L "$pglog" ] && rm -f "$pglog"
+    touch "$pglog"; chmod 666 "$pglog"
+    if ! as_pg test -w "$pglog"; then
+      rm -f "$pglog"
+      pglog=$data.log
+      as_pg touch "$pglog"
+      ln -sfn "$pglog" "$LOG_DIR/postgres.log"
+    fi
+    as_pg "$bin/pg_ctl" -D "$data" -l "$pglog" -w -t 30 start \
       -o "-p $PG_PORT -k '' -c listen_addresses=127.0.0.1 -c fsync=${PG_FSYNC:-on} -c max_connections=200" >/dev/null \
       || die "PostgreSQL did not start (see $LOG_DIR/postgres.log)"
   fi
@@ -337,8 +349,17 @@ reload() {
   tail -n 1 "$log"
 }
 
+# Stops everything and deletes the run directory, and PostgreSQL's data where it had to live elsewhere.
+purge() {
+  stop
+  local data; data=$(cat "$RUN_DIR/pg.datadir" 2>/dev/null || true)
+  case $data in /var/tmp/atelier-pg-*) rm -rf "$data" "$data.log" ;; esac
+  rm -rf "$RUN_DIR"
+}
+
 case ${1:-} in
   deps) deps ;;
+  purge) purge ;;
   run) run ;;
   start) start ;;
   stop) stop ;;

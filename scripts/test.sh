@@ -29,7 +29,7 @@ export SMTP_PORT=$(free_port)
 export SMTP_URL="smtp://atelier:fake-pass@127.0.0.1:$SMTP_PORT" MAIL_FROM="Atelier <no-reply@atelier.test>"
 
 # A clean slate each run: a stale stack from an interrupted run is stopped and its data removed.
-scripts/stack.sh stop >/dev/null 2>&1 || true
+scripts/stack.sh purge >/dev/null 2>&1 || true
 rm -rf "$RUN_DIR"
 mkdir -p "$RUN_DIR"
 

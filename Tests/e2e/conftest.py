@@ -202,7 +202,7 @@ def private_stack(name, extra, processes=1, drop=(), cls=PrivateStack, fake=None
         subprocess.run([script, "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     if os.path.isdir(run_dir):
-        stop()
+        subprocess.run([script, "purge"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(run_dir, ignore_errors=True)
     started = subprocess.run([script, "start"], cwd=ROOT, env=env, capture_output=True, text=True)
     try:

@@ -210,3 +210,33 @@ def test_make_run_says_which_providers_are_live_and_never_prints_a_secret(stack)
             subprocess.run([os.path.join(ROOT, "scripts", "stack.sh"), "stop"], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_a_stack_runs_from_a_folder_only_its_owner_may_enter(stack):
+    """A fresh server's checkout often lives in /root (mode 0700). PostgreSQL runs as the postgres user
+    when we are root and cannot enter it: its data and its log then live in a folder it owns, the logs
+    folder links to the log, and everything works; `stack.sh purge` removes that data too."""
+    from conftest import free_port
+
+    private = tempfile.mkdtemp(prefix="atelier-0700-")
+    os.chmod(private, 0o700)
+    run_dir = os.path.join(private, "run")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "APP_SECRET", "MEDIA_ROOT",
+                                "MIGRATIONS_DIR", "REPLICATE_", "RAZORPAY_", "S3_"))}
+    port = free_port()
+    env.update({"RUN_DIR": run_dir, "PORT": str(port), "PG_PORT": str(free_port()), "REDIS_PORT": str(free_port()),
+                "REDIS_SAVE": "", "PG_FSYNC": "off", "CRON_INTERVALS": " ", "PROCESSES": "1"})
+    script = os.path.join(ROOT, "scripts", "stack.sh")
+    try:
+        started = subprocess.run([script, "start"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        r = requests.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=10)
+        assert r.status_code == 200 and r.json()["database"] == "ok", r.text
+        with open(os.path.join(run_dir, "logs", "postgres.log")) as log:
+            assert "database system is ready" in log.read()
+        data = open(os.path.join(run_dir, "pg.datadir")).read().strip()
+    finally:
+        subprocess.run([script, "purge"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(private, ignore_errors=True)
+    assert not os.path.exists(data), f"purge left PostgreSQL's data in {data}"
