@@ -23,6 +23,24 @@ enum Enhance {
         return try .json(Suggestion(prompt: try suggestion(for: prompt, style: style, context), original: prompt))
     }
 
+    /// The prompt alone from a chat model's answer: a preamble line ("Here is a more vivid prompt:",
+    /// "Sure! …:"), a "Prompt:" label and surrounding quotes go, as do notes after a blank line.
+    static func promptOnly(_ answer: String) -> String {
+        var lines = answer.split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingWhitespace().description }
+        while let first = lines.first, first.isEmpty { lines.removeFirst() }
+        if lines.count > 1, let first = lines.first, first.hasSuffix(":") { lines.removeFirst() }
+        while let first = lines.first, first.isEmpty { lines.removeFirst() }
+        if let blank = lines.firstIndex(of: "") { lines = Array(lines[..<blank]) }
+        var text = lines.joined(separator: " ").trimmingWhitespace().description
+        for label in ["Prompt:", "prompt:", "Rewritten prompt:", "Enhanced prompt:"] where text.hasPrefix(label) {
+            text = text.dropFirst(label.count).trimmingWhitespace().description
+        }
+        for (open, close) in [("\"", "\""), ("“", "”"), ("'", "'")] where text.count > 2 && text.hasPrefix(open) && text.hasSuffix(close) {
+            text = String(text.dropFirst().dropLast()).trimmingWhitespace().description
+        }
+        return text
+    }
+
     /// The language model when Replicate is configured; the embedded enhancer otherwise, and whenever
     /// the model fails or answers with nothing usable.
     static func suggestion(for prompt: String, style: Catalog.Style, _ context: Context) throws -> String {
@@ -38,9 +56,9 @@ enum Enhance {
             let prediction = try client.run(model: client.models.enhance, input: [
                 "prompt": .string(instruction), "max_tokens": .number(200), "temperature": .number(0.6),
             ], waitSeconds: 10)
-            let text = ReplicateClient.outputText(prediction.output).trimmingWhitespace().description
+            let text = promptOnly(ReplicateClient.outputText(prediction.output))
             if prediction.status == "succeeded", !text.isEmpty, text.count <= 2000 {
-                return text.hasPrefix("\"") && text.hasSuffix("\"") && text.count > 2 ? String(text.dropFirst().dropLast()) : text
+                return text
             }
             context.logger.notice("enhancer model gave no usable answer; using the embedded enhancer", metadata: ["status": .string(prediction.status)])
         } catch {

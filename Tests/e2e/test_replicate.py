@@ -837,6 +837,16 @@ def test_inpainting_keeps_the_pictures_size_and_sends_the_mask_by_url(replicate_
         "the mask is still in media storage after the job ended"
 
 
+def test_prompt_enhancement_answers_the_prompt_alone_without_the_models_preamble(replicate_stack, replicate, client):
+    """Chat models often answer "Here is a more vivid prompt:" and a quoted prompt, sometimes with a note
+    after it: the suggestion is the prompt alone."""
+    replicate.llm_tokens = ["Here is a more ", "vivid prompt:\n\n", "\"A lighthouse glowing ", "amber at dusk\"",
+                            "\n\nI added lighting details."]
+    r = client.api("POST", "/api/v1/prompts/enhance", {"prompt": "a lighthouse"})
+    assert r.status_code == 200, r.text
+    assert r.json()["prompt"] == "A lighthouse glowing amber at dusk", r.json()
+
+
 def test_prompt_enhancement_asks_llama_and_answers_the_joined_tokens(replicate_stack, replicate, client):
     marker = uuid.uuid4().hex[:8]
     replicate.llm_tokens = ["A ", "lighthouse ", "glowing ", "amber ", "at ", "dusk", f" {marker}"]
