@@ -34,7 +34,7 @@ enum Maintenance {
     /// Every change it makes is itself guarded (and transactional where it spans rows), so a crash midway
     /// leaves nothing half-done and the next run picks up.
     static func work(_ context: Context, reconcileAfter: Int, imageTimeout: Int, videoTimeout: Int) throws -> [String: Int] {
-        var summary = ["reconciled": 0, "adopted": 0, "copied": 0, "timed_out": 0, "codes_deleted": 0, "pending_sign_ups_deleted": 0]
+        var summary = ["started": 0, "reconciled": 0, "adopted": 0, "copied": 0, "timed_out": 0, "codes_deleted": 0, "pending_sign_ups_deleted": 0]
         summary["codes_deleted"] = try context.db.execute("DELETE FROM email_codes WHERE expires_at < now() - interval '1 day'")
         // A sign-up never confirmed within a day goes, and with it the username it was holding.
         summary["pending_sign_ups_deleted"] = try context.db.execute("""
@@ -68,10 +68,25 @@ enum Maintenance {
                 context.logger.error("reconcile failed", metadata: ["generation.id": .string(id), "error": .string("\(error)")])
             }
         }
+        // Jobs Replicate throttled at creation: start them now, oldest first, until it throttles again.
+        for row in try context.db.query("""
+            SELECT id, deferred_start::text AS deferred_start FROM generations
+            WHERE provider = 'replicate' AND status = 'queued' AND provider_id IS NULL AND deferred_start IS NOT NULL
+            ORDER BY created_at LIMIT 20
+            """).rows {
+            let id: String = try row.get("id")
+            do {
+                guard let deferred = ReplicateJobs.DeferredStart(json: try row.get("deferred_start")) else { continue }
+                guard try jobs.startDeferred(generationID: id, deferred) else { break }
+                summary["started", default: 0] += 1
+            } catch {
+                context.logger.error("deferred start failed", metadata: ["generation.id": .string(id), "error": .string("\(error)")])
+            }
+        }
         // Jobs whose create answer was lost (no provider id): look for the prediction that names them.
         for row in try context.db.query("""
             SELECT id FROM generations
-            WHERE provider = 'replicate' AND status = 'queued' AND provider_id IS NULL
+            WHERE provider = 'replicate' AND status = 'queued' AND provider_id IS NULL AND deferred_start IS NULL
               AND updated_at < now() - make_interval(secs => \(reconcileAfter))
             ORDER BY created_at LIMIT 20
             """).rows {

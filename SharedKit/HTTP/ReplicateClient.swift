@@ -15,7 +15,8 @@ public import SharedKit
 /// when the request provably never left this machine. After any other failure a POST may have been acted
 /// on, and sending it again could start a second billed prediction: `create` then throws `Uncertain`, and
 /// the job is found later through its webhook URL, which names the generation (`?generation=`).
-/// Retry-After is honoured up to 30 s (Replicate's limits reset on that scale) within a retry budget.
+/// Retry-After is honoured up to 30 s (Replicate's limits reset on that scale) within a retry budget; a
+/// create still throttled after it throws `Throttled`, and the job is started later by maintenance-cron.
 public struct ReplicateClient: Sendable {
     public struct Prediction: Decodable, Sendable {
         public let id: String
@@ -40,6 +41,11 @@ public struct ReplicateClient: Sendable {
 
     /// A POST that failed in a way that does not say whether Replicate acted on it.
     public struct Uncertain: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// A create Replicate kept refusing with 429 for longer than the retry budget: nothing was created.
+    public struct Throttled: Error, CustomStringConvertible {
         public let description: String
     }
 
@@ -99,7 +105,7 @@ public struct ReplicateClient: Sendable {
         } else {
             path = "/models/\(model)/predictions"
         }
-        return try send("POST", path, body: try JSON.encode(JSONValue.object(body)))
+        return try send("POST", path, body: try JSON.encode(JSONValue.object(body)), throttledThrows: true)
     }
 
     /// The prediction created for `reference`, among the 100 newest (GET /v1/predictions), if any.
@@ -140,8 +146,8 @@ public struct ReplicateClient: Sendable {
     }
 
     func send(_ method: String, _ path: String, body: [UInt8]?, extraHeaders: [(String, String)] = [],
-              client: HTTPClient? = nil) throws -> Prediction {
-        let response = try sendRaw(method, path, body: body, extraHeaders: extraHeaders, client: client)
+              client: HTTPClient? = nil, throttledThrows: Bool = false) throws -> Prediction {
+        let response = try sendRaw(method, path, body: body, extraHeaders: extraHeaders, client: client, throttledThrows: throttledThrows)
         do {
             return try JSON.decoder().decode(Prediction.self, from: Data(response))
         } catch {
@@ -153,7 +159,7 @@ public struct ReplicateClient: Sendable {
 
     /// One call with the retries its method allows (see the type's comment); the 2xx body.
     func sendRaw(_ method: String, _ path: String, body: [UInt8]?, extraHeaders: [(String, String)],
-                 client: HTTPClient? = nil) throws -> [UInt8] {
+                 client: HTTPClient? = nil, throttledThrows: Bool = false) throws -> [UInt8] {
         let http = client ?? self.http
         var headers = [("Authorization", "Bearer \(token)"), ("Accept", "application/json")] + extraHeaders
         if body != nil { headers.append(("Content-Type", "application/json")) }
@@ -178,6 +184,7 @@ public struct ReplicateClient: Sendable {
                 if attempt < maxAttempts, wait(attempt, retryAfter: response.header("Retry-After").flatMap { Double($0) }, deadline: deadline) {
                     continue
                 }
+                if throttledThrows { throw Throttled(description: "HTTP 429 to \(method) \(path) after \(attempt) attempts") }
                 throw DependencyUnavailable(.provider, detail: "HTTP 429 after \(attempt) attempts")
             case 500...599:
                 if idempotent, attempt < maxAttempts, wait(attempt, retryAfter: nil, deadline: deadline) { continue }

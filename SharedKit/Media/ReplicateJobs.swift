@@ -58,10 +58,65 @@ public struct ReplicateJobs {
         } catch let uncertain as ReplicateClient.Uncertain {
             context.logger.warning("replicate create uncertain; waiting for its webhook or the reconciler",
                                    metadata: ["generation.id": .string(generationID), "error": .string(uncertain.description)])
+        } catch let throttled as ReplicateClient.Throttled {
+            // Refused, so nothing exists at Replicate: the job waits, queued, for maintenance-cron to start it.
+            context.logger.notice("replicate throttled; the job is started later", metadata: [
+                "generation.id": .string(generationID), "error": .string(throttled.description)])
+            try context.db.execute("""
+                UPDATE generations SET deferred_start = \(DeferredStart(model: model, input: input).json)::jsonb, updated_at = now()
+                WHERE id = \(generationID) AND status = 'queued'
+                """)
         } catch {
             context.logger.error("replicate create failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
             try generations.markFailed(generationID, error: "The image provider is unavailable right now; your quota was refunded. Please try again.")
             throw error is DependencyUnavailable ? error : DependencyUnavailable(.provider, detail: "\(error)")
+        }
+    }
+
+    /// What a throttled job sends once Replicate takes it. Kept as JSON written and read as is: the model's
+    /// input names (`output_format`, `prompt_optimizer` …) must not go through the API's key conversion.
+    public struct DeferredStart: Sendable {
+        public let model: String
+        public let input: [String: JSONValue]
+
+        public init(model: String, input: [String: JSONValue]) {
+            self.model = model
+            self.input = input
+        }
+
+        /// From the `deferred_start` column's text; nil when it is not one.
+        public init?(json text: String) {
+            let bytes = Array(text.utf8)
+            guard let value = bytes.withUnsafeBufferPointer({ JSONValue.parse($0) }), let model = value["model"]?.string,
+                  case .object(let input)? = value["input"] else { return nil }
+            self.init(model: model, input: input)
+        }
+
+        var json: String {
+            String(decoding: JSONWriter.bytes(of: JSONValue.object(["model": .string(model), "input": .object(input)])), as: UTF8.self)
+        }
+    }
+
+    /// Starts a job that was throttled at creation (maintenance-cron). True when it was started or handed
+    /// to the reconciler; false while Replicate still throttles (the caller stops for this run).
+    public func startDeferred(generationID: String, _ deferred: DeferredStart) throws -> Bool {
+        do {
+            let prediction = try client.create(model: deferred.model, input: deferred.input, reference: generationID)
+            try context.db.execute("""
+                UPDATE generations SET provider_id = \(prediction.id), deferred_start = NULL,
+                       status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
+                       started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
+                       updated_at = now()
+                WHERE id = \(generationID)
+                """)
+            if prediction.isTerminal { try apply(prediction) }
+            return true
+        } catch is ReplicateClient.Throttled {
+            return false
+        } catch is ReplicateClient.Uncertain {
+            // It may exist now: never sent again; its webhook or the reconciler adopts it.
+            try context.db.execute("UPDATE generations SET deferred_start = NULL, updated_at = now() WHERE id = \(generationID)")
+            return true
         }
     }
 
