@@ -273,13 +273,16 @@ final class Supervisor {
         return fd
     }
 
+    private func residents(_ name: String) -> Int {
+        workers.values.reduce(0) { $0 + ($1.function == name && $1.resident && !$1.retiring ? 1 : 0) }
+    }
+
     /// Starts one process of a function: resident while the function has fewer than its minimum (or when
     /// `resident` says so, for a replacement), otherwise one that exits after the idle timeout.
     @discardableResult
     private func spawnWorker(_ name: String, resident: Bool? = nil) throws -> pid_t {
         guard let function = functions.first(where: { $0.name == name }) else { return 0 }
-        let residents = workers.values.reduce(0) { $0 + ($1.function == name && $1.resident && !$1.retiring ? 1 : 0) }
-        let isResident = resident ?? (residents < function.minimum)
+        let isResident = resident ?? (residents(name) < function.minimum)
         let idle = isResident ? 0 : function.idleSeconds
         let pid = try spawn(binary: "\(binDir)/\(name)", stdin: function.socket, log: "\(logDir)/\(name).log",
                             environment: ["FUNCTION_IDLE_SECONDS=\(idle)"])
@@ -436,6 +439,9 @@ final class Supervisor {
         let due = delayedStarts.filter { $0.0 <= now }
         delayedStarts.removeAll { $0.0 <= now }
         for (_, name) in due {
+            // A connection may have started one meanwhile: top up to the minimum only.
+            guard let function = functions.first(where: { $0.name == name }),
+                  residents(name) < function.minimum else { continue }
             do { try spawnWorker(name, resident: true) } catch { log("\(error)") }
         }
         let wall = WallClock.nowSeconds()
