@@ -98,8 +98,22 @@ public struct ReplicateJobs {
     }
 
     /// Starts a job that was throttled at creation (maintenance-cron). True when it was started or handed
-    /// to the reconciler; false while Replicate still throttles (the caller stops for this run).
+    /// to the reconciler; false while Replicate still throttles (the caller stops for this run). A create
+    /// that provably did not happen is put back for the next run.
     public func startDeferred(generationID: String, _ deferred: DeferredStart) throws -> Bool {
+        // Claimed before sending: if this process dies after Replicate took the job, nothing sends it
+        // again; the prediction is adopted through its webhook URL like any lost answer.
+        let claimed = try context.db.execute("""
+            UPDATE generations SET deferred_start = NULL, updated_at = now()
+            WHERE id = \(generationID) AND status = 'queued' AND deferred_start IS NOT NULL
+            """)
+        guard claimed == 1 else { return true }
+        func putBack() throws {
+            try context.db.execute("""
+                UPDATE generations SET deferred_start = \(deferred.json)::jsonb, updated_at = now()
+                WHERE id = \(generationID) AND status = 'queued' AND provider_id IS NULL
+                """)
+        }
         do {
             let prediction = try client.create(model: deferred.model, input: deferred.input, reference: generationID)
             try context.db.execute("""
@@ -112,11 +126,15 @@ public struct ReplicateJobs {
             if prediction.isTerminal { try apply(prediction) }
             return true
         } catch is ReplicateClient.Throttled {
+            try putBack()
             return false
         } catch is ReplicateClient.Uncertain {
             // It may exist now: never sent again; its webhook or the reconciler adopts it.
-            try context.db.execute("UPDATE generations SET deferred_start = NULL, updated_at = now() WHERE id = \(generationID)")
             return true
+        } catch let unavailable as DependencyUnavailable where unavailable.dependency == .provider {
+            // Refused or never sent (the client says so only when it is sure): try again next run.
+            try putBack()
+            throw unavailable
         }
     }
 
