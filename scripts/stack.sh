@@ -328,6 +328,8 @@ run() {
 
   Ctrl-C stops everything.
 INFO
+  # What works and what does not, one line each (never stops the start).
+  "$BIN_DIR/atelier" doctor | sed 's/^/  /' || true
   while kill -0 "$(cat "$RUN_DIR/supervisor.pid")" 2>/dev/null; do sleep 1; done
   say "The supervisor stopped; stopping the rest."
   stop

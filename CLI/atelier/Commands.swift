@@ -16,6 +16,8 @@ enum Commands {
               revoke-sessions --email E      log a user out everywhere
               delete-user --email E          delete an account and everything it owns
             (each of the last three is recorded in the audit log with the actor "cli")
+              doctor [--json yes]            check every configured integration (database, Redis, public
+                                             URL, Replicate, Razorpay, SMTP, media) and say what is wrong
               supervise --sockets DIR --bin DIR --functions name=MIN:MAX:IDLE,… [--cron name=SECONDS,…] [--logs DIR]
                                              run each function under FastCGI: MIN resident processes
                                              (restarted when they die), up to MAX started on demand that

@@ -13,6 +13,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "revoke-sessions": AdminCommands.revokeSessions,
     "delete-user": AdminCommands.deleteUser,
     "supervise": Supervisor.main,
+    "doctor": Doctor.main,
 ]
 
 guard let name = arguments.first, let command = commands[name] else {

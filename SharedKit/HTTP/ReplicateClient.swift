@@ -108,6 +108,32 @@ public struct ReplicateClient: Sendable {
         return try send("POST", path, body: try JSON.encode(JSONValue.object(body)), throttledThrows: true)
     }
 
+    /// For `atelier doctor`: nil when the token is accepted (GET /v1/account), else what is wrong.
+    public func accountProblem() -> String? {
+        problem(path: "/account", notFound: "the account endpoint was not found at \(base)")
+    }
+
+    /// For `atelier doctor`: nil when the model exists (GET /v1/models/{owner}/{name}), else what is wrong.
+    public func modelProblem(_ model: String) -> String? {
+        let name = model.split(separator: ":").first.map(String.init) ?? model
+        return problem(path: "/models/\(name)", notFound: "no model \(name) on Replicate")
+    }
+
+    func problem(path: String, notFound: String) -> String? {
+        let response: HTTPClient.Response
+        do {
+            response = try http.send(method: "GET", url: base + path, headers: [("Authorization", "Bearer \(token)")])
+        } catch {
+            return "cannot reach Replicate: \(error)"
+        }
+        switch response.status {
+        case 200...299: return nil
+        case 401, 403: return "REPLICATE_API_TOKEN is refused (HTTP \(response.status))"
+        case 404: return notFound
+        default: return "HTTP \(response.status) from \(path)"
+        }
+    }
+
     /// The prediction created for `reference`, among the 100 newest (GET /v1/predictions), if any.
     public func find(reference: String) throws -> Prediction? {
         let response = try sendRaw("GET", "/predictions", body: nil, extraHeaders: [])

@@ -49,6 +49,29 @@ public struct SMTPMailer: Mailer {
         self.caFile = caFile
     }
 
+    /// For `atelier doctor`: connects, upgrades to TLS as `tls` requires, authenticates and says NOOP;
+    /// no mail is sent. Throws what went wrong.
+    public func check() throws {
+        guard let handle = curl_easy_init() else { throw MailFailure(description: "curl_easy_init failed") }
+        defer { curl_easy_cleanup(handle) }
+        atl_curl_setopt_string(handle, CURLOPT_URL, server)
+        atl_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        atl_curl_setopt_long(handle, CURLOPT_USE_SSL, Int(useSSL.rawValue))
+        if let caFile { atl_curl_setopt_string(handle, CURLOPT_CAINFO, caFile) }
+        atl_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, min(timeoutMs, 5000))
+        atl_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMs)
+        if let user { atl_curl_setopt_string(handle, CURLOPT_USERNAME, user) }
+        if let password { atl_curl_setopt_string(handle, CURLOPT_PASSWORD, password) }
+        atl_curl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, "NOOP")
+        atl_curl_setopt_long(handle, CURLOPT_NOBODY, 1)
+        let code = curl_easy_perform(handle)
+        guard code == CURLE_OK else {
+            var status = 0
+            atl_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+            throw MailFailure(description: "\(String(cString: curl_easy_strerror(code))) (reply \(status))")
+        }
+    }
+
     /// What curl is told: `CURLUSESSL_ALL` fails the delivery unless the connection is encrypted.
     var useSSL: curl_usessl {
         switch tls {

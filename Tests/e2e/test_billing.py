@@ -557,6 +557,22 @@ def test_the_price_shown_is_what_razorpay_will_charge(rz):
         subprocess.run(["redis-cli", "-u", stack.redis_url, "DEL", f"billing:plan:{fake.plan_id}"], capture_output=True)
 
 
+def test_doctor_checks_the_razorpay_keys_and_that_the_price_shown_matches_the_plan(rz):
+    from test_replicate import doctor
+
+    stack, fake, smtp = rz
+    good = doctor(stack)
+    assert good["razorpay"][0][0] == "ok" and "charges 49900 INR per month" in good["razorpay"][0][1], good
+    fake.plan_amount = 59900
+    try:
+        mismatch = doctor(stack)
+        assert mismatch["razorpay"][0][0] == "fail" and "59900 INR" in mismatch["razorpay"][0][1], mismatch
+    finally:
+        fake.plan_amount = 49900
+    wrong = doctor(stack, RAZORPAY_KEY_SECRET="wrong-secret")
+    assert wrong["razorpay"][0][0] == "fail" and "Authentication failed" in wrong["razorpay"][0][1], wrong
+
+
 @pytest.mark.parametrize("how", ["500", "drop"])
 def test_a_subscription_whose_create_answer_is_lost_is_found_not_made_twice(rz, how):
     """Razorpay made the subscription but the answer was lost (a 500 after acting, a cut connection):

@@ -91,3 +91,18 @@ def test_smtp_tls_required_applies_without_credentials_too(stack):
 def test_a_bad_smtp_tls_value_stops_the_function_at_start(stack):
     status, log, _ = register_as_cgi(stack, {"SMTP_URL": "smtp://127.0.0.1:1", "SMTP_TLS": "maybe"})
     assert "SMTP_TLS must be auto, required or none" in log, (status, log)
+
+
+def test_doctor_checks_smtp_without_sending_mail(stack):
+    """`atelier doctor` connects, requires TLS as a delivery would, authenticates and sends nothing."""
+    from test_replicate import doctor
+
+    with SMTPFake(user="atelier", password="fake-pass") as plain:
+        found = doctor(stack, SMTP_URL=plain.url)
+        assert found["smtp"][0][0] == "fail", found
+        assert auth_lines(plain) == [] and plain.messages == []
+    with SMTPFake(user="atelier", password="fake-pass",
+                  tls=(os.environ["SMTP_FAKE_CERT"], os.environ["SMTP_FAKE_KEY"])) as secure:
+        found = doctor(stack, SMTP_URL=secure.url, SMTP_CA_FILE=os.environ["SMTP_CA_FILE"])
+        assert found["smtp"][0][0] == "ok", found
+        assert auth_lines(secure) and secure.messages == []

@@ -936,3 +936,37 @@ def test_a_premium_video_is_made_by_minimax_and_served_from_our_storage(replicat
     assert served.content == mp4, "the stored video is not the provider's output"
     assert served.headers.get("Content-Type", "").startswith("video/mp4"), served.headers.get("Content-Type")
     assert client.quota_used() == before + done["cost"]
+
+
+def doctor(stack, **changes):
+    """`atelier doctor --json yes` with the stack's configuration and `changes`: {check: [(status, detail)]}."""
+    import json
+    import subprocess
+
+    env = stack.app_env()
+    env.update(changes)
+    run = subprocess.run([os.path.join(stack.bin_dir, "atelier"), "doctor", "--json", "yes"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    report = json.loads(run.stdout)
+    assert run.returncode == (0 if report["ok"] else 1), (run.returncode, run.stdout)
+    found = {}
+    for item in report["checks"]:
+        found.setdefault(item["check"], []).append((item["status"], item["detail"]))
+    return found
+
+
+def test_doctor_checks_replicate_against_the_service(replicate_stack, replicate):
+    """The token (GET /v1/account), every configured model (GET /v1/models/…) and the webhook secret's
+    form: each right, then each wrong, named in one line."""
+    good = doctor(replicate_stack)
+    assert good["replicate token"] == [("ok", "accepted")], good
+    assert all(status == "ok" for status, _ in good["replicate model"]) and len(good["replicate model"]) == 5, good
+    assert good["replicate webhook secret"][0][0] == "ok", good
+    assert good["public url"][0][0] == "fail" and "cannot deliver webhooks" in good["public url"][0][1], good
+
+    bad = doctor(replicate_stack, REPLICATE_API_TOKEN="r8_wrong", REPLICATE_MODEL_IMAGE="nobody/nothing",
+                 REPLICATE_WEBHOOK_SECRET="not-a-secret")
+    assert bad["replicate token"][0][0] == "fail" and "refused" in bad["replicate token"][0][1], bad
+    assert bad["replicate webhook secret"] == [("fail", "REPLICATE_WEBHOOK_SECRET does not have the form whsec_<base64>")]
+    unknown = doctor(replicate_stack, REPLICATE_MODEL_IMAGE="nobody/nothing")
+    assert ("fail", "no model nobody/nothing on Replicate") in unknown["replicate model"], unknown

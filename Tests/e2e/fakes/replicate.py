@@ -4,6 +4,7 @@ It speaks Replicate's HTTP API (shared/reference/replicate-razorpay.md, part A) 
 
     POST /v1/models/{owner}/{name}/predictions   {input, webhook?, webhook_events_filter?, stream?}
     POST /v1/predictions                         {version, input, webhook?, webhook_events_filter?, stream?}
+    GET  /v1/account                             the token's account (401 for another token)
     GET  /v1/predictions/{id}                    the prediction as it is now
     POST /v1/predictions/{id}/cancel             cancels it unless it already ended
     GET  /v1/predictions                         newest first, one page
@@ -582,6 +583,9 @@ class ReplicateFake:
             return self._create(f"{segments[1]}/{segments[2]}", path, headers, body)
         if method == "POST" and segments == ["predictions"]:
             return self._create(None, path, headers, body)
+        if method == "GET" and segments == ["account"]:
+            return 200, [], {"type": "organization", "username": "atelier-test", "name": "Atelier test",
+                             "github_url": None}
         if method == "GET" and segments == ["predictions"]:
             with self._lock:
                 results = [self.predictions[k] for k in reversed(list(self.predictions))][:100]

@@ -1,0 +1,152 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SharedKit
+import SharedKitHTTP
+
+/// `atelier doctor [--json yes]`: checks every configured integration against the real service and says,
+/// one line each, that it works or what is wrong and how to fix it. Exits 1 when a check fails, so a
+/// monitor can run it; `make run` prints it at start without ever failing the start.
+enum Doctor {
+    struct Finding {
+        enum Status: String { case ok, fail, skip }
+        let check: String
+        let status: Status
+        let detail: String
+    }
+
+    static func main(_ arguments: [String]) throws -> Int32 {
+        let options = try Commands.options(arguments)
+        let findings = run()
+        if options["json"] == "yes" {
+            let report = JSONValue.object([
+                "ok": .bool(!findings.contains { $0.status == .fail }),
+                "checks": .array(findings.map { finding in
+                    .object(["check": .string(finding.check), "status": .string(finding.status.rawValue), "detail": .string(finding.detail)])
+                }),
+            ])
+            print(String(decoding: JSONWriter.bytes(of: report), as: UTF8.self))
+        } else {
+            for finding in findings {
+                let mark = finding.status == .ok ? "ok  " : finding.status == .fail ? "FAIL" : "skip"
+                print("doctor: \(mark) \(finding.check): \(finding.detail)")
+            }
+        }
+        return findings.contains { $0.status == .fail } ? 1 : 0
+    }
+
+    static func run() -> [Finding] {
+        let config: Config
+        do { config = try Config.fromProcess() } catch {
+            return [Finding(check: "configuration", status: .fail, detail: "\(error)")]
+        }
+        var findings: [Finding] = []
+        func add(_ check: String, _ problem: String?, ok: String) {
+            findings.append(Finding(check: check, status: problem == nil ? .ok : .fail, detail: problem ?? ok))
+        }
+        func skip(_ check: String, _ why: String) { findings.append(Finding(check: check, status: .skip, detail: why)) }
+
+        // PostgreSQL: reachable, every migration applied.
+        let db = PostgresConnection(url: config.databaseURL, timeoutMs: 5000)
+        do {
+            let applied = try db.query("SELECT count(*)::int AS n FROM schema_migrations").first?.get("n", as: Int.self) ?? 0
+            let folder = config.string("MIGRATIONS_DIR") ?? "Migrations"
+            let files = (try? Migrator.load(folder: folder).count) ?? applied
+            add("postgresql", files > applied ? "\(files - applied) migration(s) not applied: run `atelier migrate`" : nil,
+                ok: "reachable, \(applied) migrations applied")
+        } catch {
+            add("postgresql", "not reachable at DATABASE_URL: \(error)", ok: "")
+        }
+
+        // Redis: reachable; evicting keys would drop sessions and rate limits.
+        let redis = RedisConnection(url: config.redisURL, timeoutMs: 5000)
+        do {
+            let reply = try redis.command("CONFIG", "GET", "maxmemory-policy")
+            var policy: String?
+            if case .array(let items) = reply, items.count == 2 { policy = items[1].string }
+            add("redis", policy.map { $0 == "noeviction" ? nil : "maxmemory-policy is \($0): set it to noeviction, or sessions and limits vanish under memory pressure" } ?? nil,
+                ok: policy == nil ? "reachable (its maxmemory-policy could not be read)" : "reachable, maxmemory-policy noeviction")
+        } catch {
+            add("redis", "not reachable at REDIS_URL: \(error)", ok: "")
+        }
+
+        // The public URL providers call back.
+        let replicate = ReplicateClient(config)
+        let billing = try? BillingConfig(config: config)
+        let callbacks = replicate != nil || billing?.paymentsConfigured == true
+        let base = config.publicBaseURL
+        let host = base.split(separator: "/").dropFirst().first.map { String($0.split(separator: ":").first ?? "") } ?? ""
+        let local = host == "localhost" || host.hasPrefix("127.") || host.hasPrefix("10.") || host.hasPrefix("192.168.")
+            || host.hasSuffix(".local") || host.hasSuffix(".test") || host == "[::1]"
+        if !callbacks {
+            skip("public url", "\(base): no provider calls back (Replicate and Razorpay are not configured)")
+        } else if local {
+            add("public url", "\(base) is not reachable from the internet: Replicate and Razorpay cannot deliver webhooks to \(base)/hooks/…; set PUBLIC_BASE_URL to the public https address", ok: "")
+        } else {
+            add("public url", base.hasPrefix("https://") ? nil : "\(base) is not https: providers' webhooks and sessions need TLS",
+                ok: "\(base), webhooks at \(base)/hooks/replicate and \(base)/hooks/razorpay")
+        }
+
+        // Replicate: the token, each model, the webhook secret's form.
+        if let replicate {
+            add("replicate token", replicate.accountProblem(), ok: "accepted")
+            let models = replicate.models
+            for model in Set([models.image, models.upscale, models.inpaint, models.video, models.enhance]).sorted() {
+                add("replicate model", replicate.modelProblem(model), ok: "\(model) exists")
+            }
+            let secret = config.string("REPLICATE_WEBHOOK_SECRET") ?? ""
+            let key = secret.hasPrefix("whsec_") ? Encoding.fromBase64(String(secret.dropFirst(6))) : nil
+            add("replicate webhook secret", key.map { $0.isEmpty ? "is empty after whsec_" : nil } ?? (secret.isEmpty
+                    ? "REPLICATE_WEBHOOK_SECRET is not set: every webhook will be refused (GET /v1/webhooks/default/secret gives it)"
+                    : "REPLICATE_WEBHOOK_SECRET does not have the form whsec_<base64>"),
+                ok: "has the whsec_ form")
+        } else {
+            skip("replicate", "not configured: the embedded provider renders everything")
+        }
+
+        // Razorpay: the keys and the plan, and that users are shown its price.
+        if let billing, billing.paymentsConfigured, let client = RazorpayClient(billing) {
+            do {
+                let plan = try client.fetchPlan(billing.plan.id)
+                let mismatch = plan.item.amount != billing.plan.price || plan.item.currency != billing.plan.currency
+                add("razorpay", mismatch
+                        ? "plan \(plan.id) charges \(plan.item.amount) \(plan.item.currency) but PLAN_PRICE/PLAN_CURRENCY say \(billing.plan.price) \(billing.plan.currency): users are shown Razorpay's; set them to match"
+                        : nil,
+                    ok: "keys accepted, plan \(plan.id) charges \(plan.item.amount) \(plan.item.currency) per \(BillingConfig.Plan.period(plan.period, interval: plan.interval))")
+            } catch let error as HTTPError {
+                add("razorpay", "\(error.message) (RAZORPAY_KEY_ID/SECRET and RAZORPAY_PLAN_ID)", ok: "")
+            } catch {
+                add("razorpay", "\(error)", ok: "")
+            }
+            if billing.webhookSecret == nil {
+                add("razorpay webhook secret", "RAZORPAY_WEBHOOK_SECRET is not set: every webhook will be refused", ok: "")
+            }
+        } else {
+            skip("razorpay", "not configured: premium can only be granted by an admin")
+        }
+
+        // Mail.
+        let from = config.string("MAIL_FROM") ?? "Atelier <no-reply@atelier.local>"
+        if let url = config.string("SMTP_URL"),
+           let smtp = SMTPMailer(url: url, from: from, tls: config.string("SMTP_TLS").flatMap(SMTPMailer.TLS.init) ?? .auto,
+                                 caFile: config.string("SMTP_CA_FILE")) {
+            do {
+                try smtp.check()
+                add("smtp", nil, ok: "connects, TLS as required, credentials accepted (nothing sent)")
+            } catch {
+                add("smtp", "\(error)", ok: "")
+            }
+        } else {
+            skip("smtp", "SMTP_URL is not set: mail is written to \(config.runDir)/outbox/")
+        }
+
+        // Media.
+        if config.string("S3_BUCKET") != nil {
+            skip("media", "S3 is configured; its round trip is not checked here yet")
+        } else {
+            let folder = config.string("MEDIA_ROOT") ?? "\(config.runDir)/media"
+            add("media", access(folder, W_OK) == 0 ? nil : "\(folder) is not writable", ok: "\(folder) is writable")
+        }
+        return findings
+    }
+}
