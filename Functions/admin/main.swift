@@ -12,4 +12,5 @@ FunctionRuntime(name: "admin", media: MediaStorages.configured).serve(
         .delete("/api/v1/admin/users/:id/sessions", AdminUsers.revokeSessions)
         .get("/api/v1/admin/audit", AdminAudit.list)
         .get("/api/v1/admin/stats", AdminAudit.stats)
+        .get("/api/v1/admin/webhooks", AdminWebhooks.list)
 )

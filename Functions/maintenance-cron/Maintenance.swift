@@ -36,6 +36,11 @@ enum Maintenance {
     static func work(_ context: Context, reconcileAfter: Int, imageTimeout: Int, videoTimeout: Int) throws -> [String: Int] {
         var summary = ["started": 0, "reconciled": 0, "adopted": 0, "copied": 0, "timed_out": 0, "codes_deleted": 0, "pending_sign_ups_deleted": 0]
         summary["codes_deleted"] = try context.db.execute("DELETE FROM email_codes WHERE expires_at < now() - interval '1 day'")
+        // The webhook log keeps a week, and at most 10,000 deliveries.
+        try context.db.execute("""
+            DELETE FROM webhook_deliveries WHERE received_at < now() - interval '7 days'
+               OR id <= (SELECT id FROM webhook_deliveries ORDER BY id DESC OFFSET 10000 LIMIT 1)
+            """)
         // A sign-up never confirmed within a day goes, and with it the username it was holding.
         summary["pending_sign_ups_deleted"] = try context.db.execute("""
             DELETE FROM users WHERE NOT verified AND created_at < now() - interval '1 day'

@@ -26,6 +26,10 @@ enum RazorpayWebhook {
     }
 
     static func receive(_ request: Request, _ context: Context) throws -> Response {
+        try WebhookLog.recording("razorpay", context) { outcome in try receive(request, context, &outcome) }
+    }
+
+    static func receive(_ request: Request, _ context: Context, _ outcome: inout String) throws -> Response {
         let billing = try BillingConfig(config: context.config)
         guard let secret = billing.webhookSecret else {
             throw HTTPError(.serviceUnavailable, code: "payments_not_configured", message: "Razorpay webhooks are not configured here.")
@@ -54,6 +58,7 @@ enum RazorpayWebhook {
             }
             return true
         }
+        if !fresh { outcome = "duplicate" }
         return try .json(Received(received: true, duplicate: !fresh))
     }
 }

@@ -15,6 +15,10 @@ enum ReplicateWebhook {
     }
 
     static func receive(_ request: Request, _ context: Context) throws -> Response {
+        try WebhookLog.recording("replicate", context) { outcome in try receive(request, context, &outcome) }
+    }
+
+    static func receive(_ request: Request, _ context: Context, _ outcome: inout String) throws -> Response {
         guard let secret = context.config.string("REPLICATE_WEBHOOK_SECRET"), let hook = StandardWebhook(secret: secret) else {
             throw HTTPError(.serviceUnavailable, code: "webhooks_not_configured", message: "Replicate webhooks are not configured here.")
         }
@@ -22,6 +26,13 @@ enum ReplicateWebhook {
             try hook.verify(id: request.header("webhook-id"), timestamp: request.header("webhook-timestamp"),
                             signatures: request.header("webhook-signature"), body: request.body, now: context.now())
         } catch {
+            // The answer says no more than invalid_signature; the admins' log says why.
+            switch error as? StandardWebhook.Failure {
+            case .missingHeaders?: outcome = "missing_headers"
+            case .badTimestamp?: outcome = "bad_timestamp"
+            case .staleTimestamp?: outcome = "stale_timestamp"
+            default: outcome = "invalid_signature"
+            }
             throw HTTPError(.unauthorized, code: "invalid_signature", message: "The webhook signature does not verify.")
         }
         let prediction: ReplicateClient.Prediction
@@ -37,6 +48,7 @@ enum ReplicateWebhook {
         let fresh = try context.db.execute("""
             INSERT INTO webhook_events (provider, event_id) VALUES ('replicate', \(eventID)) ON CONFLICT DO NOTHING
             """) == 1
+        if !fresh { outcome = "duplicate" }
         if fresh {
             let known: Bool
             do {

@@ -557,6 +557,34 @@ def test_the_price_shown_is_what_razorpay_will_charge(rz):
         subprocess.run(["redis-cli", "-u", stack.redis_url, "DEL", f"billing:plan:{fake.plan_id}"], capture_output=True)
 
 
+def test_the_webhook_log_records_each_delivery_and_warns_admins(rz):
+    """Every delivery to /hooks/razorpay is recorded with its outcome (refused: the reason; accepted;
+    duplicate), newest first, in GET /api/v1/admin/webhooks (admins only), which warns when deliveries are
+    refused and none accepted: the wrong-secret case an operator otherwise finds out from a customer."""
+    stack, fake, smtp = rz
+    now = int(time.time())
+    subscriber = subscribed(stack, smtp)
+    admin = new_subscriber(stack, smtp)
+    assert admin.call("GET", "/api/v1/admin/webhooks").status_code == 403
+    stack.psql(f"UPDATE users SET is_admin = true WHERE id = {sql_text(admin.user_id)}")
+    stack.psql("DELETE FROM webhook_deliveries WHERE provider = 'razorpay'")
+
+    event = fake.charge(subscriber.subscription_id, new_id("pay"), 49900, now - 60, now + 30 * DAY)
+    assert deliver(stack, event, flip_byte=True).status == 400
+    r = admin.call("GET", "/api/v1/admin/webhooks?provider=razorpay")
+    assert r.status_code == 200, r.text
+    log = r.json()
+    assert [(d["outcome"], d["status"]) for d in log["items"]] == [("invalid_signature", 400)], log
+    assert any("refused and none accepted" in w and "RAZORPAY_WEBHOOK_SECRET" in w for w in log["warnings"]), log
+
+    deliver_ok(stack, event)
+    deliver_ok(stack, event)
+    log = admin.call("GET", "/api/v1/admin/webhooks?provider=razorpay").json()
+    assert [d["outcome"] for d in log["items"]] == ["duplicate", "accepted", "invalid_signature"], log
+    assert not any("Razorpay" in w for w in log["warnings"]), log
+    assert admin.call("GET", "/api/v1/admin/webhooks?provider=stripe").status_code == 400
+
+
 def test_doctor_checks_the_razorpay_keys_and_that_the_price_shown_matches_the_plan(rz):
     from test_replicate import doctor
 

@@ -513,6 +513,18 @@ def test_a_webhook_that_fails_verification_is_refused_and_changes_nothing(replic
     assert len(done["image_ids"]) == 1, done
 
 
+def test_each_refused_replicate_webhook_is_logged_with_its_reason(replicate_stack, replicate, client):
+    """The answer to a refused webhook says only invalid_signature; the admins' log says why."""
+    generation, prediction_id = create_image(client, replicate)
+    client.wait_generation(generation["id"], "succeeded")
+    replicate_stack.psql("DELETE FROM webhook_deliveries WHERE provider = 'replicate'")
+    for attempt in (_stale_timestamp, _forged, _missing_timestamp):
+        status, _ = attempt(replicate, prediction_id)
+        assert status == 401, (attempt.__name__, status)
+    outcomes = replicate_stack.psql("SELECT string_agg(outcome, ',' ORDER BY id) FROM webhook_deliveries WHERE provider = 'replicate'")
+    assert outcomes == "stale_timestamp,invalid_signature,missing_headers", outcomes
+
+
 def test_forged_webhooks_are_refused_and_the_reconciler_still_completes_the_job(replicate_stack, replicate, client):
     """Every delivery (and retry) of a webhook signed with an unknown key is refused; the job stays open
     until maintenance-cron asks Replicate and completes it."""
