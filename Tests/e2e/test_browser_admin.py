@@ -218,6 +218,10 @@ def test_an_admin_finds_a_user_grants_premium_promotes_them_and_deletes_another(
         press(driver, driver.find_element(By.CSS_SELECTOR, ".admin-tabs a[href='/admin/stats']"))
         visible(driver, ".stats-group")
         assert "Accounts" in driver.find_element(By.CSS_SELECTOR, "main").text
+        # The webhook log sits under the figures (the admin stack has no provider: no delivery yet).
+        log = visible(driver, ".webhook-log")
+        wait(driver).until(lambda d: "No webhook delivery" in log.text or log.find_elements(By.CSS_SELECTOR, "tbody tr"))
+        assert "Webhooks" in log.text, log.text
         shot(driver, artifacts, "47-admin-stats")
         assert page_errors(driver) == []
     finally:

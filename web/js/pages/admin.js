@@ -685,4 +685,31 @@ export async function adminStats({ root }) {
     group('Generations today', byStatus(s.generations_today)),
     group('Generations, 7 days', byStatus(s.generations_7_days),
       h('p', { class: s.failed_generations_7_days ? 'error-text' : 'muted' }, `${n(s.failed_generations_7_days)} failed.`))));
+  await webhookLog(ui.body);
+}
+
+/** The last webhook deliveries with their outcome, and what the server warns about them. */
+async function webhookLog(body) {
+  const section = h('section', { class: 'card webhook-log', 'aria-labelledby': 'webhooks-title' },
+    h('h2', { id: 'webhooks-title' }, 'Webhooks'));
+  body.append(section);
+  let log;
+  try {
+    log = await api.get('/api/v1/admin/webhooks?limit=20');
+  } catch (error) {
+    section.append(errorLine(error));
+    return;
+  }
+  for (const warning of log.warnings) section.append(h('p', { class: 'notice warning', role: 'status' }, warning));
+  if (log.items.length === 0) {
+    section.append(h('p', { class: 'muted' }, 'No webhook delivery in the last week.'));
+    return;
+  }
+  const columns = [
+    { label: 'When', className: 'when', cell: (d) => formatDateTime(d.received_at) },
+    { label: 'From', cell: (d) => (d.provider === 'razorpay' ? 'Razorpay' : 'Replicate') },
+    { label: 'Outcome', cell: (d) => h('span', { class: ['status', d.status < 300 ? 'status-succeeded' : 'status-failed'] }, d.outcome.replaceAll('_', ' ')) },
+    { label: 'Answer', cell: (d) => String(d.status) },
+  ];
+  section.append(dataTable(columns, log.items, { caption: 'Recent webhook deliveries', className: 'webhook-table' }).table);
 }
