@@ -2,12 +2,11 @@
 import Glibc
 #endif
 import CFastCGI
+import CRedis  // where the importer finds timeval (hiredis includes sys/time.h first)
 import Logging
 
 /// Set from the SIGTERM handler; read by the accept loop between requests.
 nonisolated(unsafe) private var terminationRequested: sig_atomic_t = 0
-/// Set from the SIGALRM handler: no request arrived within the idle timeout.
-nonisolated(unsafe) private var idleExpired: sig_atomic_t = 0
 
 /// The process around a function: configuration, logging, then a blocking FastCGI accept loop on fd 0
 /// (the listening socket systemd or the supervisor hands over), one request at a time. Started without
@@ -41,24 +40,85 @@ public struct FunctionRuntime {
         guard FCGX_InitRequest(&request, 0, 0) == 0 else {
             Self.fail("\(name): cannot initialise the FastCGI request")
         }
-        // libfcgi retries accept() after EINTR unless a shutdown is pending, which the SIGTERM and SIGALRM
-        // handlers set. The idle alarm runs only while waiting: a request in progress is never cut short,
-        // and an alarm that fires just after a connection was accepted still lets that request finish.
+        // The accept loop is ours; libfcgi reads and writes the connection it is handed. No signal is used
+        // for the idle timeout: a SIGALRM inside libfcgi's accept could close a connection just accepted
+        // (its AF_UNIX check) and, with a shutdown pending, spin. SO_RCVTIMEO on the listening socket (the
+        // same for every process that shares it) makes accept() return every second to look at the clock.
+        // SIGTERM interrupts accept() (no SA_RESTART) and is seen between requests.
         let idleSeconds = Self.idleSeconds()
-        while terminationRequested == 0, idleExpired == 0 {
-            if idleSeconds > 0 { alarm(idleSeconds) }
-            let accepted = FCGX_Accept_r(&request)
-            if idleSeconds > 0 { alarm(0) }
-            guard accepted >= 0 else { break }
+        var wake = timeval()
+        wake.tv_sec = 1
+        _ = setsockopt(0, SOL_SOCKET, SO_RCVTIMEO, &wake, socklen_t(MemoryLayout<timeval>.size))
+        let allowedPeers = Self.webServerAddresses()
+        var lastRequest = Monotonic.now()
+        var reason = "SIGTERM"
+        var status: Int32 = 0
+        while terminationRequested == 0 {
+            var peer = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &peer) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(0, $0, &length) }
+            }
+            if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            if fd < 0 {
+                let error = errno
+                if error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == ECONNABORTED || error == EPROTO {
+                    if idleSeconds > 0, Monotonic.now() - lastRequest >= Int64(idleSeconds) * 1_000_000_000 {
+                        reason = "idle"
+                        break
+                    }
+                    continue
+                }
+                reason = "accept failed: \(String(cString: strerror(error)))"
+                status = 1  // not a planned exit: systemd (Restart=on-failure) and the supervisor restart it
+                break
+            }
+            if !Self.peerAllowed(peer, allowedPeers, fd) {
+                close(fd)
+                continue
+            }
+            // Handed to libfcgi as an open connection: with keepConnection set, the FCGX_Finish_r that
+            // FCGX_Accept_r starts with leaves it open; it then reads the request from it.
+            request.ipcFd = fd
+            request.keepConnection = 1
+            guard FCGX_Accept_r(&request) >= 0 else {
+                FCGX_Finish_r(&request)
+                continue
+            }
             serveFastCGI(&request, dispatcher, context)
             FCGX_Finish_r(&request)
             context.runAfterResponse()
+            lastRequest = Monotonic.now()
         }
-        let reason = terminationRequested != 0 ? "SIGTERM" : idleExpired != 0 ? "idle" : "accept failed"
         var logger = context.logger
         logger[metadataKey: "request.id"] = nil  // the last request's, not this line's
         logger.info("stopping", metadata: ["reason": .string(reason)])
-        exit(0)
+        exit(status)
+    }
+
+    /// `FCGI_WEB_SERVER_ADDRS`, as libfcgi reads it: the IPv4 addresses allowed to connect over TCP
+    /// (comma-separated; empty: any). Unix sockets are not checked (their permissions are the fence).
+    static func webServerAddresses() -> [String] {
+        guard let raw = getenv("FCGI_WEB_SERVER_ADDRS") else { return [] }
+        return String(cString: raw).split(separator: ",").map { $0.trimmingWhitespace().description }.filter { !$0.isEmpty }
+    }
+
+    /// A TCP peer must be one of `allowed` (when the list is set); TCP connections get TCP_NODELAY, as
+    /// libfcgi's own accept gives them.
+    static func peerAllowed(_ peer: sockaddr_storage, _ allowed: [String], _ fd: Int32) -> Bool {
+        guard peer.ss_family == sa_family_t(AF_INET) || peer.ss_family == sa_family_t(AF_INET6) else { return true }
+        var on: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+        guard !allowed.isEmpty, peer.ss_family == sa_family_t(AF_INET) else { return true }
+        var copy = peer
+        var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+        let ok = withUnsafePointer(to: &copy) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address -> Bool in
+                var ip = address.pointee.sin_addr
+                return inet_ntop(AF_INET, &ip, &text, socklen_t(INET_ADDRSTRLEN)) != nil
+            }
+        }
+        return ok && allowed.contains(String(cString: text))
     }
 
     /// Logging, libsodium and configuration: everything a function needs before its first request.
@@ -95,14 +155,6 @@ public struct FunctionRuntime {
         action.sa_flags = 0  // no SA_RESTART: a blocked accept() returns so the loop can end
         sigaction(SIGTERM, &action, nil)
         sigaction(SIGINT, &action, nil)
-        var idle = sigaction()
-        idle.__sigaction_handler.sa_handler = { _ in
-            idleExpired = 1
-            FCGX_ShutdownPending()
-        }
-        sigemptyset(&idle.sa_mask)
-        idle.sa_flags = 0
-        sigaction(SIGALRM, &idle, nil)
     }
 
     /// `FUNCTION_IDLE_SECONDS`: how long a process waits for a connection before it exits; 0 (the
