@@ -49,13 +49,15 @@ enum AdminWebhooks {
               (SELECT count(*)::int FROM subscriptions WHERE status IN ('authenticated', 'active', 'pending')) AS live_subscriptions,
               (SELECT count(*)::int FROM webhook_deliveries WHERE provider = 'razorpay' AND outcome IN ('accepted', 'duplicate')
                  AND received_at > now() - interval '24 hours') AS razorpay_ok,
-              (SELECT count(*)::int FROM webhook_deliveries WHERE provider = 'razorpay' AND status BETWEEN 400 AND 499
+              (SELECT count(*)::int FROM webhook_deliveries WHERE provider = 'razorpay'
+                 AND outcome IN ('invalid_signature', 'bad_timestamp', 'stale_timestamp', 'missing_headers')
                  AND received_at > now() - interval '24 hours') AS razorpay_refused,
               (SELECT count(*)::int FROM generations WHERE provider = 'replicate' AND status IN ('queued', 'running')
                  AND created_at < now() - interval '10 minutes') AS replicate_waiting,
               (SELECT count(*)::int FROM webhook_deliveries WHERE provider = 'replicate' AND outcome IN ('accepted', 'duplicate')
                  AND received_at > now() - interval '24 hours') AS replicate_ok,
-              (SELECT count(*)::int FROM webhook_deliveries WHERE provider = 'replicate' AND status BETWEEN 400 AND 499
+              (SELECT count(*)::int FROM webhook_deliveries WHERE provider = 'replicate'
+                 AND outcome IN ('invalid_signature', 'bad_timestamp', 'stale_timestamp', 'missing_headers')
                  AND received_at > now() - interval '24 hours') AS replicate_refused
             """).first else { return [] }
         let live: Int = try row.get("live_subscriptions")

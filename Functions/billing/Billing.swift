@@ -37,10 +37,14 @@ enum Billing {
     static func livePlan(_ id: String, _ client: RazorpayClient, _ context: Context) -> (price: Int, currency: String, period: String)? {
         let key = "billing:plan:\(id)"
         if let cached = (try? context.redis.command("GET", key))?.string {
+            if cached == "unavailable" { return nil }  // Razorpay did not answer a minute ago
             let parts = cached.split(separator: "|", maxSplits: 2).map(String.init)
             if parts.count == 3, let price = Int(parts[0]) { return (price, parts[1], parts[2]) }
         }
-        guard let plan = try? client.fetchPlan(id) else { return nil }
+        guard let plan = try? client.fetchPlan(id, quick: true) else {
+            _ = try? context.redis.command("SET", key, "unavailable", "EX", "60")
+            return nil
+        }
         let live = (plan.item.amount, plan.item.currency, BillingConfig.Plan.period(plan.period, interval: plan.interval))
         _ = try? context.redis.command("SET", key, "\(live.0)|\(live.1)|\(live.2)", "EX", "600")
         return live

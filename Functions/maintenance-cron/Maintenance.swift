@@ -111,7 +111,7 @@ enum Maintenance {
     /// Cancels (at the provider) and fails jobs past their timeout, refunding each once.
     static func failStale(_ context: Context, imageTimeout: Int, videoTimeout: Int, jobs: ReplicateJobs?) throws -> Int {
         let stale = try context.db.query("""
-            SELECT id, provider_id FROM generations
+            SELECT id, provider_id, input->>'mask_key' AS mask_key FROM generations
             WHERE status IN ('queued', 'running')
               AND created_at < now() - make_interval(secs => CASE WHEN task = 'video' THEN \(videoTimeout)::integer ELSE \(imageTimeout)::integer END)
             ORDER BY created_at LIMIT 100
@@ -122,6 +122,8 @@ enum Maintenance {
                 _ = try? jobs.client.cancel(providerID)
             }
             try generations.markFailed(try row.get("id"), error: "The job took too long and was stopped; your quota was refunded.", status: "failed")
+            // An inpainting mask kept for the provider goes with the job.
+            if let maskKey: String = try row.get("mask_key") { try? context.media.delete(key: maskKey) }
         }
         return stale.rows.count
     }

@@ -2,7 +2,7 @@
 /// lockout of someone else's account:
 /// - per account *and* client address: 10 failures in 15 minutes lock that pair only, so the owner, from
 ///   anywhere else, still logs in with the right password;
-/// - per account from every address together: past a ceiling of 100 failures (counted over an hour that
+/// - per account from every address together: past a ceiling of 100 failures (counted over a day that
 ///   starts again with each failure) every further failure blocks the account for twice as long as the
 ///   one before, 1 s, 2 s, 4 s … up to an hour. A guessing attack spread over many addresses slows to a
 ///   trickle, while a block that nobody keeps feeding ends within seconds; a reset by emailed code lifts it;
@@ -13,8 +13,9 @@ public struct LoginThrottle {
     public static let perAccountAndAddress = 10
     public static let perAccount = 100
     public static let perAddress = 100
-    /// The account-wide count is forgotten after this long without a failure.
-    public static let accountWindowSeconds = 3600
+    /// The account-wide count is forgotten after this long without a failure: well past the longest
+    /// block, so waiting a block out never resets the doubling.
+    public static let accountWindowSeconds = 86_400
     /// The longest block past the account-wide ceiling.
     public static let maxBlockSeconds = 3600
 

@@ -58,10 +58,14 @@ public struct RazorpayClient: Sendable {
         try send("GET", "/subscriptions/\(id)", body: nil)
     }
 
-    public func fetchPlan(_ id: String) throws -> Plan {
+    /// The plan (GET /v1/plans/{id}). `quick`: one attempt of at most two seconds (a public page waits).
+    public func fetchPlan(_ id: String, quick: Bool = false) throws -> Plan {
         let safe = id.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
         guard safe else { throw DependencyUnavailable(.provider, detail: "razorpay: not a plan id") }
-        let body = try sendRaw("GET", "/plans/\(id)", body: nil)
+        var brief = http
+        brief.timeoutMs = 2000
+        brief.connectTimeoutMs = 1000
+        let body = try sendRaw("GET", "/plans/\(id)", body: nil, client: quick ? brief : nil, attempts: quick ? 1 : 3)
         do { return try JSON.decoder().decode(Plan.self, from: Data(body)) } catch {
             throw DependencyUnavailable(.provider, detail: "razorpay: unreadable plan: \(error)")
         }
@@ -93,7 +97,8 @@ public struct RazorpayClient: Sendable {
     }
 
     /// One call with the retries its method allows; the 2xx body.
-    func sendRaw(_ method: String, _ path: String, body: [UInt8]?) throws -> [UInt8] {
+    func sendRaw(_ method: String, _ path: String, body: [UInt8]?, client: HTTPClient? = nil, attempts: Int = 3) throws -> [UInt8] {
+        let http = client ?? self.http
         let idempotent = method == "GET"
         var attempt = 0
         while true {
@@ -104,7 +109,7 @@ public struct RazorpayClient: Sendable {
                                          headers: body == nil ? [] : [("Content-Type", "application/json")], body: body,
                                          basicAuth: (keyID, keySecret))
             } catch let failure as HTTPClient.Failure {
-                if idempotent || failure.notSent, attempt < 3 { usleep(UInt32(300_000 * attempt)); continue }
+                if idempotent || failure.notSent, attempt < attempts { usleep(UInt32(300_000 * attempt)); continue }
                 if !idempotent && !failure.notSent { throw Uncertain(description: "razorpay: \(failure)") }
                 throw DependencyUnavailable(.provider, detail: "razorpay: \(failure)")
             }
@@ -114,7 +119,7 @@ public struct RazorpayClient: Sendable {
             case 429, 500...599:
                 // 429 refused the request; a 5xx to a POST may come after it was acted on.
                 let retry = idempotent || response.status == 429
-                if retry, attempt < 3 { usleep(UInt32(300_000 * attempt + Int(Random.uniform(200_000)))); continue }
+                if retry, attempt < attempts { usleep(UInt32(300_000 * attempt + Int(Random.uniform(200_000)))); continue }
                 if !retry { throw Uncertain(description: "razorpay: HTTP \(response.status) to \(method) \(path)") }
                 throw DependencyUnavailable(.provider, detail: "razorpay: HTTP \(response.status)")
             default:

@@ -230,7 +230,8 @@ public struct ReplicateClient: Sendable {
     /// Sleeps before the next attempt (Retry-After when given, up to 30 s; else exponential with jitter)
     /// and says yes, or says no without sleeping when that would pass the deadline.
     func wait(_ attempt: Int, retryAfter: Double?, deadline: Int64) -> Bool {
-        let seconds = min(retryAfter ?? (0.25 * Double(1 << attempt)) * (0.5 + Double(Random.uniform(1000)) / 1000),
+        let given = retryAfter.flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }  // "-1" or "nan" is no advice
+        let seconds = min(given ?? (0.25 * Double(1 << attempt)) * (0.5 + Double(Random.uniform(1000)) / 1000),
                           Self.maxRetryAfterSeconds)
         guard Monotonic.now() + Int64(seconds * 1_000_000_000) < deadline else { return false }
         usleep(UInt32(seconds * 1_000_000))

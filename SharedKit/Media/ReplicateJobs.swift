@@ -52,7 +52,7 @@ public struct ReplicateJobs {
                        status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
                        started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
                        updated_at = now()
-                WHERE id = \(generationID)
+                WHERE id = \(generationID) AND status IN ('queued', 'running')
                 """)
             if prediction.isTerminal { try apply(prediction) }
         } catch let uncertain as ReplicateClient.Uncertain {
@@ -121,7 +121,7 @@ public struct ReplicateJobs {
                        status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
                        started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
                        updated_at = now()
-                WHERE id = \(generationID)
+                WHERE id = \(generationID) AND status IN ('queued', 'running')
                 """)
             if prediction.isTerminal { try apply(prediction) }
             return true
