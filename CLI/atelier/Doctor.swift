@@ -126,10 +126,7 @@ enum Doctor {
         }
 
         // Mail.
-        let from = config.string("MAIL_FROM") ?? "Atelier <no-reply@atelier.local>"
-        if let url = config.string("SMTP_URL"),
-           let smtp = SMTPMailer(url: url, from: from, tls: config.string("SMTP_TLS").flatMap(SMTPMailer.TLS.init) ?? .auto,
-                                 caFile: config.string("SMTP_CA_FILE")) {
+        if let smtp = Mailers.smtp(config) {
             do {
                 try smtp.check()
                 add("smtp", nil, ok: "connects, TLS as required, credentials accepted (nothing sent)")

@@ -58,10 +58,14 @@ public struct RazorpayClient: Sendable {
         try send("GET", "/subscriptions/\(id)", body: nil)
     }
 
+    /// Razorpay ids are ASCII letters, digits and underscores: only such a value goes into a URL.
+    static func isID(_ text: String) -> Bool {
+        !text.isEmpty && text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+    }
+
     /// The plan (GET /v1/plans/{id}). `quick`: one attempt of at most two seconds (a public page waits).
     public func fetchPlan(_ id: String, quick: Bool = false) throws -> Plan {
-        let safe = id.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
-        guard safe else { throw DependencyUnavailable(.provider, detail: "razorpay: not a plan id") }
+        guard Self.isID(id) else { throw DependencyUnavailable(.provider, detail: "razorpay: not a plan id") }
         var brief = http
         brief.timeoutMs = 2000
         brief.connectTimeoutMs = 1000
@@ -74,9 +78,7 @@ public struct RazorpayClient: Sendable {
     /// The newest subscription to `planID` created since `since` (Unix seconds) whose notes name
     /// `userID`: the one a create whose answer was lost made, if it did (GET /v1/subscriptions).
     public func findSubscription(planID: String, userID: String, since: Int64) throws -> SubscriptionLedger.Entity? {
-        // Razorpay ids are letters, digits and underscores; anything else is left out of the URL.
-        let safePlan = planID.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
-        let query = (safePlan ? "?plan_id=\(planID)&" : "?") + "from=\(since)&count=100"
+        let query = (Self.isID(planID) ? "?plan_id=\(planID)&" : "?") + "from=\(since)&count=100"
         let body = try sendRaw("GET", "/subscriptions" + query, body: nil)
         guard let page = try? JSON.decoder().decode(Collection.self, from: Data(body)) else {
             throw DependencyUnavailable(.provider, detail: "razorpay: unreadable subscription list")

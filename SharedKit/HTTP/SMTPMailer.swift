@@ -52,6 +52,17 @@ public struct SMTPMailer: Mailer {
     /// For `atelier doctor`: connects, upgrades to TLS as `tls` requires, authenticates and says NOOP;
     /// no mail is sent. Throws what went wrong.
     public func check() throws {
+        try session(failure: "SMTP check of \(server) failed") { handle in
+            atl_curl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, "NOOP")
+            atl_curl_setopt_long(handle, CURLOPT_NOBODY, 1)
+            return curl_easy_perform(handle)
+        }
+    }
+
+    /// One SMTP exchange: the server, TLS as `tls` requires, the CA file, timeouts and credentials are
+    /// set, then `perform` adds what this exchange is and runs it. A failure names curl's error and the
+    /// server's last reply code.
+    func session(failure: String, _ perform: (UnsafeMutableRawPointer) -> CURLcode) throws {
         guard let handle = curl_easy_init() else { throw MailFailure(description: "curl_easy_init failed") }
         defer { curl_easy_cleanup(handle) }
         atl_curl_setopt_string(handle, CURLOPT_URL, server)
@@ -62,13 +73,11 @@ public struct SMTPMailer: Mailer {
         atl_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMs)
         if let user { atl_curl_setopt_string(handle, CURLOPT_USERNAME, user) }
         if let password { atl_curl_setopt_string(handle, CURLOPT_PASSWORD, password) }
-        atl_curl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, "NOOP")
-        atl_curl_setopt_long(handle, CURLOPT_NOBODY, 1)
-        let code = curl_easy_perform(handle)
+        let code = perform(handle)
         guard code == CURLE_OK else {
             var status = 0
             atl_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-            throw MailFailure(description: "\(String(cString: curl_easy_strerror(code))) (reply \(status))")
+            throw MailFailure(description: "\(failure): \(String(cString: curl_easy_strerror(code))) (reply \(status))")
         }
     }
 
@@ -82,35 +91,21 @@ public struct SMTPMailer: Mailer {
     }
 
     public func send(_ message: MailMessage) throws {
-        guard let handle = curl_easy_init() else { throw MailFailure(description: "curl_easy_init failed") }
-        defer { curl_easy_cleanup(handle) }
         let domain = MailMessage.address(from).split(separator: "@").last.map(String.init) ?? "atelier.local"
         let source = UploadSource(message.rendered(from: from, messageIDDomain: domain))
         let sourcePointer = Unmanaged.passUnretained(source).toOpaque()
         let recipients = curl_slist_append(nil, "<\(MailMessage.address(message.to))>")
         defer { curl_slist_free_all(recipients) }
-
-        atl_curl_setopt_string(handle, CURLOPT_URL, server)
-        atl_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
-        atl_curl_setopt_long(handle, CURLOPT_USE_SSL, Int(useSSL.rawValue))
-        if let caFile { atl_curl_setopt_string(handle, CURLOPT_CAINFO, caFile) }
-        atl_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, min(timeoutMs, 5000))
-        atl_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMs)
-        if let user { atl_curl_setopt_string(handle, CURLOPT_USERNAME, user) }
-        if let password { atl_curl_setopt_string(handle, CURLOPT_PASSWORD, password) }
-        atl_curl_setopt_string(handle, CURLOPT_MAIL_FROM, "<\(MailMessage.address(from))>")
-        atl_curl_setopt_slist(handle, CURLOPT_MAIL_RCPT, recipients)
-        atl_curl_setopt_long(handle, CURLOPT_UPLOAD, 1)
-        atl_curl_setopt_read_function(handle) { buffer, size, count, user in
-            let source = Unmanaged<UploadSource>.fromOpaque(user!).takeUnretainedValue()
-            return source.read(into: buffer!, capacity: size * count)
-        }
-        atl_curl_setopt_pointer(handle, CURLOPT_READDATA, sourcePointer)
-        let code = curl_easy_perform(handle)
-        guard code == CURLE_OK else {
-            var status = 0
-            atl_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-            throw MailFailure(description: "SMTP delivery via \(server) failed: \(String(cString: curl_easy_strerror(code))) (reply \(status))")
+        try session(failure: "SMTP delivery via \(server) failed") { handle in
+            atl_curl_setopt_string(handle, CURLOPT_MAIL_FROM, "<\(MailMessage.address(from))>")
+            atl_curl_setopt_slist(handle, CURLOPT_MAIL_RCPT, recipients)
+            atl_curl_setopt_long(handle, CURLOPT_UPLOAD, 1)
+            atl_curl_setopt_read_function(handle) { buffer, size, count, user in
+                let source = Unmanaged<UploadSource>.fromOpaque(user!).takeUnretainedValue()
+                return source.read(into: buffer!, capacity: size * count)
+            }
+            atl_curl_setopt_pointer(handle, CURLOPT_READDATA, sourcePointer)
+            return curl_easy_perform(handle)
         }
     }
 }
@@ -138,12 +133,15 @@ final class UploadSource {
 /// The mailer configuration asks for: SMTP when `SMTP_URL` is set, else the outbox folder.
 public enum Mailers {
     public static func make(_ config: Config) -> any Mailer {
-        let from = config.string("MAIL_FROM") ?? "Atelier <no-reply@atelier.local>"
-        if let url = config.string("SMTP_URL"),
-           let smtp = SMTPMailer(url: url, from: from, tls: config.string("SMTP_TLS").flatMap(SMTPMailer.TLS.init) ?? .auto,
-                                 caFile: config.string("SMTP_CA_FILE")) {
-            return smtp
-        }
-        return OutboxMailer(folder: "\(config.runDir)/outbox", from: from)
+        smtp(config) ?? OutboxMailer(folder: "\(config.runDir)/outbox", from: from(config))
     }
+
+    /// The SMTP mailer `SMTP_URL`, `SMTP_TLS` and `SMTP_CA_FILE` describe, or nil without `SMTP_URL`.
+    public static func smtp(_ config: Config) -> SMTPMailer? {
+        guard let url = config.string("SMTP_URL") else { return nil }
+        return SMTPMailer(url: url, from: from(config), tls: config.string("SMTP_TLS").flatMap(SMTPMailer.TLS.init) ?? .auto,
+                          caFile: config.string("SMTP_CA_FILE"))
+    }
+
+    static func from(_ config: Config) -> String { config.string("MAIL_FROM") ?? "Atelier <no-reply@atelier.local>" }
 }
