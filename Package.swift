@@ -19,7 +19,7 @@ let functions: [String: [Target.Dependency]] = [
     "generate": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
     "enhance": ["SharedKit", "SharedKitHTTP"],
     "keys": ["SharedKit"],
-    "admin": ["SharedKit", "SharedKitHTTP"],
+    "admin": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
     "billing": ["SharedKit", "SharedKitHTTP"],
     "razorpay-webhook": ["SharedKit"],
     "renew-cron": ["SharedKit", "SharedKitHTTP"],

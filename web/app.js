@@ -18,6 +18,7 @@ const routes = {
   '/account': { module: 'account', page: 'account', title: 'Account', auth: true },
   '/admin': { module: 'admin', page: 'admin', title: 'Admin', auth: true },
   '/admin/user': { module: 'admin', page: 'adminUser', title: 'User · Admin', auth: true },
+  '/admin/jobs': { module: 'admin', page: 'adminJobs', title: 'Stuck jobs · Admin', auth: true },
   '/admin/audit': { module: 'admin', page: 'adminAudit', title: 'Audit log · Admin', auth: true },
   '/admin/stats': { module: 'admin', page: 'adminStats', title: 'Figures · Admin', auth: true },
 };

@@ -13,4 +13,6 @@ FunctionRuntime(name: "admin", media: MediaStorages.configured).serve(
         .get("/api/v1/admin/audit", AdminAudit.list)
         .get("/api/v1/admin/stats", AdminAudit.stats)
         .get("/api/v1/admin/webhooks", AdminWebhooks.list)
+        .get("/api/v1/admin/generations/stuck", AdminJobs.stuck)
+        .post("/api/v1/admin/generations/:id/reconcile", AdminJobs.reconcile)
 )

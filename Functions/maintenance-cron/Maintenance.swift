@@ -12,11 +12,10 @@ enum Maintenance {
     static func run(_ context: Context) -> Int32 {
         do {
             let reconcileAfter = try context.config.integer("RECONCILE_AFTER_SECONDS", default: 180, range: 0...86_400)
-            let imageTimeout = try context.config.integer("GENERATION_TIMEOUT_SECONDS", default: 900, range: 0...86_400)
-            let videoTimeout = try context.config.integer("VIDEO_TIMEOUT_SECONDS", default: 3600, range: 0...86_400)
+            let timeouts = try OpenJobs.Timeouts(context.config)
             // One run at a time; provider calls happen between short transactions, holding no row locks.
             let result = try RunLock(db: context.db, key: lockKey).run {
-                try work(context, reconcileAfter: reconcileAfter, imageTimeout: imageTimeout, videoTimeout: videoTimeout)
+                try work(context, reconcileAfter: reconcileAfter, timeouts: timeouts)
             }
             guard let summary = result else {
                 context.logger.info("maintenance skipped: another run holds the lock")
@@ -33,7 +32,7 @@ enum Maintenance {
 
     /// Every change it makes is itself guarded (and transactional where it spans rows), so a crash midway
     /// leaves nothing half-done and the next run picks up.
-    static func work(_ context: Context, reconcileAfter: Int, imageTimeout: Int, videoTimeout: Int) throws -> [String: Int] {
+    static func work(_ context: Context, reconcileAfter: Int, timeouts: OpenJobs.Timeouts) throws -> [String: Int] {
         var summary = ["started": 0, "reconciled": 0, "adopted": 0, "copied": 0, "timed_out": 0, "codes_deleted": 0, "pending_sign_ups_deleted": 0]
         summary["codes_deleted"] = try context.db.execute("DELETE FROM email_codes WHERE expires_at < now() - interval '1 day'")
         // The webhook log keeps a week, and at most 10,000 deliveries.
@@ -46,84 +45,64 @@ enum Maintenance {
             DELETE FROM users WHERE NOT verified AND created_at < now() - interval '1 day'
               AND NOT EXISTS (SELECT 1 FROM email_codes c WHERE c.email = users.email AND c.expires_at > now())
             """)
-        guard let jobs = ReplicateJobs(context) else {
+        let open = OpenJobs(context)
+        guard open.replicate != nil else {
             // The embedded provider finishes inside the request; only orphans (a crash mid-request) remain.
-            summary["timed_out"] = try failStale(context, imageTimeout: imageTimeout, videoTimeout: videoTimeout, jobs: nil)
+            summary["timed_out"] = try failStale(context, open, timeouts: timeouts)
             return summary
         }
+        /// Each job's step by itself: one that fails is logged and the others still go.
+        func reconcile(_ query: SQLQuery, counting counted: OpenJobs.Step, as name: String, stopAt stop: OpenJobs.Step? = nil) throws {
+            for row in try context.db.query(query).rows {
+                let id: String = try row.get("id")
+                do {
+                    let step = try open.reconcile(id)
+                    if step == counted { summary[name, default: 0] += 1 }
+                    if step == stop { break }
+                } catch {
+                    context.logger.error("reconcile failed", metadata: ["generation.id": .string(id), "error": .string("\(error)")])
+                }
+            }
+        }
         // Outputs that could not be copied yet.
-        for row in try context.db.query("""
+        try reconcile("""
             SELECT id FROM generations WHERE provider = 'replicate' AND status = 'running' AND pending_outputs IS NOT NULL
             ORDER BY created_at LIMIT 100
-            """).rows {
-            if try jobs.copyPending(try row.get("id")) { summary["copied", default: 0] += 1 }
-        }
+            """, counting: .copied, as: "copied")
         // Jobs whose final webhook has not come: ask the provider.
-        for row in try context.db.query("""
-            SELECT id, provider_id FROM generations
+        try reconcile("""
+            SELECT id FROM generations
             WHERE provider = 'replicate' AND status IN ('queued', 'running') AND pending_outputs IS NULL AND provider_id IS NOT NULL
               AND updated_at < now() - make_interval(secs => \(reconcileAfter))
             ORDER BY created_at LIMIT 100
-            """).rows {
-            let id: String = try row.get("id")
-            do {
-                try jobs.apply(try jobs.client.get(try row.get("provider_id")))
-                summary["reconciled", default: 0] += 1
-            } catch {
-                context.logger.error("reconcile failed", metadata: ["generation.id": .string(id), "error": .string("\(error)")])
-            }
-        }
+            """, counting: .checked, as: "reconciled")
         // Jobs Replicate throttled at creation: start them now, oldest first, until it throttles again.
-        for row in try context.db.query("""
-            SELECT id, deferred_start::text AS deferred_start FROM generations
+        try reconcile("""
+            SELECT id FROM generations
             WHERE provider = 'replicate' AND status = 'queued' AND provider_id IS NULL AND deferred_start IS NOT NULL
             ORDER BY created_at LIMIT 20
-            """).rows {
-            let id: String = try row.get("id")
-            do {
-                guard let deferred = ReplicateJobs.DeferredStart(json: try row.get("deferred_start")) else { continue }
-                guard try jobs.startDeferred(generationID: id, deferred) else { break }
-                summary["started", default: 0] += 1
-            } catch {
-                context.logger.error("deferred start failed", metadata: ["generation.id": .string(id), "error": .string("\(error)")])
-            }
-        }
+            """, counting: .started, as: "started", stopAt: .throttled)
         // Jobs whose create answer was lost (no provider id): look for the prediction that names them.
-        for row in try context.db.query("""
+        try reconcile("""
             SELECT id FROM generations
             WHERE provider = 'replicate' AND status = 'queued' AND provider_id IS NULL AND deferred_start IS NULL
               AND updated_at < now() - make_interval(secs => \(reconcileAfter))
             ORDER BY created_at LIMIT 20
-            """).rows {
-            let id: String = try row.get("id")
-            do {
-                if let prediction = try jobs.client.find(reference: id), try jobs.apply(prediction) {
-                    summary["adopted", default: 0] += 1
-                }
-            } catch {
-                context.logger.error("reconcile failed", metadata: ["generation.id": .string(id), "error": .string("\(error)")])
-            }
-        }
-        summary["timed_out"] = try failStale(context, imageTimeout: imageTimeout, videoTimeout: videoTimeout, jobs: jobs)
+            """, counting: .adopted, as: "adopted")
+        summary["timed_out"] = try failStale(context, open, timeouts: timeouts)
         return summary
     }
 
     /// Cancels (at the provider) and fails jobs past their timeout, refunding each once.
-    static func failStale(_ context: Context, imageTimeout: Int, videoTimeout: Int, jobs: ReplicateJobs?) throws -> Int {
+    static func failStale(_ context: Context, _ open: OpenJobs, timeouts: OpenJobs.Timeouts) throws -> Int {
         let stale = try context.db.query("""
             SELECT id, provider_id, input->>'mask_key' AS mask_key FROM generations
             WHERE status IN ('queued', 'running')
-              AND created_at < now() - make_interval(secs => CASE WHEN task = 'video' THEN \(videoTimeout)::integer ELSE \(imageTimeout)::integer END)
+              AND created_at < now() - make_interval(secs => CASE WHEN task = 'video' THEN \(timeouts.video)::integer ELSE \(timeouts.image)::integer END)
             ORDER BY created_at LIMIT 100
             """)
-        let generations = Generations(context)
         for row in stale.rows {
-            if let jobs, let providerID: String = try row.get("provider_id") {
-                _ = try? jobs.client.cancel(providerID)
-            }
-            try generations.markFailed(try row.get("id"), error: "The job took too long and was stopped; your quota was refunded.", status: "failed")
-            // An inpainting mask kept for the provider goes with the job.
-            if let maskKey: String = try row.get("mask_key") { try? context.media.delete(key: maskKey) }
+            try open.timeOut(try row.get("id"), providerID: try row.get("provider_id"), maskKey: try row.get("mask_key"))
         }
         return stale.rows.count
     }

@@ -49,6 +49,7 @@ public struct ReplicateJobs {
             let prediction = try client.create(model: model, input: input, reference: generationID)
             try context.db.execute("""
                 UPDATE generations SET provider_id = \(prediction.id),
+                       provider_status = \(prediction.status), provider_checked_at = now(),
                        status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
                        started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
                        updated_at = now()
@@ -118,6 +119,7 @@ public struct ReplicateJobs {
             let prediction = try client.create(model: deferred.model, input: deferred.input, reference: generationID)
             try context.db.execute("""
                 UPDATE generations SET provider_id = \(prediction.id), deferred_start = NULL,
+                       provider_status = \(prediction.status), provider_checked_at = now(),
                        status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
                        started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
                        updated_at = now()
@@ -161,6 +163,9 @@ public struct ReplicateJobs {
             return false
         }
         let id: String = try row.get("id")
+        try context.db.execute("""
+            UPDATE generations SET provider_status = \(prediction.status), provider_checked_at = now() WHERE id = \(id)
+            """)
         switch prediction.status {
         case "starting":
             return true

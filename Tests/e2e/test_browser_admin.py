@@ -25,7 +25,7 @@ from test_browser import (  # noqa: F401  (fixtures are used by name)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
-ADMIN_PAGES = ["/admin", "/admin/user?id={user}", "/admin/audit", "/admin/stats"]
+ADMIN_PAGES = ["/admin", "/admin/user?id={user}", "/admin/jobs", "/admin/audit", "/admin/stats"]
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
@@ -251,6 +251,8 @@ def test_the_admin_pages_fit_a_phone_and_a_desktop(driver, stack, smtp, admin_ac
                     visible(driver, "#user-keys table")
                 elif path == "/admin/audit":
                     visible(driver, ".audit-table, .admin-body p")
+                elif path == "/admin/jobs":
+                    visible(driver, ".stuck-table, .empty-stuck")
                 else:
                     visible(driver, ".stats-group")
                 assert_fits(driver, f"{path} at {width} px")
@@ -279,11 +281,45 @@ def test_the_admin_pages_fit_a_phone_and_a_desktop(driver, stack, smtp, admin_ac
         set_width(driver, WIDE)
 
 
+def test_an_admin_sees_a_stuck_job_and_reconciles_it(driver, stack, smtp, admin_account, artifacts):
+    """A job left running by a crash an hour ago (the embedded renderer never finished it) is listed on the
+    Stuck jobs page with its owner, age and what it waits for; Reconcile stops it past its timeout and
+    refunds it, the page says so and the list empties of it; the audit log names the action."""
+    member = new_user(stack, smtp)
+    try:
+        stack.psql(f"UPDATE users SET quota_used = 1, quota_period_start = date_trunc('day', now()) WHERE id = '{member.id}'")
+        job = stack.psql(f"INSERT INTO generations (user_id, task, provider, status, input, cost, quota_period_start, created_at) "
+                         f"VALUES ('{member.id}', 'image', 'local', 'running', '{{\"prompt\": \"a harbour at dawn\"}}', 1, "
+                         f"date_trunc('day', now()), now() - interval '1 hour') RETURNING id").splitlines()[0]
+        browser_session(driver, stack, *admin_account)
+        open_page(driver, stack, "/admin")
+        press(driver, driver.find_element(By.CSS_SELECTOR, ".admin-tabs a[href='/admin/jobs']"))
+        row = wait(driver).until(lambda d: next((r for r in d.find_elements(By.CSS_SELECTOR, ".stuck-table tbody tr")
+                                                 if member.email in r.text), None))
+        assert "a harbour at dawn" in row.text and "60 min" in row.text and "embedded" in row.text, row.text
+        shot(driver, artifacts, "51-admin-stuck-jobs")
+        press(driver, row.find_element(By.CSS_SELECTOR, f"button[data-job='{job}']"))
+        toast = visible(driver, ".toast")
+        assert "stopped and refunded" in toast.text, toast.text
+        wait(driver).until(lambda d: not any(member.email in r.text for r in d.find_elements(By.CSS_SELECTOR, ".stuck-table tbody tr")))
+        assert stack.psql(f"SELECT status, refunded FROM generations WHERE id = '{job}'") == "failed|t"
+        assert member.get(stack.api("/api/v1/profile"), timeout=10).json()["quota"]["used"] == 0
+
+        press(driver, driver.find_element(By.CSS_SELECTOR, ".admin-tabs a[href='/admin/audit']"))
+        wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".audit-table tbody tr"))
+        first = driver.find_elements(By.CSS_SELECTOR, ".audit-table tbody tr")[0]
+        assert "Reconciled a job" in first.text and member.email in first.text and "timed_out" in first.text, first.text
+        assert page_errors(driver) == []
+    finally:
+        member.close()
+        driver.delete_all_cookies()
+
+
 def test_a_member_who_opens_the_admin_pages_is_told_they_are_for_admins(driver, stack, smtp, artifacts):
     set_width(driver, NARROW)
     http = sign_in_as_new_user(driver, stack, smtp)
     try:
-        for path in ("/admin", "/admin/audit", "/admin/stats", "/admin/user?id=00000000-0000-0000-0000-000000000000"):
+        for path in ("/admin", "/admin/jobs", "/admin/audit", "/admin/stats", "/admin/user?id=00000000-0000-0000-0000-000000000000"):
             open_page(driver, stack, path)
             assert driver.find_element(By.CSS_SELECTOR, "main h1").text == "Administrators only", path
             assert "for administrators" in visible(driver, ".admin-refusal .notice").text

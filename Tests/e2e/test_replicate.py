@@ -796,6 +796,115 @@ def test_a_job_past_its_timeout_is_canceled_at_the_provider_and_refunded_once(re
     assert int(used) == before
 
 
+# ---- the stuck-job view ------------------------------------------------------------------------------
+
+@pytest.fixture
+def admin_client(replicate_stack, smtp):
+    """A second verified user of the Replicate stack, made an admin."""
+    with requests.Session() as http:
+        email, _, csrf = register_and_verify(replicate_stack, smtp, http)
+        replicate_stack.psql(f"UPDATE users SET is_admin = true WHERE email = {sql_text(email)}")
+        yield Client(replicate_stack, http, email, csrf)
+
+
+def stuck_items(admin):
+    r = admin.api("GET", "/api/v1/admin/generations/stuck")
+    assert r.status_code == 200, r.text
+    return {item["id"]: item for item in r.json()["items"]}
+
+
+def age(stack, generation_id, minutes):
+    stack.psql(f"UPDATE generations SET created_at = now() - interval '{minutes} minutes', "
+               f"updated_at = now() - interval '{minutes} minutes' WHERE id = {sql_text(generation_id)}")
+
+
+def reconcile_audits(stack, generation_id):
+    return stack.psql(f"SELECT count(*) FROM audit_log WHERE action = 'reconcile_generation' "
+                      f"AND before->>'generation_id' = {sql_text(generation_id)}")
+
+
+def test_admins_see_stuck_jobs_with_the_providers_last_word_and_reconcile_one(replicate_stack, replicate, client,
+                                                                             admin_client):
+    """A job whose webhook never came, older than an image should take, is listed for admins (and only for
+    them) with its owner, age, what it waits for and Replicate's last status; reconciling it asks Replicate
+    now and completes it with our copy of the output, audited; a job that is not open is a 409, an unknown
+    one a 404. A job not yet overdue is not listed."""
+    stack = replicate_stack
+    replicate.suppress_webhooks(True)
+    replicate.next_status("processing")
+    generation, prediction_id = create_image(client, replicate)
+    fresh, _ = create_image(client, replicate)
+    replicate.wait_status(prediction_id, "processing")
+    age(stack, generation["id"], 10)
+
+    r = client.api("GET", "/api/v1/admin/generations/stuck")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required", r.text
+    assert client.api("POST", f"/api/v1/admin/generations/{generation['id']}/reconcile").status_code == 403
+
+    items = stuck_items(admin_client)
+    assert fresh["id"] not in items, "a job a minute old is not stuck"
+    item = items[generation["id"]]
+    assert item["user"]["email"] == client.email and item["provider"] == "replicate", item
+    assert item["provider_id"] == prediction_id and item["waiting_for"] == "webhook", item
+    # The last word heard: the create's answer (its webhooks never came), whatever the prediction did since.
+    assert item["provider_status"] == "starting" and item["provider_checked_at"], item
+    assert item["status"] in OPEN and item["age_seconds"] >= 590, item
+
+    assert replicate.finish(prediction_id, "succeeded", send=False)
+    r = admin_client.api("POST", f"/api/v1/admin/generations/{generation['id']}/reconcile")
+    assert r.status_code == 200, r.text
+    assert r.json()["step"] == "checked", r.text
+    assert r.json()["generation"]["status"] == "succeeded" and r.json()["generation"]["provider_status"] == "succeeded", r.text
+    assert replicate.requests_to("GET", f"/v1/predictions/{prediction_id}"), "Replicate was not asked"
+    done = client.generation(generation["id"])
+    assert done["status"] == "succeeded" and len(done["image_ids"]) == 1, done
+    assert_image_copy(stack, replicate, prediction_id, show_image(client, done["image_ids"][0]))
+    assert generation["id"] not in stuck_items(admin_client)
+    assert reconcile_audits(stack, generation["id"]) == "1"
+    audit = stack.psql(f"SELECT actor_label || ' ' || target_email || ' ' || (after->>'status') || ' ' || (after->>'step') "
+                       f"FROM audit_log WHERE action = 'reconcile_generation' AND before->>'generation_id' = {sql_text(generation['id'])}")
+    assert audit == f"{admin_client.email} {client.email} succeeded checked", audit
+
+    r = admin_client.api("POST", f"/api/v1/admin/generations/{generation['id']}/reconcile")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "generation_not_open", r.text
+    for unknown in (str(uuid.uuid4()), "not-a-uuid"):
+        r = admin_client.api("POST", f"/api/v1/admin/generations/{unknown}/reconcile")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+    r = admin_client.api("GET", "/api/v1/admin/generations/stuck?older_than=soon")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_filter", r.text
+    assert reconcile_audits(stack, generation["id"]) == "1", "a refused reconcile is not an action"
+
+
+def test_reconciling_a_lost_create_finds_its_prediction_and_an_overdue_job_is_stopped(replicate_stack, replicate,
+                                                                                      client, admin_client):
+    """A job whose create answer was lost shows as waiting for a lost create; reconciling it finds the
+    prediction by its webhook URL and completes the job. A job past its timeout whose prediction never ends
+    is canceled at Replicate, failed and refunded once by the reconcile."""
+    stack = replicate_stack
+    replicate.suppress_webhooks(True)
+    replicate.lose_next_create_answers(1, "500")
+    lost, lost_prediction = create_image(client, replicate)
+    replicate.wait_status(lost_prediction, "succeeded")
+    age(stack, lost["id"], 10)
+    item = stuck_items(admin_client)[lost["id"]]
+    assert item["waiting_for"] == "lost_create" and item["provider_id"] is None, item
+    r = admin_client.api("POST", f"/api/v1/admin/generations/{lost['id']}/reconcile")
+    assert r.status_code == 200 and r.json()["step"] == "adopted", r.text
+    assert client.generation(lost["id"])["status"] == "succeeded"
+
+    before = client.quota_used()
+    replicate.next_status("processing")
+    overdue, prediction_id = create_image(client, replicate)
+    replicate.wait_status(prediction_id, "processing")
+    age(stack, overdue["id"], 60)
+    r = admin_client.api("POST", f"/api/v1/admin/generations/{overdue['id']}/reconcile")
+    assert r.status_code == 200 and r.json()["step"] == "timed_out", r.text
+    assert any(c["prediction_id"] == prediction_id for c in replicate.cancels), "not canceled at Replicate"
+    done = client.generation(overdue["id"])
+    assert done["status"] in ENDED_UNSUCCESSFULLY and done["refunded"] is True, done
+    assert client.quota_used() == before
+
+
 # ---- transforms, enhancement, video ------------------------------------------------------------------
 
 def test_upscaling_uses_real_esrgan_by_version_and_keeps_our_copy(replicate_stack, replicate, client):

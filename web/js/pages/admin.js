@@ -2,10 +2,10 @@
 // search, filters, sort and "Load more"; one user's detail with their standing, subscription, payments,
 // usage, keys, sessions and generation history, and the actions on them (promote or demote, premium,
 // quota override, log out everywhere, delete), each confirmed and each error shown beside its control;
-// the audit log; the service's figures.
+// the jobs that are stuck, with a hand reconcile; the audit log; the service's figures.
 //
 //   /admin              users           /admin/user?id=…   one user
-//   /admin/audit        audit log       /admin/stats       figures
+//   /admin/jobs         stuck jobs      /admin/audit       audit log       /admin/stats   figures
 import { api, session } from '../api.js';
 import {
   busy, clearErrors, confirmDialog, field, formError, formatDate, formatDateTime, h, openDialog, showError, toast,
@@ -14,7 +14,7 @@ import { formatMoney, usageChart } from './account.js';
 
 const enc = encodeURIComponent;
 
-const TABS = [['/admin', 'Users'], ['/admin/audit', 'Audit log'], ['/admin/stats', 'Figures']];
+const TABS = [['/admin', 'Users'], ['/admin/jobs', 'Stuck jobs'], ['/admin/audit', 'Audit log'], ['/admin/stats', 'Figures']];
 
 export const ACTION_LABELS = {
   create_admin: 'Created admin',
@@ -25,6 +25,7 @@ export const ACTION_LABELS = {
   set_quota_override: 'Set quota override',
   revoke_sessions: 'Logged out everywhere',
   delete_user: 'Deleted user',
+  reconcile_generation: 'Reconciled a job',
 };
 
 // ---- the frame every admin page shares ------------------------------------------------------------------
@@ -574,6 +575,103 @@ function deleteDialog(u) {
   });
   form.confirm_email.focus();
   return closed.then(() => ok);
+}
+
+// ---- stuck jobs --------------------------------------------------------------------------------------------
+
+const WAITING_FOR = {
+  webhook: 'Replicate’s webhook',
+  copy: 'copying the finished result',
+  throttled_start: 'a start (Replicate throttled it)',
+  lost_create: 'a lost create answer',
+  embedded: 'the embedded renderer (a crash mid-request?)',
+};
+
+const STEP_TEXT = {
+  checked: 'Asked Replicate and applied its answer.',
+  copied: 'Copied the finished result: the job succeeded.',
+  copy_failed: 'Copying the result failed again; it is retried by the next maintenance run.',
+  adopted: 'Found the prediction of the lost create answer and took it.',
+  not_found: 'No prediction names this job yet; it waits for its timeout.',
+  started: 'Started the throttled job at Replicate.',
+  throttled: 'Replicate still throttles; the job stays queued.',
+  timed_out: 'The job was past its timeout: stopped and refunded.',
+  none: 'Nothing to do yet: the job is within its time.',
+};
+
+function ageText(seconds) {
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)} min`;
+  if (seconds < 172800) return `${Math.floor(seconds / 3600)} h`;
+  return `${Math.floor(seconds / 86400)} days`;
+}
+
+const OLDER_THAN = [['', 'Longer than a job should take'], ['60', 'Open over a minute'], ['900', 'Open over 15 minutes'], ['3600', 'Open over an hour']];
+
+/** Open generations older than a job of their kind should take, and reconciling one by hand. */
+export async function adminJobs({ root, params }) {
+  const ui = frame(root, '/admin/jobs', 'Stuck jobs',
+    'Generations still open after longer than a job of their kind takes, with what the provider last said. Reconcile asks the provider now, as the maintenance run does.');
+  if (!ui) return;
+  const olderThan = OLDER_THAN.some(([v]) => v === params.get('older_than')) ? params.get('older_than') : '';
+  const filter = h('form', { class: 'card admin-search', 'aria-label': 'Which jobs' },
+    field({ label: 'Show', name: 'older_than', control: 'select', options: OLDER_THAN, value: olderThan }));
+  const results = h('section', { class: 'card stuck-jobs', 'aria-label': 'Stuck jobs' }, h('p', { class: 'muted' }, 'Loading…'));
+  ui.body.append(filter, results);
+  filter.older_than.addEventListener('change', () => {
+    const value = filter.older_than.value;
+    history.replaceState(null, '', value ? `/admin/jobs?older_than=${enc(value)}` : '/admin/jobs');
+    load();
+  });
+  const columns = [
+    { label: 'Open for', className: 'when', cell: (j) => h('span', { title: formatDateTime(j.created_at) }, ageText(j.age_seconds)) },
+    { label: 'User', className: 'wrap', cell: (j) => h('a', { href: `/admin/user?id=${enc(j.user.id)}` }, j.user.email) },
+    { label: 'Job', className: 'wrap', cell: (j) => [h('strong', null, j.task), j.prompt ? h('span', { class: 'muted' }, ` ${j.prompt.length > 80 ? `${j.prompt.slice(0, 80)}…` : j.prompt}`) : null] },
+    { label: 'Status', cell: (j) => h('span', { class: ['status', `status-${j.status}`] }, j.status) },
+    { label: 'Provider said', className: 'wrap', cell: (j) => (j.provider === 'local' ? 'embedded renderer'
+      : j.provider_status ? [h('span', { class: 'provider-status' }, j.provider_status), h('span', { class: 'muted' }, ` at ${formatDateTime(j.provider_checked_at)}`)]
+        : h('span', { class: 'muted' }, 'nothing yet')) },
+    { label: 'Waiting for', className: 'wrap', cell: (j) => [WAITING_FOR[j.waiting_for] || j.waiting_for,
+      h('span', { class: 'muted' }, new Date(j.times_out_at) <= new Date()
+        ? ' · past its timeout: the next maintenance run stops and refunds it'
+        : ` · stopped and refunded at ${formatDateTime(j.times_out_at)} if still open`)] },
+    { label: '', cell: (j) => {
+      const run = h('button', { type: 'button', class: 'button secondary small', 'data-job': j.id }, 'Reconcile');
+      run.addEventListener('click', () => busy(run, () => reconcile(j, run), 'Asking…'));
+      return run;
+    } },
+  ];
+  async function reconcile(job, run) {
+    let answer;
+    try {
+      answer = await api.post(`/api/v1/admin/generations/${enc(job.id)}/reconcile`);
+    } catch (error) {
+      if (ui.refuse(error)) return;
+      run.closest('td').append(errorLine(error));
+      return;
+    }
+    toast(`${STEP_TEXT[answer.step] || answer.step} Status: ${answer.generation.status}.`, answer.generation.status === 'failed' ? 'error' : 'info');
+    await load();
+  }
+  async function load() {
+    const q = new URLSearchParams({ limit: '100' });
+    if (filter.older_than.value) q.set('older_than', filter.older_than.value);
+    let data;
+    try {
+      data = await api.get(`/api/v1/admin/generations/stuck?${q}`);
+    } catch (error) {
+      if (!ui.refuse(error)) results.replaceChildren(errorLine(error));
+      return;
+    }
+    if (data.items.length === 0) {
+      results.replaceChildren(h('p', { class: 'muted empty-stuck' }, 'No stuck job: every open generation is within its expected time.'));
+      return;
+    }
+    const shown = data.total > data.items.length ? `The oldest ${data.items.length} of ${data.total} stuck jobs.` : `${data.total} stuck job${data.total === 1 ? '' : 's'}.`;
+    results.replaceChildren(h('p', { class: 'muted' }, shown),
+      dataTable(columns, data.items, { caption: 'Stuck jobs', className: 'stuck-table' }).table);
+  }
+  await load();
 }
 
 // ---- audit log ---------------------------------------------------------------------------------------------
