@@ -188,6 +188,11 @@ render_nginx() {
       -e "s#/var/lib/atelier/media/#$MEDIA_DIR/#g" \
       -e "s#listen 80 default_server;#listen 127.0.0.1:$PORT default_server;#" \
       "$ROOT/nginx.conf" > "$RUN_DIR/nginx/atelier.conf"
+  # With media in S3, the pages may load images and videos from the bucket's origin too.
+  local origin; origin=$("$BIN_DIR/atelier" media-origin) || die "S3 media are misconfigured (atelier media-origin)"
+  if [ -n "$origin" ]; then
+    sed -i "/^map \$scheme \$atelier_media_origin {/,/^}/ s#default     \"\";#default     \"$origin\";#" "$RUN_DIR/nginx/atelier.conf"
+  fi
   local user_line=""
   [ "$(id -u)" = 0 ] && user_line="user root;"
   cat > "$RUN_DIR/nginx/nginx.conf" <<CONF

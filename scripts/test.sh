@@ -41,14 +41,14 @@ export SMTP_CA_FILE=$RUN_DIR/smtp-tls/cert.pem SMTP_FAKE_CERT=$RUN_DIR/smtp-tls/
 
 cleanup() {
   scripts/stack.sh stop >/dev/null 2>&1 || true
-  [ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null || true
+  [ -n "${S3_FAKE_PID:-}" ] && kill "$S3_FAKE_PID" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
 
 # Python for the black-box tools only: pytest and requests, installed when missing.
-PY_PACKAGES="pytest requests selenium openapi-spec-validator schemathesis moto[server]"
+PY_PACKAGES="pytest requests selenium openapi-spec-validator schemathesis"
 ensure_python() {
-  python3 -c 'import pytest, requests, selenium, openapi_spec_validator, schemathesis, moto.server' 2>/dev/null && return 0
+  python3 -c 'import pytest, requests, selenium, openapi_spec_validator, schemathesis' 2>/dev/null && return 0
   python3 -m pip install -q $PY_PACKAGES 2>/dev/null && return 0
   python3 -m pip install -q --break-system-packages $PY_PACKAGES 2>/dev/null && return 0
   return 1
@@ -65,10 +65,13 @@ PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 export TEST_DATABASE_URL="postgresql://atelier@127.0.0.1:$PG_PORT/atelier_swift_test"
 export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/1"
 
-# An S3-compatible server (moto) for the S3 media storage tests.
+# A strict S3 server (Tests/e2e/fakes/s3.py: Signature V4 checked as AWS documents it) for the Swift
+# S3 media storage tests.
 S3_PORT=$(free_port)
-python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$RUN_DIR/logs/moto.log" 2>&1 &
-MOTO_PID=$!
+export TEST_S3_ACCESS_KEY=AKIATESTATELIER TEST_S3_SECRET_KEY=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+python3 Tests/e2e/fakes/s3.py --host 127.0.0.1 --port "$S3_PORT" --access-key "$TEST_S3_ACCESS_KEY" \
+  --secret-key "$TEST_S3_SECRET_KEY" >"$RUN_DIR/logs/s3-fake.log" 2>&1 &
+S3_FAKE_PID=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$S3_PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
 export TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 

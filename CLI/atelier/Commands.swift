@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SharedKit
+import SharedKitHTTP
 
 enum Commands {
     static func printUsage() {
@@ -18,6 +19,8 @@ enum Commands {
             (each of the last three is recorded in the audit log with the actor "cli")
               doctor [--json yes]            check every configured integration (database, Redis, public
                                              URL, Replicate, Razorpay, SMTP, media) and say what is wrong
+              media-origin                   print where browsers load media from when it is not this site
+                                             (S3), for nginx.conf's $atelier_media_origin; nothing otherwise
               supervise --sockets DIR --bin DIR --functions name=MIN:MAX:IDLE,… [--cron name=SECONDS,…] [--logs DIR]
                                              run each function under FastCGI: MIN resident processes
                                              (restarted when they die), up to MAX started on demand that
@@ -67,6 +70,13 @@ enum Commands {
         print(applied.isEmpty
               ? "migrate: up to date (\(migrations.count) migrations)"
               : "migrate: applied \(applied.joined(separator: ", "))")
+        return 0
+    }
+
+    /// The origin browsers load media from when media live in S3 (for the pages' Content-Security-Policy).
+    static func mediaOrigin(_ arguments: [String]) throws -> Int32 {
+        _ = try options(arguments)
+        if let storage = try S3MediaStorage(config: try Config.fromProcess()) { print(storage.browserOrigin) }
         return 0
     }
 }

@@ -139,11 +139,49 @@ enum Doctor {
 
         // Media.
         if config.string("S3_BUCKET") != nil {
-            skip("media", "S3 is configured; its round trip is not checked here yet")
+            add("media", s3Problem(config), ok: "S3: an object was written, read back through the URL browsers get, and deleted")
         } else {
             let folder = config.string("MEDIA_ROOT") ?? "\(config.runDir)/media"
             add("media", access(folder, W_OK) == 0 ? nil : "\(folder) is not writable", ok: "\(folder) is writable")
         }
         return findings
+    }
+
+    /// S3 media: a small object written, read without credentials through the URL browsers are given
+    /// (public or pre-signed), and deleted. nil when all of it works, else what failed and what to check.
+    static func s3Problem(_ config: Config) -> String? {
+        let storage: S3MediaStorage
+        do {
+            guard let configured = try S3MediaStorage(config: config) else { return "S3_BUCKET is empty" }
+            storage = configured
+        } catch {
+            return "\(error)"
+        }
+        let key = FileMediaStorage.newKey(extension: "txt")
+        let bytes = Array("atelier doctor \(key)".utf8)
+        do {
+            try storage.put(bytes, key: key, contentType: "text/plain")
+        } catch {
+            return "could not write to bucket \(storage.bucket) at \(storage.endpoint) (\(error)): check S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, S3_REGION and that the bucket exists"
+        }
+        defer { try? storage.delete(key: key) }
+        let url = storage.url(for: key)
+        let shown = url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? url
+        do {
+            let response = try HTTPClient(connectTimeoutMs: 3000, timeoutMs: 10_000, maxResponseBytes: 1 << 16).send(method: "GET", url: url)
+            guard response.status == 200, response.body == bytes else {
+                return storage.publicURL == nil
+                    ? "an object was written but its pre-signed URL answered HTTP \(response.status) (\(shown)): check S3_REGION and the server's clock"
+                    : "an object was written but browsers cannot read it at \(shown) (HTTP \(response.status)): make reads public there, or unset S3_PUBLIC_URL to use pre-signed URLs"
+            }
+        } catch {
+            return "an object was written but \(shown) could not be fetched (\(error)): browsers will not see media"
+        }
+        do {
+            try storage.delete(key: key)
+        } catch {
+            return "could not delete from bucket \(storage.bucket) (\(error)): users' deletions would fail; check the key's permissions"
+        }
+        return nil
     }
 }

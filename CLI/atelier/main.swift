@@ -14,6 +14,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "delete-user": AdminCommands.deleteUser,
     "supervise": Supervisor.main,
     "doctor": Doctor.main,
+    "media-origin": Commands.mediaOrigin,
 ]
 
 guard let name = arguments.first, let command = commands[name] else {

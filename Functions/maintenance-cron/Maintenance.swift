@@ -7,15 +7,14 @@ import SharedKitHTTP
 import SharedKitMedia
 
 enum Maintenance {
-    static let lockKey = 0x6174_6c5f_6d61_696e
 
     static func run(_ context: Context) -> Int32 {
         do {
             let reconcileAfter = try context.config.integer("RECONCILE_AFTER_SECONDS", default: 180, range: 0...86_400)
             let timeouts = try OpenJobs.Timeouts(context.config)
             // One run at a time; provider calls happen between short transactions, holding no row locks.
-            let result = try RunLock(db: context.db, key: lockKey).run {
-                try work(context, reconcileAfter: reconcileAfter, timeouts: timeouts)
+            let result = try RunLock(db: context.db, name: "maintenance-cron").run { lease in
+                try work(context, lease, reconcileAfter: reconcileAfter, timeouts: timeouts)
             }
             guard let summary = result else {
                 context.logger.info("maintenance skipped: another run holds the lock")
@@ -32,7 +31,7 @@ enum Maintenance {
 
     /// Every change it makes is itself guarded (and transactional where it spans rows), so a crash midway
     /// leaves nothing half-done and the next run picks up.
-    static func work(_ context: Context, reconcileAfter: Int, timeouts: OpenJobs.Timeouts) throws -> [String: Int] {
+    static func work(_ context: Context, _ lease: RunLock, reconcileAfter: Int, timeouts: OpenJobs.Timeouts) throws -> [String: Int] {
         var summary = ["started": 0, "reconciled": 0, "adopted": 0, "copied": 0, "timed_out": 0, "codes_deleted": 0, "pending_sign_ups_deleted": 0]
         summary["codes_deleted"] = try context.db.execute("DELETE FROM email_codes WHERE expires_at < now() - interval '1 day'")
         // The webhook log keeps a week, and at most 10,000 deliveries.
@@ -55,6 +54,7 @@ enum Maintenance {
         func reconcile(_ query: SQLQuery, counting counted: OpenJobs.Step, as name: String, stopAt stop: OpenJobs.Step? = nil) throws {
             for row in try context.db.query(query).rows {
                 let id: String = try row.get("id")
+                try lease.extend()
                 do {
                     let step = try open.reconcile(id)
                     if step == counted { summary[name, default: 0] += 1 }

@@ -3,14 +3,12 @@ import SharedKit
 import SharedKitHTTP
 
 enum Renewal {
-    static let lockKey = 0x6174_6c5f_7265_6e77
-
     static func run(_ context: Context) -> Int32 {
         do {
             let billing = try BillingConfig(config: context.config)
             let staleAfter = try context.config.integer("RAZORPAY_RECONCILE_AFTER_SECONDS", default: 3600, range: 0...30 * 86_400)
-            let summary = try RunLock(db: context.db, key: lockKey).run {
-                try work(context, billing: billing, staleAfter: staleAfter)
+            let summary = try RunLock(db: context.db, name: "renew-cron").run { lease in
+                try work(context, lease, billing: billing, staleAfter: staleAfter)
             }
             guard let summary else {
                 context.logger.info("renew skipped: another run holds the lock")
@@ -28,7 +26,7 @@ enum Renewal {
 
     /// Every change is guarded by its own condition, so a second run changes nothing. Each statement is its
     /// own transaction, and each subscription is fetched outside any transaction and applied in a short one.
-    static func work(_ context: Context, billing: BillingConfig, staleAfter: Int) throws -> [String: Int] {
+    static func work(_ context: Context, _ lease: RunLock, billing: BillingConfig, staleAfter: Int) throws -> [String: Int] {
         let db = context.db
         var summary = ["periods_started": 0, "reconciled": 0, "reconcile_failed": 0, "expired": 0]
         // Subscription periods Razorpay has moved on (webhook applied the period but not the reset).
@@ -60,6 +58,7 @@ enum Renewal {
             let ledger = SubscriptionLedger(db: db, billing: billing)
             for row in stale.rows {
                 let id: String = try row.get("id")
+                try lease.extend()
                 do {
                     let entity = try client.fetchSubscription(id)
                     try db.transaction {

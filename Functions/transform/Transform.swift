@@ -104,13 +104,13 @@ enum Transform {
                 let maskKey = FileMediaStorage.newKey(extension: "png")
                 try context.media.put(maskPNG, key: maskKey, contentType: "image/png")
                 job.maskKey = maskKey
-                maskURL = context.config.publicBaseURL + context.media.url(for: maskKey)
+                maskURL = context.media.absoluteURL(for: maskKey, publicBaseURL: context.config.publicBaseURL)
             }
             let generationID: String
             do {
                 generationID = try generations.create(
                     userID: user.id, task: task, provider: "replicate", input: job, cost: cost, sourceImageID: sourceRecord.id, status: "queued")
-                let imageURL = context.config.publicBaseURL + context.media.url(for: sourceKey)
+                let imageURL = context.media.absoluteURL(for: sourceKey, publicBaseURL: context.config.publicBaseURL)
                 let input: [String: JSONValue] = mode == "upscale"
                     ? ["image": .string(imageURL), "scale": .number(Double(scale))]
                     : ["image": .string(imageURL), "mask": .string(maskURL), "megapixels": .string("match_input"),

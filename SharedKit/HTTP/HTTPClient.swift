@@ -35,21 +35,8 @@ public struct HTTPClient: Sendable {
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
-    /// AWS Signature V4 credentials, signed by libcurl (`provider` e.g. "aws:amz:us-east-1:s3").
-    public struct SigV4: Sendable {
-        public let provider: String
-        public let accessKey: String
-        public let secretKey: String
-
-        public init(provider: String, accessKey: String, secretKey: String) {
-            self.provider = provider
-            self.accessKey = accessKey
-            self.secretKey = secretKey
-        }
-    }
-
     public func send(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
-                     basicAuth: (user: String, password: String)? = nil, sigV4: SigV4? = nil) throws -> Response {
+                     basicAuth: (user: String, password: String)? = nil) throws -> Response {
         guard let handle = curl_easy_init() else { throw Failure(description: "curl_easy_init failed") }
         defer { curl_easy_cleanup(handle) }
         let sink = TransferSink(limit: maxResponseBytes)
@@ -81,11 +68,6 @@ public struct HTTPClient: Sendable {
         if let basicAuth {
             atl_curl_setopt_string(handle, CURLOPT_USERNAME, basicAuth.user)
             atl_curl_setopt_string(handle, CURLOPT_PASSWORD, basicAuth.password)
-        }
-        if let sigV4 {
-            atl_curl_setopt_string(handle, CURLOPT_AWS_SIGV4, sigV4.provider)
-            atl_curl_setopt_string(handle, CURLOPT_USERNAME, sigV4.accessKey)
-            atl_curl_setopt_string(handle, CURLOPT_PASSWORD, sigV4.secretKey)
         }
         let code: CURLcode
         if let body {

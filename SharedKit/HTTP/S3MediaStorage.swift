@@ -3,15 +3,17 @@ import Glibc
 #endif
 public import SharedKit
 
-/// Media in any S3-compatible bucket (path-style URLs), for deployments on several hosts. Requests are
-/// signed with AWS Signature V4 by libcurl; the URLs browsers load are either the bucket's public URL or
-/// pre-signed GET URLs (Signature V4 query signing), as configured.
+/// Media in any S3-compatible bucket, path-style (`endpoint/bucket/key`, the default: every S3-compatible
+/// server takes it) or virtual-hosted-style (`bucket.endpoint-host/key`, `S3_ADDRESSING=virtual`, what AWS
+/// recommends). Requests are signed with AWS Signature V4 (`S3Signature`); the URLs browsers load are the
+/// bucket's public URL or pre-signed GET URLs (Signature V4 query signing), as configured.
 public struct S3MediaStorage: MediaStorage {
+    /// `scheme://host[:port]`, no path.
     public let endpoint: String
     public let bucket: String
     public let region: String
-    let accessKey: String
-    let secretKey: String
+    public let virtualHosted: Bool
+    let signature: S3Signature
     /// Where browsers load objects from when not pre-signing (a public bucket, a CDN).
     public let publicURL: String?
     public let presignSeconds: Int
@@ -21,109 +23,112 @@ public struct S3MediaStorage: MediaStorage {
     /// nil when no `S3_BUCKET` is configured (media then live on the filesystem).
     public init?(config: Config, now: @escaping @Sendable () -> Int64 = { WallClock.nowSeconds() }) throws {
         guard let bucket = config.string("S3_BUCKET") else { return nil }
-        guard let endpoint = config.string("S3_ENDPOINT"), endpoint.hasPrefix("http") else {
+        guard let given = config.string("S3_ENDPOINT"), given.hasPrefix("http://") || given.hasPrefix("https://") else {
             throw Config.Invalid(variable: "S3_ENDPOINT", problem: "is required with S3_BUCKET (e.g. https://s3.eu-west-1.amazonaws.com)")
+        }
+        let endpoint = given.hasSuffix("/") ? String(given.dropLast()) : given
+        guard endpoint.split(separator: "/", omittingEmptySubsequences: false).count == 3, !endpoint.contains("?") else {
+            throw Config.Invalid(variable: "S3_ENDPOINT", problem: "must be scheme://host[:port] with no path (the bucket is S3_BUCKET)")
         }
         guard let accessKey = config.string("S3_ACCESS_KEY_ID"), let secretKey = config.string("S3_SECRET_ACCESS_KEY") else {
             throw Config.Invalid(variable: "S3_ACCESS_KEY_ID", problem: "and S3_SECRET_ACCESS_KEY are required with S3_BUCKET")
         }
-        self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+        switch config.string("S3_ADDRESSING") ?? "path" {
+        case "path": virtualHosted = false
+        case "virtual": virtualHosted = true
+        default: throw Config.Invalid(variable: "S3_ADDRESSING", problem: "must be path or virtual")
+        }
+        self.endpoint = endpoint
         self.bucket = bucket
         self.region = config.string("S3_REGION") ?? "us-east-1"
-        self.accessKey = accessKey
-        self.secretKey = secretKey
+        self.signature = S3Signature(accessKey: accessKey, secretKey: secretKey, region: region)
         self.publicURL = config.string("S3_PUBLIC_URL").map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         self.presignSeconds = try config.integer("S3_PRESIGN_SECONDS", default: 86_400, range: 60...604_800)
         self.now = now
     }
 
-    var sigV4: HTTPClient.SigV4 { .init(provider: "aws:amz:\(region):s3", accessKey: accessKey, secretKey: secretKey) }
+    /// Where an object (or, with no key, the bucket) is: the URL, the Host header and the encoded path.
+    func location(_ key: String?) -> (url: String, host: String, path: String) {
+        let scheme = endpoint.hasPrefix("https://") ? "https://" : "http://"
+        let authority = String(endpoint.dropFirst(scheme.count))
+        let encodedKey = key.map { S3Signature.encode($0, slash: true) } ?? ""
+        let host = virtualHosted ? "\(bucket).\(authority)" : authority
+        let path = virtualHosted ? "/\(encodedKey)" : "/\(S3Signature.encode(bucket, slash: false))" + (key == nil ? "" : "/\(encodedKey)")
+        return ("\(scheme)\(host)\(path)", host, path)
+    }
 
-    func objectURL(_ key: String) -> String { "\(endpoint)/\(bucket)/\(key)" }
+    /// One signed request: every header S3 is sent is signed, the payload's SHA-256 included.
+    func send(_ method: String, key: String?, body: [UInt8]? = nil, contentType: String? = nil) throws -> HTTPClient.Response {
+        let (url, host, path) = location(key)
+        var headers = [("Host", host)]
+        if let contentType { headers.append(("Content-Type", contentType)) }
+        let payloadHash = body.map { Encoding.hex(Digest.sha256($0)) } ?? S3Signature.emptyPayloadHash
+        headers += signature.sign(method: method, path: path, headers: headers, payloadHash: payloadHash, amzDate: S3Signature.amzDate(now()))
+        return try http.send(method: method, url: url, headers: headers, body: body)
+    }
 
     public func put(_ bytes: [UInt8], key: String, contentType: String) throws {
         let response: HTTPClient.Response
-        do {
-            response = try http.send(method: "PUT", url: objectURL(key), headers: [("Content-Type", contentType)], body: bytes, sigV4: sigV4)
-        } catch {
+        do { response = try send("PUT", key: key, body: bytes, contentType: contentType) } catch {
             throw DependencyUnavailable(.storage, detail: "s3 put: \(error)")
         }
         guard (200...299).contains(response.status) else {
-            throw DependencyUnavailable(.storage, detail: "s3 put \(key): HTTP \(response.status)")
+            throw DependencyUnavailable(.storage, detail: "s3 put \(key): HTTP \(response.status)\(Self.errorCode(response))")
         }
     }
 
     public func read(key: String) throws -> [UInt8] {
         let response: HTTPClient.Response
-        do { response = try http.send(method: "GET", url: objectURL(key), sigV4: sigV4) } catch {
+        do { response = try send("GET", key: key) } catch {
             throw DependencyUnavailable(.storage, detail: "s3 get: \(error)")
         }
-        guard response.status == 200 else { throw DependencyUnavailable(.storage, detail: "s3 get \(key): HTTP \(response.status)") }
+        guard response.status == 200 else {
+            throw DependencyUnavailable(.storage, detail: "s3 get \(key): HTTP \(response.status)\(Self.errorCode(response))")
+        }
         return response.body
     }
 
     public func delete(key: String) throws {
         let response: HTTPClient.Response
-        do { response = try http.send(method: "DELETE", url: objectURL(key), sigV4: sigV4) } catch {
+        do { response = try send("DELETE", key: key) } catch {
             throw DependencyUnavailable(.storage, detail: "s3 delete: \(error)")
         }
         guard (200...299).contains(response.status) || response.status == 404 else {
-            throw DependencyUnavailable(.storage, detail: "s3 delete \(key): HTTP \(response.status)")
+            throw DependencyUnavailable(.storage, detail: "s3 delete \(key): HTTP \(response.status)\(Self.errorCode(response))")
         }
     }
 
+    /// Creates the bucket (for tests and first setups; production buckets are made by the operator).
+    func createBucket() throws -> Int {
+        try send("PUT", key: nil, body: []).status
+    }
+
+    /// S3's error code (`SignatureDoesNotMatch` …) from its XML error document, for logs.
+    static func errorCode(_ response: HTTPClient.Response) -> String {
+        let text = String(decoding: response.body.prefix(2048), as: UTF8.self)
+        guard let start = text.firstRange(of: "<Code>"), let end = text[start.upperBound...].firstRange(of: "</Code>") else { return "" }
+        return " " + text[start.upperBound..<end.lowerBound]
+    }
+
     public func url(for key: String) -> String {
-        if let publicURL { return "\(publicURL)/\(key)" }
+        if let publicURL { return "\(publicURL)/\(S3Signature.encode(key, slash: true))" }
         return presignedGET(key)
     }
 
     public var urlPrefix: String? { publicURL.map { "\($0)/" } }
 
+    /// Where browsers load media from (for the pages' Content-Security-Policy): the public URL's or the
+    /// bucket's origin.
+    public var browserOrigin: String {
+        let url = publicURL ?? location(nil).url
+        let parts = url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
+        return parts.count >= 3 ? "\(parts[0])//\(parts[2])" : url
+    }
+
     /// A pre-signed GET URL (AWS Signature V4, query parameters, UNSIGNED-PAYLOAD).
     public func presignedGET(_ key: String) -> String {
-        let seconds = now()
-        let stamp = Self.amzDate(seconds)
-        let day = String(stamp.prefix(8))
-        let scope = "\(day)/\(region)/s3/aws4_request"
-        let hostAndPath = endpoint.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: true)
-        let host = hostAndPath.count > 1 ? String(hostAndPath[1]) : ""
-        let path = "/\(Self.encode(bucket, slash: false))/\(Self.encode(key, slash: true))"
-        let query = [
-            ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
-            ("X-Amz-Credential", "\(accessKey)/\(scope)"),
-            ("X-Amz-Date", stamp),
-            ("X-Amz-Expires", String(presignSeconds)),
-            ("X-Amz-SignedHeaders", "host"),
-        ].map { "\(Self.encode($0.0, slash: false))=\(Self.encode($0.1, slash: false))" }.sorted().joined(separator: "&")
-        let canonical = "GET\n\(path)\n\(query)\nhost:\(host)\n\nhost\nUNSIGNED-PAYLOAD"
-        let toSign = "AWS4-HMAC-SHA256\n\(stamp)\n\(scope)\n\(Encoding.hex(Digest.sha256(canonical)))"
-        var signingKey = Digest.hmacSHA256(key: Array("AWS4\(secretKey)".utf8), message: Array(day.utf8))
-        for part in [region, "s3", "aws4_request"] { signingKey = Digest.hmacSHA256(key: signingKey, message: Array(part.utf8)) }
-        let signature = Encoding.hex(Digest.hmacSHA256(key: signingKey, message: Array(toSign.utf8)))
-        return "\(endpoint)\(path)?\(query)&X-Amz-Signature=\(signature)"
-    }
-
-    static func amzDate(_ seconds: Int64) -> String {
-        var t = time_t(seconds)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        func pad(_ n: Int32, _ w: Int = 2) -> String { let s = String(n); return String(repeating: "0", count: max(0, w - s.count)) + s }
-        return "\(pad(parts.tm_year + 1900, 4))\(pad(parts.tm_mon + 1))\(pad(parts.tm_mday))T\(pad(parts.tm_hour))\(pad(parts.tm_min))\(pad(parts.tm_sec))Z"
-    }
-
-    /// RFC 3986 unreserved characters stay; everything else is %XX (and '/' too unless `slash`).
-    static func encode(_ text: String, slash: Bool) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            let c = Character(UnicodeScalar(byte))
-            if c.isASCII && (c.isLetter || c.isNumber || "-._~".contains(c) || (slash && c == "/")) {
-                out.append(c)
-            } else {
-                let hex = String(byte, radix: 16, uppercase: true)
-                out += "%" + (hex.count == 1 ? "0" + hex : hex)
-            }
-        }
-        return out
+        let (url, host, path) = location(key)
+        return url + "?" + signature.presignedQuery(method: "GET", host: host, path: path, amzDate: S3Signature.amzDate(now()), expires: presignSeconds)
     }
 }
 

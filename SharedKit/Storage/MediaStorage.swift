@@ -16,6 +16,13 @@ public protocol MediaStorage {
 
 extension MediaStorage {
     public var urlPrefix: String? { nil }
+
+    /// A URL a provider on the internet can fetch: the storage's own when it is absolute (S3), else
+    /// `publicBaseURL` followed by the site-relative one (/media/… served by nginx).
+    public func absoluteURL(for key: String, publicBaseURL: String) -> String {
+        let url = url(for: key)
+        return url.hasPrefix("https://") || url.hasPrefix("http://") ? url : publicBaseURL + url
+    }
 }
 
 /// Files under `MEDIA_ROOT`, served by nginx under /media/.

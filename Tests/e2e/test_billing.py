@@ -28,8 +28,6 @@ from test_accounts import assert_error, call, health_ok, register_and_verify, sq
 
 DAY = 86_400
 GRACE = 3600
-# The renew-cron's advisory lock: the bytes "atl_renw" as a big-endian bigint.
-RENEW_LOCK_KEY = int.from_bytes(b"atl_renw", "big")
 WEBHOOK_DEADLINE = 5.0  # Razorpay counts a slower answer as a timeout and sends the event again
 
 
@@ -182,10 +180,6 @@ def test_the_fakes_signatures_match_razorpays_published_test_vectors():
     # The order matters: subscription first is another signature.
     assert checkout_signature("sub_ID6MOhgkcoHj9I", "pay_IDZNwZZFtnjyym", "EnLs21M47BllR3X8PSFtjtbd") != \
         "601f383334975c714c91a7d97dd723eb56520318355863dcf3821c0d07a17693"
-
-
-def test_the_renew_lock_key_is_atl_renw():
-    assert RENEW_LOCK_KEY == 0x61746C5F72656E77 == 7022356876174388855
 
 
 def test_the_fake_checks_basic_auth_exactly(billing_stack, razorpay):
@@ -753,18 +747,20 @@ def test_premium_past_its_grace_period_is_over_and_renew_cron_starts_a_daily_per
 
 # ---- the renew-cron ------------------------------------------------------------------------------------
 
+class _RenewLease:
+    """Another renew-cron run's unexpired lease in cron_leases, until `release()`."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        stack.psql("INSERT INTO cron_leases (name, holder, expires_at) VALUES ('renew-cron', 'another-run', now() + interval '5 minutes') "
+                   "ON CONFLICT (name) DO UPDATE SET holder = 'another-run', expires_at = EXCLUDED.expires_at")
+
+    def release(self):
+        self.stack.psql("DELETE FROM cron_leases WHERE name = 'renew-cron' AND holder = 'another-run'")
+
+
 def _hold_renew_lock(stack):
-    """A psql session holding the renew-cron's advisory lock; write `\\q` to its stdin to let it go."""
-    holder = subprocess.Popen(["psql", stack.database_url, "-q", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    holder.stdin.write(f"SELECT pg_advisory_lock({RENEW_LOCK_KEY});\n")
-    holder.stdin.flush()
-    high, low = RENEW_LOCK_KEY >> 32, RENEW_LOCK_KEY & 0xFFFFFFFF
-    held = wait_until(lambda: stack.psql(
-        f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = {high} "
-        f"AND objid = {low} AND objsubid = 1") == "1", timeout=10)
-    assert held, "the psql session did not get the advisory lock"
-    return holder
+    return _RenewLease(stack)
 
 
 def _run_concurrently(stack, n):
@@ -782,9 +778,9 @@ def _run_concurrently(stack, n):
 
 
 def test_renew_cron_skips_while_another_run_holds_its_lock(rz):
-    """The renew-cron takes the advisory lock 0x61746C5F72656E77 ("atl_renw"): while a session holds it,
-    runs print `renew: skipped` and exit 0; once it is free a run does the work. Two runs at once (one
-    kept busy by a slow Razorpay answer) give one that works and one that skips, both exit 0."""
+    """The renew-cron takes its lease in cron_leases: while another run holds it, runs print `renew:
+    skipped` and exit 0; once it is free a run does the work. Two runs at once (one kept busy by a slow
+    Razorpay answer) give one that works and one that skips, both exit 0."""
     stack, fake, smtp = rz
     holder = _hold_renew_lock(stack)
     try:
@@ -792,9 +788,7 @@ def test_renew_cron_skips_while_another_run_holds_its_lock(rz):
             assert done.returncode == 0, (done.stdout, done.stderr[-1000:])
             assert "renew: skipped" in done.stdout.splitlines(), done.stdout
     finally:
-        holder.stdin.write("\\q\n")
-        holder.stdin.close()
-        holder.wait(10)
+        holder.release()
     line = renew(stack)
     assert line != "renew: skipped" and "expired=" in line, line
 
