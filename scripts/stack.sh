@@ -10,6 +10,8 @@
 #
 # Environment: RUN_DIR (.run), PORT (8080), PG_PORT (55432), REDIS_PORT (56379), BIN_DIR
 # (.build/release), PUBLIC_BASE_URL, the scaling below, and any Atelier variable to pass on.
+# PGBOUNCER_PORT (unset): the functions reach PostgreSQL through Debian's PgBouncer in transaction mode on
+# that port, as on several hosts (statement preparation off: DATABASE_PREPARED_STATEMENTS=off).
 #
 # Scaling: every function runs at most PROCESSES (2) processes. The hot ones (RESIDENT_FUNCTIONS: health,
 # session, generate) keep RESIDENT (1) of them running; every other function, and a hot one's processes
@@ -24,6 +26,7 @@ RUN_DIR=$(cd "$RUN_DIR" && pwd)
 PORT=${PORT:-8080}
 PG_PORT=${PG_PORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
+PGBOUNCER_PORT=${PGBOUNCER_PORT:-}
 BIN_DIR=${BIN_DIR:-$ROOT/.build/release}
 PROCESSES=${PROCESSES:-2}
 RESIDENT=${RESIDENT:-1}
@@ -40,7 +43,7 @@ MEDIA_DIR=${MEDIA_ROOT:-$RUN_DIR/media}
 # Debian packages the build, the stack and the tests need.
 PACKAGES="pkg-config libfcgi-dev libfcgi-bin libpq-dev libhiredis-dev libcurl4-openssl-dev libsodium-dev
   libvips-dev libvips-tools libzxcvbn-dev postgresql redis-server nginx-light wrk curl ca-certificates python3 systemd
-  procps iproute2 chromium chromium-driver python3-pip openssl"
+  procps iproute2 chromium chromium-driver python3-pip openssl pgbouncer"
 
 say() { printf '\033[1m%s\033[0m\n' "$*"; }
 die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
@@ -122,6 +125,59 @@ pg_stop() {
   as_pg "$bin/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
 }
 
+# PgBouncer in transaction mode in front of this run's PostgreSQL (PGBOUNCER_PORT set): its files next to
+# the PostgreSQL data, where the postgres user it runs as (when we are root) can write. The functions send
+# TimeZone, DateStyle and statement_timeout as startup options, which a transaction pooler cannot pass
+# per client: PgBouncer ignores them and sets the same on each server connection (timezone, datestyle)
+# and bounds queries itself (query_timeout).
+pgbouncer_dir() { echo "$(cat "$RUN_DIR/pg.datadir").bouncer"; }
+
+pgbouncer_start() {
+  [ -n "$PGBOUNCER_PORT" ] || return 0
+  local bin; bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+  [ -x "$bin" ] || die "pgbouncer is not installed (make deps installs it)"
+  local dir; dir=$(pgbouncer_dir)
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+  if [ -f "$dir/pgbouncer.pid" ] && kill -0 "$(cat "$dir/pgbouncer.pid")" 2>/dev/null; then return 0; fi
+  printf '"atelier" ""\n' > "$dir/userlist.txt"
+  cat > "$dir/pgbouncer.ini" <<INI
+[databases]
+atelier = host=127.0.0.1 port=$PG_PORT dbname=atelier timezone=UTC datestyle=ISO
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 1000
+ignore_startup_parameters = options
+query_timeout = 60
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+  ln -sfn "$dir/pgbouncer.log" "$LOG_DIR/pgbouncer.log"
+  if [ "$(id -u)" = 0 ]; then "$bin" -q -d -u postgres "$dir/pgbouncer.ini"; else "$bin" -q -d "$dir/pgbouncer.ini"; fi \
+    || die "PgBouncer did not start (see $dir/pgbouncer.log)"
+  local pgbin; pgbin=$(pg_bin)
+  for _ in $(seq 50); do
+    "$pgbin/psql" -q -h 127.0.0.1 -p "$PGBOUNCER_PORT" -U atelier -d atelier -tAc "SELECT 1" >/dev/null 2>&1 && return 0; sleep 0.1
+  done
+  die "PgBouncer does not answer on port $PGBOUNCER_PORT (see $dir/pgbouncer.log)"
+}
+
+pgbouncer_stop() {
+  [ -f "$RUN_DIR/pg.datadir" ] || return 0
+  local pidfile; pidfile=$(pgbouncer_dir)/pgbouncer.pid
+  [ -f "$pidfile" ] || return 0
+  local pid; pid=$(cat "$pidfile")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+}
+
 redis_start() {
   mkdir -p "$RUN_DIR/redis"
   if [ -f "$RUN_DIR/redis.pid" ] && kill -0 "$(cat "$RUN_DIR/redis.pid")" 2>/dev/null; then return 0; fi
@@ -146,7 +202,12 @@ write_env() {
   [ -s "$secret_file" ] || (umask 077; head -c 48 /dev/urandom | base64 | tr -d '\n/+=' > "$secret_file")
   quote() { local v=${2//\'/\'\\\'\'}; printf "%s='%s'\n" "$1" "$v"; }
   {
-    quote DATABASE_URL "${DATABASE_URL:-$DATABASE_URL_DEFAULT}"
+    if [ -n "$PGBOUNCER_PORT" ]; then
+      quote DATABASE_URL "${DATABASE_URL:-postgresql://atelier@127.0.0.1:$PGBOUNCER_PORT/atelier}"
+      quote DATABASE_PREPARED_STATEMENTS off
+    else
+      quote DATABASE_URL "${DATABASE_URL:-$DATABASE_URL_DEFAULT}"
+    fi
     quote REDIS_URL "${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
     quote PUBLIC_BASE_URL "${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}"
     quote APP_SECRET "${APP_SECRET:-$(cat "$secret_file")}"
@@ -290,6 +351,7 @@ start() {
   write_env
   load_env
   pg_start
+  pgbouncer_start
   redis_start
   migrate
   supervisor_start
@@ -300,6 +362,7 @@ stop() {
   nginx_stop
   supervisor_stop
   redis_stop
+  pgbouncer_stop
   pg_stop
 }
 
@@ -360,7 +423,7 @@ reload() {
 purge() {
   stop
   local data; data=$(cat "$RUN_DIR/pg.datadir" 2>/dev/null || true)
-  case $data in /var/tmp/atelier-pg-*) rm -rf "$data" "$data.log" ;; esac
+  case $data in /var/tmp/atelier-pg-*) rm -rf "$data" "$data.log" "$data.bouncer" ;; esac
   rm -rf "$RUN_DIR"
 }
 

@@ -10,6 +10,9 @@ export BIN_DIR=$ROOT/.build/release
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export PORT=$(free_port) PG_PORT=$(free_port) REDIS_PORT=$(free_port)
+# Every stack the tests start reaches PostgreSQL through a PgBouncer of its own in transaction mode, as a
+# deployment on several hosts does (PGBOUNCER_PORT=none: directly).
+[ "${PGBOUNCER_PORT:-}" = none ] && export PGBOUNCER_PORT="" || export PGBOUNCER_PORT=$(free_port)
 export REDIS_SAVE="" PG_FSYNC=off PROCESSES=${PROCESSES:-2}
 # The hot functions keep both processes resident (the fault tests kill them); every other function scales
 # to zero after two idle seconds, so the whole suite runs against functions that start and stop.

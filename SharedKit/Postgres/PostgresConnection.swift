@@ -195,6 +195,9 @@ public final class PostgresConnection: @unchecked Sendable {
             state = PQconnectPoll(conn)
         }
         backendPID = PQbackendPID(conn)
+        // Notices are for people at a psql prompt; behind a transaction pooler, which cannot pass our
+        // client_min_messages on, libpq would otherwise print them to the function's stderr.
+        _ = PQsetNoticeProcessor(conn, { _, _ in }, nil)
         return conn
     }
 

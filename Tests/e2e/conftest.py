@@ -170,7 +170,7 @@ class BillingStack(PrivateStack):
 # The main stack's own settings, which scripts/test.sh exports and which must not reach a private
 # stack's env file (stack.sh prefers an exported value to its own default).
 _MAIN_STACK_ONLY = ("DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "APP_SECRET", "MEDIA_ROOT", "MIGRATIONS_DIR",
-                    "ATELIER_URL", "PORT", "PG_PORT", "REDIS_PORT")
+                    "ATELIER_URL", "PORT", "PG_PORT", "REDIS_PORT", "PGBOUNCER_PORT", "DATABASE_PREPARED_STATEMENTS")
 
 
 @contextlib.contextmanager
@@ -188,6 +188,8 @@ def private_stack(name, extra, processes=1, drop=(), cls=PrivateStack, fake=None
         "PORT": str(free_port()),
         "PG_PORT": str(free_port()),
         "REDIS_PORT": str(free_port()),
+        # Through a PgBouncer of its own when the main stack has one.
+        "PGBOUNCER_PORT": str(free_port()) if os.environ.get("PGBOUNCER_PORT") else "",
         "REDIS_SAVE": "",
         "PG_FSYNC": "off",
         "PROCESSES": str(processes),

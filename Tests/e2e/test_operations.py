@@ -176,6 +176,7 @@ def test_make_run_says_which_providers_are_live_and_never_prints_a_secret(stack)
            if not k.startswith(("DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "APP_SECRET", "MEDIA_ROOT",
                                 "MIGRATIONS_DIR", "SMTP_", "REPLICATE_", "RAZORPAY_", "S3_"))}
     env.update({"RUN_DIR": run_dir, "PORT": str(free_port()), "PG_PORT": str(free_port()),
+                "PGBOUNCER_PORT": str(free_port()) if os.environ.get("PGBOUNCER_PORT") else "",
                 "REDIS_PORT": str(free_port()), "REDIS_SAVE": "", "PG_FSYNC": "off", "CRON_INTERVALS": " ",
                 "SMTP_URL": "smtp://mailer:very-secret-pass@smtp.example.test:587",
                 "REPLICATE_API_TOKEN": "r8_not_a_real_token", "REPLICATE_API_BASE": "http://127.0.0.1:9/v1",
@@ -226,6 +227,7 @@ def test_a_stack_runs_from_a_folder_only_its_owner_may_enter(stack):
                                 "MIGRATIONS_DIR", "REPLICATE_", "RAZORPAY_", "S3_"))}
     port = free_port()
     env.update({"RUN_DIR": run_dir, "PORT": str(port), "PG_PORT": str(free_port()), "REDIS_PORT": str(free_port()),
+                "PGBOUNCER_PORT": str(free_port()) if os.environ.get("PGBOUNCER_PORT") else "",
                 "REDIS_SAVE": "", "PG_FSYNC": "off", "CRON_INTERVALS": " ", "PROCESSES": "1"})
     script = os.path.join(ROOT, "scripts", "stack.sh")
     try:
