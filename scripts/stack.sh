@@ -144,6 +144,7 @@ pgbouncer_start() {
   cat > "$dir/pgbouncer.ini" <<INI
 [databases]
 atelier = host=127.0.0.1 port=$PG_PORT dbname=atelier timezone=UTC datestyle=ISO
+* = host=127.0.0.1 port=$PG_PORT timezone=UTC datestyle=ISO
 
 [pgbouncer]
 listen_addr = 127.0.0.1

@@ -22,7 +22,7 @@ enum AdminCommands {
         let piped = isatty(0) == 0 ? readStandardInput().trimmingWhitespace().description : ""
         let password = piped.isEmpty ? generatedPassword() : piped
         if !piped.isEmpty { try AccountRules.password(password, email: email) }
-        let db = PostgresConnection(url: try Commands.environment("DATABASE_URL"), timeoutMs: 10_000)
+        let db = try Commands.database()
         let hash = try PasswordHasher().hash(password)
         let existed = try db.transaction { () -> Bool in
             if let current = try db.query("SELECT id, is_admin FROM users WHERE email = \(email) FOR UPDATE").first {

@@ -54,6 +54,17 @@ enum Commands {
         var description: String { message }
     }
 
+    /// The CLI's PostgreSQL connection: DATABASE_URL, preparing statements unless
+    /// DATABASE_PREPARED_STATEMENTS=off (behind a transaction pooler, named statements would collide).
+    static func database() throws -> PostgresConnection {
+        let prepared = getenv("DATABASE_PREPARED_STATEMENTS").map { String(cString: $0) } ?? ""
+        guard ["", "on", "true", "1", "off", "false", "0"].contains(prepared) else {
+            throw UsageError(message: "DATABASE_PREPARED_STATEMENTS must be on or off")
+        }
+        return PostgresConnection(url: try environment("DATABASE_URL"), timeoutMs: 10_000,
+                                  prepareStatements: !["off", "false", "0"].contains(prepared))
+    }
+
     static func environment(_ name: String) throws -> String {
         guard let value = getenv(name).map({ String(cString: $0) }), !value.isEmpty else {
             throw UsageError(message: "\(name) is required but not set")
@@ -64,7 +75,7 @@ enum Commands {
     static func migrate(_ arguments: [String]) throws -> Int32 {
         let options = try options(arguments)
         let folder = options["dir"] ?? getenv("MIGRATIONS_DIR").map { String(cString: $0) } ?? "Migrations"
-        let db = PostgresConnection(url: try environment("DATABASE_URL"), timeoutMs: 10_000)
+        let db = try database()
         let migrations = try Migrator.load(folder: folder)
         let applied = try Migrator(db: db).migrate(migrations)
         print(applied.isEmpty

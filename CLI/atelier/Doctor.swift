@@ -47,7 +47,7 @@ enum Doctor {
         func skip(_ check: String, _ why: String) { findings.append(Finding(check: check, status: .skip, detail: why)) }
 
         // PostgreSQL: reachable, every migration applied.
-        let db = PostgresConnection(url: config.databaseURL, timeoutMs: 5000)
+        let db = PostgresConnection(url: config.databaseURL, timeoutMs: 5000, prepareStatements: config.preparedStatements)
         do {
             let applied = try db.query("SELECT count(*)::int AS n FROM schema_migrations").first?.get("n", as: Int.self) ?? 0
             let folder = config.string("MIGRATIONS_DIR") ?? "Migrations"

@@ -35,8 +35,8 @@ public struct Config: Sendable {
         databaseURL = try Self.required(environment, "DATABASE_URL", "must be a postgres:// or postgresql:// URL") {
             $0.hasPrefix("postgres://") || $0.hasPrefix("postgresql://")
         }
-        redisURL = try Self.required(environment, "REDIS_URL", "must be a redis:// or unix:// URL") {
-            $0.hasPrefix("redis://") || $0.hasPrefix("unix://")
+        redisURL = try Self.required(environment, "REDIS_URL", "must be a redis://, unix:// or redis-sentinel://host:port,…/master URL") {
+            $0.hasPrefix("redis://") || $0.hasPrefix("unix://") || $0.hasPrefix("redis-sentinel://")
         }
         let base = try Self.required(environment, "PUBLIC_BASE_URL", "must be an http:// or https:// URL") {
             ($0.hasPrefix("http://") || $0.hasPrefix("https://")) && !$0.contains(" ")

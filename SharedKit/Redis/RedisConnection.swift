@@ -7,11 +7,17 @@ import CRedis
 /// database number honoured), bounds connect and every command by a timeout, and reconnects when it finds
 /// the idle connection closed by the server (`CLIENT KILL`, a restart).
 ///
+/// With a `redis-sentinel://` URL it asks the sentinels which server is the master (`SENTINEL
+/// get-master-addr-by-name`), checks that it says so itself (`ROLE`), and asks again whenever the
+/// connection is lost or the server has become a replica (`READONLY`): after a failover the next command
+/// reaches the new master.
+///
 /// `@unchecked Sendable`: used by one request at a time on the accept loop's thread; the `redisContext`
 /// has exactly this owner, which frees it.
 public final class RedisConnection: @unchecked Sendable {
     struct Endpoint: Equatable {
-        enum Address: Equatable { case tcp(host: String, port: Int32), unix(path: String) }
+        struct Node: Equatable { var host: String; var port: Int32 }
+        enum Address: Equatable { case tcp(host: String, port: Int32), unix(path: String), sentinel(nodes: [Node], master: String) }
         var address: Address
         var username: String?
         var password: String?
@@ -22,6 +28,8 @@ public final class RedisConnection: @unchecked Sendable {
     public let timeoutMs: Int
     private var context: UnsafeMutablePointer<redisContext>?
     private var scriptSHAs: [ObjectIdentifier: String] = [:]
+    /// The sentinel that answered last, asked first next time.
+    private var sentinelIndex = 0
 
     public init(url: String, timeoutMs: Int = 1500) {
         self.url = url
@@ -45,7 +53,23 @@ public final class RedisConnection: @unchecked Sendable {
 
     @discardableResult
     public func command(_ arguments: [[UInt8]]) throws -> RedisReply {
-        let ctx = try ready()
+        do {
+            return try Self.send(try ready(), arguments, owner: self)
+        } catch RedisError.reply(let message) where message.hasPrefix("READONLY") && isSentinel {
+            // The server we hold was demoted by a failover and refused the write (nothing happened):
+            // find the master again and send it there.
+            close()
+            return try Self.send(try ready(), arguments, owner: self)
+        }
+    }
+
+    private var isSentinel: Bool {
+        if case .sentinel? = Self.parse(url)?.address { return true }
+        return false
+    }
+
+    /// One command on `ctx`; a transport failure closes `owner`'s connection (when it is `ctx`).
+    private static func send(_ ctx: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]], owner: RedisConnection?) throws -> RedisReply {
         var lengths = arguments.map { $0.count }
         var pointers: [UnsafeMutablePointer<CChar>?] = arguments.map { bytes in
             let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, bytes.count))
@@ -60,10 +84,14 @@ public final class RedisConnection: @unchecked Sendable {
                 redisCommandArgv(ctx, Int32(arguments.count), argv, &lengths)
             }
         }
-        guard let raw else { throw lost(ctx) }
+        guard let raw else {
+            let message = errorText(ctx)
+            if let owner, owner.context == ctx { owner.close() }
+            throw DependencyUnavailable(.redis, detail: message)
+        }
         let reply = raw.assumingMemoryBound(to: redisReply.self)
         defer { freeReplyObject(raw) }
-        return try Self.convert(reply)
+        return try convert(reply)
     }
 
     /// Runs a Lua script by SHA, loading it when the server does not know it (first use, `SCRIPT FLUSH`,
@@ -112,19 +140,18 @@ public final class RedisConnection: @unchecked Sendable {
         guard let endpoint = Self.parse(url) else {
             throw DependencyUnavailable(.redis, detail: "REDIS_URL cannot be parsed")
         }
-        let timeout = timeval(tv_sec: timeoutMs / 1000, tv_usec: (timeoutMs % 1000) * 1000)
-        let made: UnsafeMutablePointer<redisContext>?
+        let timeout = Self.interval(ms: timeoutMs)
+        let ctx: UnsafeMutablePointer<redisContext>
         switch endpoint.address {
-        case .tcp(let host, let port): made = redisConnectWithTimeout(host, port, timeout)
-        case .unix(let path): made = redisConnectUnixWithTimeout(path, timeout)
+        case .tcp(let host, let port): ctx = try Self.open(host: host, port: port, timeout: timeout)
+        case .unix(let path): ctx = try Self.open(redisConnectUnixWithTimeout(path, timeout), timeout: timeout)
+        case .sentinel(let nodes, let master): return try connectToMaster(nodes: nodes, name: master, endpoint: endpoint)
         }
-        guard let ctx = made else { throw DependencyUnavailable(.redis, detail: "out of memory") }
-        if ctx.pointee.err != 0 {
-            let message = Self.errorText(ctx)
-            redisFree(ctx)
-            throw DependencyUnavailable(.redis, detail: "connect: \(message)")
-        }
-        _ = redisSetTimeout(ctx, timeout)
+        return try handshake(ctx, endpoint)
+    }
+
+    /// AUTH and SELECT on a new connection, which becomes this one's.
+    private func handshake(_ ctx: UnsafeMutablePointer<redisContext>, _ endpoint: Endpoint) throws -> UnsafeMutablePointer<redisContext> {
         context = ctx
         scriptSHAs = [:]
         do {
@@ -144,10 +171,60 @@ public final class RedisConnection: @unchecked Sendable {
         return ctx
     }
 
-    private func lost(_ ctx: UnsafeMutablePointer<redisContext>) -> DependencyUnavailable {
-        let message = Self.errorText(ctx)
-        close()
-        return DependencyUnavailable(.redis, detail: message)
+    /// The master the sentinels name, asked in turn (the last one that answered first), each within the
+    /// timeout; the server must call itself master (a sentinel may not have noticed a failover yet).
+    private func connectToMaster(nodes: [Endpoint.Node], name: String, endpoint: Endpoint) throws -> UnsafeMutablePointer<redisContext> {
+        var problems: [String] = []
+        let timeout = Self.interval(ms: timeoutMs)
+        for offset in 0..<nodes.count {
+            let index = (sentinelIndex + offset) % nodes.count
+            let node = nodes[index]
+            let address: (host: String, port: Int32)
+            do {
+                let sentinel = try Self.open(host: node.host, port: node.port, timeout: timeout)
+                defer { redisFree(sentinel) }
+                let reply = try Self.send(sentinel, ["SENTINEL", "get-master-addr-by-name", name].map { Array($0.utf8) }, owner: nil)
+                guard case .array(let parts) = reply, parts.count == 2, let host = parts[0].string,
+                      let port = parts[1].string.flatMap({ Int32($0) }) else {
+                    problems.append("sentinel \(node.host):\(node.port) knows no master named \(name)")
+                    continue
+                }
+                address = (host, port)
+            } catch {
+                problems.append("sentinel \(node.host):\(node.port): \(error)")
+                continue
+            }
+            do {
+                let ctx = try handshake(try Self.open(host: address.host, port: address.port, timeout: timeout), endpoint)
+                guard case .array(let role)? = try? Self.send(ctx, [Array("ROLE".utf8)], owner: nil), role.first?.string == "master" else {
+                    redisFree(ctx)
+                    problems.append("\(address.host):\(address.port), named by sentinel \(node.host):\(node.port), is not a master")
+                    continue
+                }
+                sentinelIndex = index
+                return ctx
+            } catch {
+                problems.append("master \(address.host):\(address.port): \(error)")
+            }
+        }
+        throw DependencyUnavailable(.redis, detail: "no master for \(name): " + problems.joined(separator: "; "))
+    }
+
+    private static func interval(ms: Int) -> timeval { timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000) }
+
+    private static func open(host: String, port: Int32, timeout: timeval) throws -> UnsafeMutablePointer<redisContext> {
+        try open(redisConnectWithTimeout(host, port, timeout), timeout: timeout)
+    }
+
+    private static func open(_ made: UnsafeMutablePointer<redisContext>?, timeout: timeval) throws -> UnsafeMutablePointer<redisContext> {
+        guard let ctx = made else { throw DependencyUnavailable(.redis, detail: "out of memory") }
+        if ctx.pointee.err != 0 {
+            let message = errorText(ctx)
+            redisFree(ctx)
+            throw DependencyUnavailable(.redis, detail: "connect: \(message)")
+        }
+        _ = redisSetTimeout(ctx, timeout)
+        return ctx
     }
 
     private static func errorText(_ ctx: UnsafeMutablePointer<redisContext>) -> String {
@@ -176,8 +253,41 @@ public final class RedisConnection: @unchecked Sendable {
         }
     }
 
-    /// `redis://[[user]:password@]host[:port][/db]` or `unix:///path/to/socket[?db=N]`.
+    /// `redis://[[user]:password@]host[:port][/db]`, `unix:///path/to/socket[?db=N]`, or
+    /// `redis-sentinel://[[user]:password@]host:port,host:port,…/master-name[/db]` (the credentials and
+    /// database are the master's; the sentinels take none).
     static func parse(_ url: String) -> Endpoint? {
+        if url.hasPrefix("redis-sentinel://") {
+            var rest = Substring(url.dropFirst("redis-sentinel://".count))
+            var credentials: Substring?
+            if let at = rest.lastIndex(of: "@") {
+                credentials = rest[..<at]
+                rest = rest[rest.index(after: at)...]
+            }
+            let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 2 || parts.count == 3, !parts[1].isEmpty else { return nil }
+            var nodes: [Endpoint.Node] = []
+            for node in parts[0].split(separator: ",") {
+                guard let colon = node.lastIndex(of: ":"), let port = Int32(node[node.index(after: colon)...]),
+                      colon > node.startIndex else { return nil }
+                nodes.append(.init(host: String(node[..<colon]), port: port))
+            }
+            guard !nodes.isEmpty else { return nil }
+            var endpoint = Endpoint(address: .sentinel(nodes: nodes, master: PercentDecoding.decode(parts[1])))
+            if parts.count == 3, !parts[2].isEmpty {
+                guard let number = Int(parts[2]) else { return nil }
+                endpoint.database = number
+            }
+            if let credentials {
+                if let colon = credentials.firstIndex(of: ":") {
+                    endpoint.username = PercentDecoding.decode(credentials[..<colon])
+                    endpoint.password = PercentDecoding.decode(credentials[credentials.index(after: colon)...])
+                } else {
+                    endpoint.password = PercentDecoding.decode(credentials)
+                }
+            }
+            return endpoint
+        }
         if url.hasPrefix("unix://") {
             var rest = Substring(url.dropFirst("unix://".count))
             var database = 0

@@ -43,6 +43,22 @@ import Testing
         #expect(RedisConnection.parse("http://nope") == nil)
     }
 
+    @Test func sentinelURLsNameTheSentinelsTheMasterAndItsCredentials() throws {
+        let endpoint = try #require(RedisConnection.parse("redis-sentinel://:pw@10.0.0.5:26379,10.0.0.6:26379,10.0.0.7:26380/atelier/2"))
+        #expect(endpoint.address == .sentinel(nodes: [.init(host: "10.0.0.5", port: 26379), .init(host: "10.0.0.6", port: 26379),
+                                                      .init(host: "10.0.0.7", port: 26380)], master: "atelier"))
+        #expect(endpoint.password == "pw")
+        #expect(endpoint.database == 2)
+        #expect(RedisConnection.parse("redis-sentinel://127.0.0.1:26379/atelier")?.database == 0)
+        #expect(RedisConnection.parse("redis-sentinel://127.0.0.1:26379/") == nil)
+        #expect(RedisConnection.parse("redis-sentinel://127.0.0.1/atelier") == nil)
+    }
+
+    @Test func noSentinelAnsweringIsA503NotAHang() throws {
+        let redis = RedisConnection(url: "redis-sentinel://127.0.0.1:1,127.0.0.1:2/atelier", timeoutMs: 300)
+        #expect(throws: DependencyUnavailable.self) { try redis.command("PING") }
+    }
+
     @Test func selectsTheDatabaseFromTheURL() throws {
         let url = TestSupport.redisURL
         let db5 = RedisConnection(url: url[..<url.lastIndex(of: "/")!] + "/5")

@@ -241,13 +241,13 @@ def test_missing_configuration_stops_the_process_with_one_line(stack):
 class FastCGIProcess:
     """One function process on its own Unix socket, spoken to with libfcgi's cgi-fcgi client."""
 
-    def __init__(self, stack, binary):
+    def __init__(self, stack, binary, **env):
         self.dir = tempfile.mkdtemp(prefix="fcgi-", dir=stack.run_dir)
         self.path = os.path.join(self.dir, "probe.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.path)
         self.listener.listen(16)
-        self.env = stack.app_env()
+        self.env = dict(stack.app_env(), **env)
         self.log = open(os.path.join(self.dir, "stderr.log"), "wb")
         self.process = subprocess.Popen([os.path.join(stack.bin_dir, binary)], stdin=self.listener.fileno(),
                                         stdout=self.log, stderr=self.log, env=self.env)
@@ -310,7 +310,10 @@ def test_sigterm_while_idle_exits_promptly(stack):
 
 
 def test_a_reused_postgres_connection_survives_pg_terminate_backend(stack):
-    probe = FastCGIProcess(stack, "runtime-probe")
+    # Straight to PostgreSQL (not through the stack's PgBouncer, whose backend ids are its own): the
+    # connection the server ended is noticed and replaced.
+    direct = f"postgresql://atelier@127.0.0.1:{os.environ['PG_PORT']}/atelier"
+    probe = FastCGIProcess(stack, "runtime-probe", DATABASE_URL=direct, DATABASE_PREPARED_STATEMENTS="on")
     try:
         import json
         first = json.loads(probe.request("/probe/db")[2])["pid"]

@@ -12,6 +12,8 @@ import tempfile
 import threading
 import time
 
+from urllib.parse import urlparse
+
 import requests
 
 from conftest import ROOT, free_port, wait_until
@@ -287,3 +289,56 @@ def test_two_hosts_behind_one_upstream_lose_no_request_when_one_goes_down(stack)
         if nginx is not None:
             nginx.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---- two function hosts sharing the state engines -------------------------------------------------------
+
+def test_an_image_made_through_host_a_is_listed_served_and_deleted_through_host_b(smtp):
+    """Two complete function hosts (each its own nginx and processes) sharing what deploy/README.md says
+    they share: PostgreSQL through host A's PgBouncer (transaction mode), one Redis, one S3 bucket (the
+    strict fake) and the env file's APP_SECRET. A user signed up and logged in through host A makes an
+    image there; through host B the same session lists it, its URL loads, and deleting it removes the
+    object from the bucket, after which host A answers 404."""
+    import secrets
+
+    from conftest import private_stack
+    from fakes.s3 import S3Fake
+    from test_accounts import register_and_verify
+
+    bucket, access_key, secret = "shared-media", "AKIASHAREDHOSTS", secrets.token_urlsafe(30)
+    s3 = S3Fake("127.0.0.1", 0, access_key, secret, log=False).start()
+    s3.create_bucket(bucket)
+    common = {"S3_BUCKET": bucket, "S3_ENDPOINT": s3.url, "S3_ACCESS_KEY_ID": access_key, "S3_SECRET_ACCESS_KEY": secret,
+              "APP_SECRET": secrets.token_urlsafe(40)}
+    try:
+        with private_stack("host-a", common, drop=("S3_",)) as a:
+            shared = {"DATABASE_URL": a.database_url, "REDIS_URL": a.redis_url}
+            with private_stack("host-b", {**common, **shared}, drop=("S3_",)) as b, requests.Session() as http:
+                assert (b.database_url, b.redis_url) == (a.database_url, a.redis_url)
+                if a.script_env.get("PGBOUNCER_PORT"):
+                    assert f":{a.script_env['PGBOUNCER_PORT']}/" in b.database_url, b.database_url
+
+                _, _, csrf = register_and_verify(a, smtp, http)
+                r = http.post(a.api("/api/v1/images"), json={"prompt": "a lighthouse shared by two hosts"},
+                              headers={"X-CSRF-Token": csrf, "Origin": a.url}, timeout=60)
+                assert r.status_code == 201, r.text
+                image = r.json()["image"]
+                image_id = image["id"]
+                key = urlparse(image["url"]).path.split(f"/{bucket}/", 1)[1]
+                assert s3.get_object(bucket, key) is not None, "host A did not store the image in the bucket"
+
+                listed = http.get(b.api("/api/v1/images"), timeout=10)
+                assert listed.status_code == 200, listed.text
+                assert image_id in [i["id"] for i in listed.json()["items"]], listed.text
+                shown = http.get(b.api(f"/api/v1/images/{image_id}"), timeout=10).json()
+                loaded = requests.get(shown["url"], timeout=10)
+                assert loaded.status_code == 200 and loaded.content == s3.get_object(bucket, key)[0]
+
+                r = http.delete(b.api(f"/api/v1/images/{image_id}"), headers={"X-CSRF-Token": csrf, "Origin": b.url}, timeout=10)
+                assert r.status_code == 204, r.text
+                assert s3.get_object(bucket, key) is None, "the object outlived its image"
+                assert http.get(a.api(f"/api/v1/images/{image_id}"), timeout=10).status_code == 404
+                refused = [e for e in s3.requests() if e["auth"] == "header" and e["status"] >= 400]
+                assert refused == [], refused
+    finally:
+        s3.stop()
