@@ -95,7 +95,7 @@ def test_an_image_lives_in_the_bucket_loads_in_the_page_and_goes_with_its_deleti
     policy = requests.get(s3_stack.url + "/", timeout=10).headers["Content-Security-Policy"]
     directives = {d.split()[0]: d.split()[1:] for d in (p.strip() for p in policy.split(";")) if d}
     assert s3.url in directives["img-src"] and s3.url in directives["media-src"], policy
-    assert directives["script-src"] == ["'self'", "https://checkout.razorpay.com"], "only media may come from the bucket"
+    assert s3.url not in directives["script-src"] and s3.url not in directives["connect-src"], "only media may come from the bucket"
 
     r = client.api("DELETE", f"/api/v1/images/{image['id']}")
     assert r.status_code == 204, r.text
