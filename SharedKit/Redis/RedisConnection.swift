@@ -171,17 +171,19 @@ public final class RedisConnection: @unchecked Sendable {
         return ctx
     }
 
-    /// The master the sentinels name, asked in turn (the last one that answered first), each within the
-    /// timeout; the server must call itself master (a sentinel may not have noticed a failover yet).
+    /// The master the sentinels name, asked in turn (the last one that answered first); the server must
+    /// call itself master (a sentinel may not have noticed a failover yet). The sentinels share one
+    /// timeout between them, so finding no master costs about the timeout, finding one at most twice it.
     private func connectToMaster(nodes: [Endpoint.Node], name: String, endpoint: Endpoint) throws -> UnsafeMutablePointer<redisContext> {
         var problems: [String] = []
         let timeout = Self.interval(ms: timeoutMs)
+        let sentinelTimeout = Self.interval(ms: max(100, timeoutMs / nodes.count))
         for offset in 0..<nodes.count {
             let index = (sentinelIndex + offset) % nodes.count
             let node = nodes[index]
             let address: (host: String, port: Int32)
             do {
-                let sentinel = try Self.open(host: node.host, port: node.port, timeout: timeout)
+                let sentinel = try Self.open(host: node.host, port: node.port, timeout: sentinelTimeout)
                 defer { redisFree(sentinel) }
                 let reply = try Self.send(sentinel, ["SENTINEL", "get-master-addr-by-name", name].map { Array($0.utf8) }, owner: nil)
                 guard case .array(let parts) = reply, parts.count == 2, let host = parts[0].string,

@@ -41,16 +41,24 @@ def _binary(*names):
     raise RuntimeError(f"none of {names} is installed: install Debian's chromium and chromium-driver")
 
 
-@pytest.fixture(scope="module")
-def driver():
+def new_chromium(*extra_arguments):
+    """Headless Chromium under Selenium, 1280 px wide, keeping the console log; `extra_arguments` are
+    more command-line switches."""
     options = webdriver.ChromeOptions()
     options.binary_location = _binary("chromium", "chromium-browser")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                f"--window-size={WIDE},900", "--hide-scrollbars", "--force-color-profile=srgb", "--lang=en-GB"):
+                f"--window-size={WIDE},900", "--hide-scrollbars", "--force-color-profile=srgb", "--lang=en-GB",
+                *extra_arguments):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     browser = webdriver.Chrome(service=Service(_binary("chromedriver")), options=options)
     browser.set_page_load_timeout(30)
+    return browser
+
+
+@pytest.fixture(scope="module")
+def driver():
+    browser = new_chromium()
     try:
         yield browser
     finally:

@@ -16,12 +16,10 @@ import threading
 
 import pytest
 import requests
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
 import imagefiles
 from test_accounts import SESSION_COOKIE, register_and_verify
-from test_browser import WIDE, _binary, artifacts, page_errors, shot, visible, wait  # noqa: F401 (fixtures)
+from test_browser import artifacts, new_chromium, page_errors, shot, wait  # noqa: F401 (fixtures)
 
 LISTED = ["checkout.razorpay.com", "cdn.razorpay.com", "api.razorpay.com", "lumberjack.razorpay.com",
           "lumberjack-metrics.razorpay.com"]
@@ -117,15 +115,8 @@ def razorpay_hosts():
 
 @pytest.fixture(scope="module")
 def driver(razorpay_hosts):
-    options = webdriver.ChromeOptions()
-    options.binary_location = _binary("chromium", "chromium-browser")
     rules = ",".join(f"MAP {host} 127.0.0.1:{razorpay_hosts.port}" for host in LISTED + [UNLISTED])
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", f"--window-size={WIDE},900",
-                "--lang=en-GB", f"--host-resolver-rules={rules}", "--ignore-certificate-errors"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(_binary("chromedriver")), options=options)
-    browser.set_page_load_timeout(30)
+    browser = new_chromium(f"--host-resolver-rules={rules}", "--ignore-certificate-errors")
     try:
         yield browser
     finally:

@@ -8,7 +8,6 @@ An upscale sends Replicate the bucket's pre-signed URL of the source (the fake d
 does). `atelier doctor` checks the bucket: a round trip passes, a wrong secret and an unreachable endpoint
 fail with what to check.
 """
-import os
 import secrets
 from urllib.parse import urlparse
 
