@@ -485,7 +485,9 @@ final class Supervisor {
         defer { fclose(file) }
         var buffer = [CChar](repeating: 0, count: 4096)
         var text = ""
-        while fgets(&buffer, Int32(buffer.count), file) != nil { text += String(cString: buffer) }
+        while fgets(&buffer, Int32(buffer.count), file) != nil {
+            text += buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        }
         return text
     }
 }

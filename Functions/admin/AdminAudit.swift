@@ -91,7 +91,7 @@ enum AdminAudit {
               'failed_generations_7_days', (SELECT count(*) FROM generations WHERE status = 'failed' AND created_at >= now() - interval '7 days'),
               'api_calls_today', (SELECT COALESCE(sum(count), 0) FROM api_usage WHERE day = (now() AT TIME ZONE 'UTC')::date),
               'api_calls_30_days', (SELECT COALESCE(sum(count), 0) FROM api_usage WHERE day > (now() AT TIME ZONE 'UTC')::date - 30),
-              'active_subscriptions', (SELECT count(*) FROM subscriptions WHERE status IN ('authenticated', 'active', 'pending')),
+              'active_subscriptions', (SELECT count(*) FROM subscriptions WHERE status IN \(SubscriptionStatus.sql(SubscriptionStatus.entitling))),
               'payments_30_days', (SELECT json_build_object('count', COALESCE(sum(n), 0), 'amounts', COALESCE(json_object_agg(currency, total), '{}'))
                     FROM (SELECT currency, count(*) AS n, sum(amount) AS total FROM payments
                           WHERE status = 'captured' AND created_at >= now() - interval '30 days' GROUP BY currency) p)

@@ -6,20 +6,6 @@ import Foundation
 import SharedKit
 
 enum AdminUsers {
-    struct Row: Decodable, Encodable {
-        let id: String
-        let email: String
-        let username: String?
-        let verified: Bool
-        let isAdmin: Bool
-        let premiumUntil: Date?
-        let quotaUsed: Int
-        let quotaOverride: Int?
-        let quotaPeriodStart: Date
-        let createdAt: Date
-        let lastLoginAt: Date?
-    }
-
     struct ListedUser: JSONWritable {
         let id: String
         let email: String

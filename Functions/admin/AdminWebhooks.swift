@@ -46,7 +46,7 @@ enum AdminWebhooks {
     static func warnings(_ context: Context) throws -> [String] {
         guard let row = try context.db.query("""
             SELECT
-              (SELECT count(*)::int FROM subscriptions WHERE status IN ('authenticated', 'active', 'pending')) AS live_subscriptions,
+              (SELECT count(*)::int FROM subscriptions WHERE status IN \(SubscriptionStatus.sql(SubscriptionStatus.entitling))) AS live_subscriptions,
               (SELECT count(*)::int FROM webhook_deliveries WHERE provider = 'razorpay' AND outcome IN ('accepted', 'duplicate')
                  AND received_at > now() - interval '24 hours') AS razorpay_ok,
               (SELECT count(*)::int FROM webhook_deliveries WHERE provider = 'razorpay'

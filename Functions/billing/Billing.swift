@@ -182,7 +182,7 @@ enum Billing {
         }
         guard let id: String = try context.db.query("""
             SELECT razorpay_subscription_id FROM subscriptions WHERE user_id = \(user.id)
-            AND status IN ('created', 'authenticated', 'active', 'pending', 'halted', 'paused') ORDER BY created_at DESC LIMIT 1
+            AND status IN \(SubscriptionStatus.sql(SubscriptionStatus.open)) ORDER BY created_at DESC LIMIT 1
             """).first?.get("razorpay_subscription_id") else {
             throw HTTPError(.notFound, code: "no_subscription", message: "You have no subscription to cancel.")
         }
@@ -192,14 +192,14 @@ enum Billing {
         } catch is RazorpayClient.Uncertain {
             // Whether the cancel happened is read back, not tried again.
             let fetched = try client.fetchSubscription(id)
-            guard fetched.hasScheduledChanges == true || BillingConfig.terminalStatuses.contains(fetched.status) else {
+            guard fetched.hasScheduledChanges == true || SubscriptionStatus.isOne(of: SubscriptionStatus.terminal, fetched.status) else {
                 throw DependencyUnavailable(.provider, detail: "razorpay cancel uncertain and not in effect")
             }
             entity = fetched
         }
         try context.db.transaction {
             try context.db.execute("UPDATE subscriptions SET cancel_at_cycle_end = true, updated_at = now() WHERE razorpay_subscription_id = \(id)")
-            if BillingConfig.terminalStatuses.contains(entity.status) {
+            if SubscriptionStatus.isOne(of: SubscriptionStatus.terminal, entity.status) {
                 try SubscriptionLedger(db: context.db, billing: billing).apply(entity, payment: nil)
             }
         }

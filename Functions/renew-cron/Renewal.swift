@@ -33,7 +33,7 @@ enum Renewal {
         summary["periods_started"]! += try db.execute("""
             UPDATE users u SET quota_period_start = s.current_start, quota_used = 0
             FROM subscriptions s
-            WHERE s.user_id = u.id AND s.status IN ('active', 'authenticated', 'pending') AND s.current_start IS NOT NULL
+            WHERE s.user_id = u.id AND s.status IN \(SubscriptionStatus.sql(SubscriptionStatus.entitling)) AND s.current_start IS NOT NULL
               AND u.premium_until > now() AND u.quota_period_start < s.current_start
             """)
         // Premium without a live subscription (an admin grant): monthly periods counted from the last one.
@@ -43,14 +43,14 @@ enum Renewal {
                                                 + extract(month FROM age(now(), u.quota_period_start)))::integer),
                    quota_used = 0
             WHERE u.premium_until > now() AND u.quota_period_start <= now() - interval '1 month'
-              AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.id AND s.status IN ('active', 'authenticated', 'pending'))
+              AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.id AND s.status IN \(SubscriptionStatus.sql(SubscriptionStatus.entitling)))
             """)
         // Subscriptions whose state looks stale: a period that should have renewed, or a checkout left
         // unconfirmed. Razorpay's own record decides.
         if let client = RazorpayClient(billing) {
             let stale = try db.query("""
                 SELECT razorpay_subscription_id AS id FROM subscriptions
-                WHERE ((status IN ('active', 'authenticated', 'pending', 'halted') AND (current_end IS NULL OR current_end < now()))
+                WHERE ((status IN \(SubscriptionStatus.sql(SubscriptionStatus.renewing)) AND (current_end IS NULL OR current_end < now()))
                        OR (status = 'created' AND created_at < now() - make_interval(secs => \(staleAfter))))
                   AND updated_at < now() - make_interval(secs => \(staleAfter))
                 ORDER BY updated_at LIMIT 100

@@ -47,8 +47,6 @@ public struct BillingConfig: Sendable {
     /// Checkout can be offered only with keys and a plan.
     public var paymentsConfigured: Bool { keyID != nil && keySecret != nil && !plan.id.isEmpty }
 
-    public static let liveStatuses = ["authenticated", "active", "pending", "halted", "paused"]
-    public static let terminalStatuses = ["cancelled", "completed", "expired"]
 
     /// Checkout's signature for a subscription: hex HMAC-SHA256(key_secret, payment_id|subscription_id).
     public static func checkoutSignature(keySecret: String, paymentID: String, subscriptionID: String) -> String {

@@ -73,7 +73,7 @@ public struct SubscriptionLedger {
         }
 
         let older = storedEnd != nil && (end == nil || end! < storedEnd!)
-        let leavingTerminal = BillingConfig.terminalStatuses.contains(storedStatus) && !BillingConfig.terminalStatuses.contains(entity.status)
+        let leavingTerminal = SubscriptionStatus.isOne(of: SubscriptionStatus.terminal, storedStatus) && !SubscriptionStatus.isOne(of: SubscriptionStatus.terminal, entity.status)
         if older || leavingTerminal { return true }
 
         if entity.status == "pending" {

@@ -96,7 +96,8 @@ public struct SMTPMailer: Mailer {
         let sourcePointer = Unmanaged.passUnretained(source).toOpaque()
         let recipients = curl_slist_append(nil, "<\(MailMessage.address(message.to))>")
         defer { curl_slist_free_all(recipients) }
-        try session(failure: "SMTP delivery via \(server) failed") { handle in
+        // curl reads the message through `sourcePointer` during the session: `source` lives until it ends.
+        try withExtendedLifetime(source) { try session(failure: "SMTP delivery via \(server) failed") { handle in
             atl_curl_setopt_string(handle, CURLOPT_MAIL_FROM, "<\(MailMessage.address(from))>")
             atl_curl_setopt_slist(handle, CURLOPT_MAIL_RCPT, recipients)
             atl_curl_setopt_long(handle, CURLOPT_UPLOAD, 1)
@@ -106,7 +107,7 @@ public struct SMTPMailer: Mailer {
             }
             atl_curl_setopt_pointer(handle, CURLOPT_READDATA, sourcePointer)
             return curl_easy_perform(handle)
-        }
+        } }
     }
 }
 

@@ -42,12 +42,14 @@ public struct ImageProbe: Sendable, Equatable {
         case "VipsForeignLoadWebpBuffer": format = .webp
         default: return nil
         }
-        let image = bytes.withUnsafeBytes { atl_vips_image_from_buffer($0.baseAddress, $0.count) }
-        guard let image else {
-            vips_error_clear()
-            return nil
+        // The header is read while the bytes' pointer is valid; the image goes before it ends.
+        return bytes.withUnsafeBytes { raw -> ImageProbe? in
+            guard let image = atl_vips_image_from_buffer(raw.baseAddress, raw.count) else {
+                vips_error_clear()
+                return nil
+            }
+            defer { g_object_unref(image) }
+            return ImageProbe(format: format, width: Int(vips_image_get_width(image)), height: Int(vips_image_get_height(image)))
         }
-        defer { g_object_unref(image) }
-        return ImageProbe(format: format, width: Int(vips_image_get_width(image)), height: Int(vips_image_get_height(image)))
     }
 }

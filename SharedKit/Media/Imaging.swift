@@ -57,36 +57,42 @@ public enum Imaging {
     }
 
     /// Decodes an upload whose header was already checked (`ImageProbe`) into sRGB without alpha.
+    /// libvips reads the buffer lazily, until the pixels are copied out: the whole pipeline runs while
+    /// the bytes' pointer is valid.
     public static func decode(_ bytes: [UInt8]) throws -> RGBImage {
         Vips.initialise()
-        guard let loaded = bytes.withUnsafeBytes({ atl_vips_image_from_buffer_random($0.baseAddress, $0.count) }) else {
-            throw failure("cannot decode the image")
+        return try bytes.withUnsafeBytes { raw in
+            guard let loaded = atl_vips_image_from_buffer_random(raw.baseAddress, raw.count) else {
+                throw failure("cannot decode the image")
+            }
+            var image = VipsRef(owning: loaded)
+            image = try image.apply { atl_vips_to_srgb($0, $1) }
+            if vips_image_get_bands(image.pointer) == 4 || vips_image_hasalpha(image.pointer) != 0 {
+                image = try image.apply { atl_vips_flatten_white($0, $1) }
+            }
+            image = try image.apply { atl_vips_cast_uchar($0, $1) }
+            if vips_image_get_bands(image.pointer) > 3 {
+                image = try image.apply { atl_vips_extract_bands($0, $1, 0, 3) }
+            }
+            return try image.rgb()
         }
-        var image = VipsRef(owning: loaded)
-        image = try image.apply { atl_vips_to_srgb($0, $1) }
-        if vips_image_get_bands(image.pointer) == 4 || vips_image_hasalpha(image.pointer) != 0 {
-            image = try image.apply { atl_vips_flatten_white($0, $1) }
-        }
-        image = try image.apply { atl_vips_cast_uchar($0, $1) }
-        if vips_image_get_bands(image.pointer) > 3 {
-            image = try image.apply { atl_vips_extract_bands($0, $1, 0, 3) }
-        }
-        return try image.rgb()
     }
 
-    /// A one-band mask (0…255) from an uploaded mask image.
+    /// A one-band mask (0…255) from an uploaded mask image (read, like `decode`, while the bytes are valid).
     public static func decodeMask(_ bytes: [UInt8]) throws -> (width: Int, height: Int, values: [UInt8]) {
         Vips.initialise()
-        guard let loaded = bytes.withUnsafeBytes({ atl_vips_image_from_buffer_random($0.baseAddress, $0.count) }) else {
-            throw failure("cannot decode the mask")
+        return try bytes.withUnsafeBytes { raw in
+            guard let loaded = atl_vips_image_from_buffer_random(raw.baseAddress, raw.count) else {
+                throw failure("cannot decode the mask")
+            }
+            var image = VipsRef(owning: loaded)
+            if vips_image_hasalpha(image.pointer) != 0 { image = try image.apply { atl_vips_flatten_white($0, $1) } }
+            image = try image.apply { atl_vips_to_bw($0, $1) }
+            image = try image.apply { atl_vips_cast_uchar($0, $1) }
+            if vips_image_get_bands(image.pointer) > 1 { image = try image.apply { atl_vips_extract_bands($0, $1, 0, 1) } }
+            let values = try image.memory()
+            return (Int(vips_image_get_width(image.pointer)), Int(vips_image_get_height(image.pointer)), values)
         }
-        var image = VipsRef(owning: loaded)
-        if vips_image_hasalpha(image.pointer) != 0 { image = try image.apply { atl_vips_flatten_white($0, $1) } }
-        image = try image.apply { atl_vips_to_bw($0, $1) }
-        image = try image.apply { atl_vips_cast_uchar($0, $1) }
-        if vips_image_get_bands(image.pointer) > 1 { image = try image.apply { atl_vips_extract_bands($0, $1, 0, 1) } }
-        let values = try image.memory()
-        return (Int(vips_image_get_width(image.pointer)), Int(vips_image_get_height(image.pointer)), values)
     }
 
     /// High-quality (Lanczos-3) resampling by a factor.

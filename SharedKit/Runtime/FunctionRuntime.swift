@@ -29,6 +29,7 @@ public struct FunctionRuntime {
         let context = Self.bootstrap(name: name, media: media)
         let dispatcher = Dispatcher(router: router)
 
+        guard FCGX_Init() == 0 else { Self.fail("\(name): cannot initialise libfcgi") }
         if FCGX_IsCGI() != 0 {
             serveCGI(dispatcher, context)
             close(1)

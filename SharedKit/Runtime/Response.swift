@@ -39,10 +39,6 @@ public struct Response: Sendable {
         Response(status: status, headers: [("Content-Type", contentType)], body: Array(text.utf8))
     }
 
-    public static func redirect(to location: String, status: HTTPStatus = .seeOther) -> Response {
-        Response(status: status, headers: [("Location", location)])
-    }
-
     public static func empty(_ status: HTTPStatus = .noContent) -> Response {
         Response(status: status, headers: [("Cache-Control", "no-store")])
     }

@@ -52,19 +52,6 @@ public struct Router: Sendable {
         return copy
     }
 
-    /// Every method + pattern, for listings (tests walk them to check authorization on each route).
-    public var patterns: [(method: String, pattern: String)] {
-        routes.map { route in
-            let path = route.segments.map { segment -> String in
-                switch segment {
-                case .literal(let text): return text
-                case .parameter(let name): return ":" + name
-                }
-            }
-            return (route.method, "/" + path.joined(separator: "/"))
-        }
-    }
-
     func resolve(method: String, path: String) -> Resolution {
         let parts = path.split(separator: "/", omittingEmptySubsequences: true)
         var allowed: [String] = []
