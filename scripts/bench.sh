@@ -12,6 +12,9 @@
 #               the other listings with the same session (24 videos, 1 key, one generation, 50 users or
 #               fewer, 50 of 60 audit entries): each is read against the gallery limit too
 #   usage       GET /api/v1/usage with an API key
+#   search      GET /api/v1/images?q=lighth with the same session once the bench user has SEARCH_IMAGES
+#               (100,000) more images, one in a hundred with "lighthouse" in its prompt: a prefix search
+#               over the GIN index, 24 rows; read against the gallery limit too
 #   generate    POST /api/v1/images with an API key and the local provider, under the product's default
 #               generation budget: most answers are 429 rate_limited; accepted and refused are counted apart
 #   login       POST /api/v1/login, at BENCH_LOGIN_CONNECTIONS (4): argon2id dominates
@@ -64,6 +67,7 @@ export SCALING="billing=0:$PROCESSES:1"
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 LOGIN_CONNECTIONS=${BENCH_LOGIN_CONNECTIONS:-4}
 GALLERY_IMAGES=${BENCH_GALLERY_IMAGES:-24}
+SEARCH_IMAGES=${BENCH_SEARCH_IMAGES:-100000}
 THREADS=${BENCH_THREADS:-2}
 WARMUP=${BENCH_WARMUP:-3}
 DURATION=${BENCH_DURATION:-10}
@@ -608,7 +612,7 @@ lines = [
 scenarios = [m for m in measurements if m["kind"] == "scenario"]
 # The listings are read against the C gallery (bench/gallery.c): the same work by hand, same processes.
 limit = next((s["rps"] for s in scenarios if s["name"] == "gallery-limit"), 0)
-listings = {"gallery", "videos", "keys", "usage", "generation", "admin-users", "admin-audit"}
+listings = {"gallery", "videos", "keys", "usage", "generation", "admin-users", "admin-audit", "search"}
 for s in scenarios:
     to_limit = f"{s['rps'] / limit:.3f}" if limit and s["name"] in listings else ""
     s["ratio_to_gallery_limit"] = round(s["rps"] / limit, 3) if to_limit else None
@@ -737,6 +741,20 @@ scenario generation "/api/v1/generations/$BENCH_GENERATION_ID" -H "Cookie: ateli
 scenario admin-users /api/v1/admin/users -H "Cookie: atelier_session=$BENCH_SESSION"
 scenario admin-audit /api/v1/admin/audit -H "Cookie: atelier_session=$BENCH_SESSION"
 scenario usage /api/v1/usage -H "Authorization: Bearer $BENCH_API_KEY"
+# Search: the bench user's gallery grows to SEARCH_IMAGES more rows (their files are its first image's),
+# one in a hundred about a lighthouse; the listings above were measured on 24.
+bench_sql "INSERT INTO images (user_id, storage_key, thumbnail_key, prompt, style, kind, width, height, model, seed, status,
+                               completed_at, created_at)
+           SELECT i.user_id, i.storage_key, i.thumbnail_key,
+                  (ARRAY['a misty', 'an old', 'a red', 'a quiet', 'a tiny', 'a golden', 'a ruined'])[1 + n % 7] || ' '
+                  || CASE WHEN n % 100 = 0 THEN 'lighthouse'
+                          ELSE (ARRAY['fox', 'harbour', 'forest', 'city', 'garden', 'river', 'mountain', 'robot', 'cat'])[1 + n % 9] END
+                  || ' at ' || (ARRAY['dawn', 'dusk', 'night', 'noon'])[1 + n % 4] || ', picture ' || n,
+                  i.style, 'generated', i.width, i.height, i.model, n, 'succeeded', now(), now() - n * interval '1 second'
+           FROM generate_series(1, $SEARCH_IMAGES) AS n,
+                (SELECT * FROM images WHERE user_id = '$BENCH_USER_ID' ORDER BY created_at LIMIT 1) i" >/dev/null
+bench_sql "ANALYZE images" >/dev/null
+scenario search "/api/v1/images?q=lighth" -H "Cookie: atelier_session=$BENCH_SESSION"
 SCENARIO_BEFORE_MEASURE=reset_generation_budget scenario generate /api/v1/images -s "$ROOT/bench/generate.lua"
 # Last: every login starts a session, and these are the only requests that do.
 SCENARIO_CONNECTIONS=$LOGIN_CONNECTIONS scenario login /api/v1/login -s "$ROOT/bench/login.lua"

@@ -51,6 +51,7 @@ enum Images {
                 }
                 filter = " AND kind = \(kind)"
             }
+            filter.append(try PromptSearch.filter(request.query("q")))
             if let cursor = try PageCursor.parse(request.query("cursor")) {
                 filter.append(" AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)")
             }

@@ -157,9 +157,9 @@ enum Videos {
         var limit = 0
         let read = try context.readRows(request, .owner(\.read)) { userID in
             limit = try PageCursor.limit(request)
-            var filter: SQLQuery = ""
+            var filter = try PromptSearch.filter(request.query("q"))
             if let cursor = try PageCursor.parse(request.query("cursor")) {
-                filter = " AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)"
+                filter.append(" AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)")
             }
             return """
                 SELECT \(VideoRecord.columns) FROM videos WHERE user_id = \(userID)::uuid\(filter)

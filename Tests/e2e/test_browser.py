@@ -307,6 +307,40 @@ def test_a_premium_member_makes_and_plays_a_video(driver, stack, signed_in, arti
     assert page_errors(driver) == []
 
 
+def test_the_gallery_search_narrows_the_pictures_as_the_member_types(driver, stack, signed_in, artifacts):
+    """Typing in the gallery's search box shows only the pictures whose prompt has words beginning with
+    what was typed, keeps the search in the address (a reload shows the same), says so when nothing
+    matches, and clearing it shows everything again."""
+    made = {}
+    for prompt in ("a lighthouse on a cliff at dusk", "a red fox in the snow", "lighthouse keeper's cat"):
+        r = signed_in.post(stack.api("/api/v1/images"), json={"prompt": prompt}, timeout=30)
+        assert r.status_code == 201, r.text
+        made[prompt] = r.json()["image"]["id"]
+    open_page(driver, stack, "/gallery")
+
+    def shown():
+        return sorted(t.get_attribute("data-id") or "" for t in driver.find_elements(By.CSS_SELECTOR, ".gallery-grid .tile"))
+
+    wait(driver).until(lambda d: len(shown()) == 3)
+    box = visible(driver, ".gallery-search input[name=q]")
+    box.send_keys("light")
+    lighthouses = sorted([made["a lighthouse on a cliff at dusk"], made["lighthouse keeper's cat"]])
+    wait(driver).until(lambda d: shown() == lighthouses)
+    assert "q=light" in driver.current_url
+    shot(driver, artifacts, "21-gallery-search")
+    driver.refresh()
+    wait(driver).until(lambda d: shown() == lighthouses)
+    box = visible(driver, ".gallery-search input[name=q]")
+    assert box.get_attribute("value") == "light"
+    box.send_keys(" submarine")
+    wait(driver).until(lambda d: "No image matches" in d.find_element(By.CSS_SELECTOR, ".empty-state").text)
+    assert shown() == []
+    box.clear()
+    box.send_keys(" ")  # an input event with nothing left to search for
+    wait(driver).until(lambda d: len(shown()) == 3)
+    assert page_errors(driver) == []
+
+
 def test_every_page_fits_a_phone_and_a_desktop_without_sideways_scrolling(driver, stack, smtp, artifacts):
     """Each page at 375 and 1280 px: no horizontal scrolling; the phone menu opens and closes."""
     driver.delete_all_cookies()

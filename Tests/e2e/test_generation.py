@@ -531,6 +531,43 @@ def test_gallery_limits_and_kinds_that_are_allowed(stack, user):
         assert r.json() == {"items": [], "next_cursor": None}
 
 
+def test_the_gallery_searches_prompts_by_word_prefixes(stack, user, new_user):
+    """q= finds images whose prompt has a word beginning with each word asked (any case, any punctuation
+    between), newest first, with the kind filter and the cursor; another user's images are never found;
+    a q with no letter or digit, or longer than 200 characters, is 400 invalid_query."""
+    ids = {}
+    for prompt in ("A lighthouse on a cliff at dusk", "Lighthouse keeper's cat", "a café in Montmartre, night",
+                   "cliff diving in summer"):
+        ids[prompt] = user.generate(prompt=prompt)["image"]["id"]
+    other = new_user()
+    other.generate(prompt="another lighthouse")
+
+    def found(q, **params):
+        r = user.get("/api/v1/images", {"q": q, **params})
+        assert r.status_code == 200, r.text
+        return [i["id"] for i in r.json()["items"]]
+
+    lighthouse = [ids["Lighthouse keeper's cat"], ids["A lighthouse on a cliff at dusk"]]
+    assert found("lighthouse") == lighthouse
+    assert found("LIGHT") == lighthouse  # a prefix, any case: search as you type
+    assert found("light cliff") == [ids["A lighthouse on a cliff at dusk"]]  # every word must match
+    assert found("cliff") == [ids["cliff diving in summer"], ids["A lighthouse on a cliff at dusk"]]
+    assert found("café") == [ids["a café in Montmartre, night"]]
+    assert found("keeper's") == [ids["Lighthouse keeper's cat"]]
+    assert found("submarine") == []
+    assert found("lighthouse", kind="generated") == lighthouse
+    assert found("lighthouse", kind="upscaled") == []
+    first = user.get("/api/v1/images", {"q": "lighthouse", "limit": 1}).json()
+    assert [i["id"] for i in first["items"]] == lighthouse[:1] and first["next_cursor"], first
+    assert found("lighthouse", limit=1, cursor=first["next_cursor"]) == lighthouse[1:]
+    assert other.get("/api/v1/images", {"q": "cliff"}).json()["items"] == []
+    for q in ("!!!", "x" * 201):
+        assert_error(user.get("/api/v1/images", {"q": q}), 400, "invalid_query")
+    r = user.get("/api/v1/videos", {"q": "lighthouse"})
+    assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None}, r.text
+    assert_error(user.get("/api/v1/videos", {"q": "%%%"}), 400, "invalid_query")
+
+
 def test_another_users_images_and_generations_are_not_found(stack, new_user):
     """Another user's image is 404 not_found for GET and DELETE (never 403) and is not in their list;
     their generation is 404 too; the owner still has the image afterwards."""
