@@ -57,12 +57,9 @@ enum Commands {
     /// The CLI's PostgreSQL connection: DATABASE_URL, preparing statements unless
     /// DATABASE_PREPARED_STATEMENTS=off (behind a transaction pooler, named statements would collide).
     static func database() throws -> PostgresConnection {
-        let prepared = getenv("DATABASE_PREPARED_STATEMENTS").map { String(cString: $0) } ?? ""
-        guard ["", "on", "true", "1", "off", "false", "0"].contains(prepared) else {
-            throw UsageError(message: "DATABASE_PREPARED_STATEMENTS must be on or off")
-        }
+        let setting = getenv("DATABASE_PREPARED_STATEMENTS").map { ["DATABASE_PREPARED_STATEMENTS": String(cString: $0)] } ?? [:]
         return PostgresConnection(url: try environment("DATABASE_URL"), timeoutMs: 10_000,
-                                  prepareStatements: !["off", "false", "0"].contains(prepared))
+                                  prepareStatements: try Config.preparedStatements(setting))
     }
 
     static func environment(_ name: String) throws -> String {

@@ -164,7 +164,18 @@ enum Doctor {
         } catch {
             return "could not write to bucket \(storage.bucket) at \(storage.endpoint) (\(error)): check S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, S3_REGION and that the bucket exists"
         }
-        defer { try? storage.delete(key: key) }
+        let readProblem = s3ReadProblem(storage, key: key, expecting: bytes)
+        // Deleted whatever the read showed: the check leaves nothing behind.
+        do {
+            try storage.delete(key: key)
+        } catch {
+            return readProblem ?? "could not delete from bucket \(storage.bucket) (\(error)): users' deletions would fail; check the key's permissions"
+        }
+        return readProblem
+    }
+
+    /// The object read back with no credentials through the URL browsers are given; nil when it is.
+    static func s3ReadProblem(_ storage: S3MediaStorage, key: String, expecting bytes: [UInt8]) -> String? {
         let url = storage.url(for: key)
         let shown = url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? url
         do {
@@ -174,14 +185,9 @@ enum Doctor {
                     ? "an object was written but its pre-signed URL answered HTTP \(response.status) (\(shown)): check S3_REGION and the server's clock"
                     : "an object was written but browsers cannot read it at \(shown) (HTTP \(response.status)): make reads public there, or unset S3_PUBLIC_URL to use pre-signed URLs"
             }
+            return nil
         } catch {
             return "an object was written but \(shown) could not be fetched (\(error)): browsers will not see media"
         }
-        do {
-            try storage.delete(key: key)
-        } catch {
-            return "could not delete from bucket \(storage.bucket) (\(error)): users' deletions would fail; check the key's permissions"
-        }
-        return nil
     }
 }

@@ -30,6 +30,15 @@ public struct Config: Sendable {
     /// a pooler in transaction mode that does not carry prepared statements between server connections.
     public let preparedStatements: Bool
 
+    /// `DATABASE_PREPARED_STATEMENTS`: on (the default) or off; for the functions and the CLI alike.
+    public static func preparedStatements(_ environment: [String: String]) throws -> Bool {
+        switch environment["DATABASE_PREPARED_STATEMENTS"] ?? "" {
+        case "", "on", "true", "1": return true
+        case "off", "false", "0": return false
+        default: throw Invalid(variable: "DATABASE_PREPARED_STATEMENTS", problem: "must be on or off")
+        }
+    }
+
     public init(environment: [String: String]) throws {
         self.environment = environment
         databaseURL = try Self.required(environment, "DATABASE_URL", "must be a postgres:// or postgresql:// URL") {
@@ -55,11 +64,7 @@ public struct Config: Sendable {
         if let ca = environment["SMTP_CA_FILE"], !ca.isEmpty, access(ca, R_OK) != 0 {
             throw Invalid(variable: "SMTP_CA_FILE", problem: "must name a readable PEM file (\(ca) is not)")
         }
-        switch environment["DATABASE_PREPARED_STATEMENTS"] ?? "" {
-        case "", "on", "true", "1": preparedStatements = true
-        case "off", "false", "0": preparedStatements = false
-        default: throw Invalid(variable: "DATABASE_PREPARED_STATEMENTS", problem: "must be on or off")
-        }
+        preparedStatements = try Self.preparedStatements(environment)
         logLevel = environment["LOG_LEVEL"] ?? "info"
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
             throw Invalid(variable: "LOG_LEVEL", problem: "must be one of trace, debug, info, notice, warning, error, critical")

@@ -145,7 +145,8 @@ public struct ReplicateJobs {
     func adopt(_ prediction: ReplicateClient.Prediction) throws -> PostgresRow? {
         guard let generationID = prediction.generationReference else { return nil }
         return try context.db.query("""
-            UPDATE generations SET provider_id = \(prediction.id), updated_at = now()
+            UPDATE generations SET provider_id = \(prediction.id), updated_at = now(),
+                   provider_status = \(prediction.status), provider_checked_at = now()
             WHERE id = \(generationID) AND provider = 'replicate' AND provider_id IS NULL AND status IN ('queued', 'running')
             RETURNING id, status
             """).first
@@ -156,16 +157,19 @@ public struct ReplicateJobs {
     /// that fails or never runs). Returns false for a prediction that is not ours (yet).
     @discardableResult
     public func apply(_ prediction: ReplicateClient.Prediction, copyLater: Bool = false) throws -> Bool {
+        // Finding an open job records what the provider said of it (the admins' stuck-job view shows it);
+        // a late word about a finished job changes nothing.
         guard let row = try context.db.query("""
-            SELECT id, status FROM generations WHERE provider = 'replicate' AND provider_id = \(prediction.id)
+            UPDATE generations SET
+                   provider_status = CASE WHEN status IN ('queued', 'running') THEN \(prediction.status) ELSE provider_status END,
+                   provider_checked_at = CASE WHEN status IN ('queued', 'running') THEN now() ELSE provider_checked_at END
+            WHERE provider = 'replicate' AND provider_id = \(prediction.id)
+            RETURNING id, status
             """).first ?? (try adopt(prediction)) else {
             context.logger.notice("webhook for an unknown prediction", metadata: ["prediction.id": .string(prediction.id)])
             return false
         }
         let id: String = try row.get("id")
-        try context.db.execute("""
-            UPDATE generations SET provider_status = \(prediction.status), provider_checked_at = now() WHERE id = \(id)
-            """)
         switch prediction.status {
         case "starting":
             return true

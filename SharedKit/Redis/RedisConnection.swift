@@ -24,7 +24,8 @@ public final class RedisConnection: @unchecked Sendable {
         var database: Int = 0
     }
 
-    private let url: String
+    /// REDIS_URL, parsed once (nil when it cannot be: every command is then a 503 saying so).
+    private let endpoint: Endpoint?
     public let timeoutMs: Int
     private var context: UnsafeMutablePointer<redisContext>?
     private var scriptSHAs: [ObjectIdentifier: String] = [:]
@@ -32,7 +33,7 @@ public final class RedisConnection: @unchecked Sendable {
     private var sentinelIndex = 0
 
     public init(url: String, timeoutMs: Int = 1500) {
-        self.url = url
+        self.endpoint = Self.parse(url)
         self.timeoutMs = timeoutMs
     }
 
@@ -64,7 +65,7 @@ public final class RedisConnection: @unchecked Sendable {
     }
 
     private var isSentinel: Bool {
-        if case .sentinel? = Self.parse(url)?.address { return true }
+        if case .sentinel? = endpoint?.address { return true }
         return false
     }
 
@@ -137,7 +138,7 @@ public final class RedisConnection: @unchecked Sendable {
     }
 
     private func connect() throws -> UnsafeMutablePointer<redisContext> {
-        guard let endpoint = Self.parse(url) else {
+        guard let endpoint else {
             throw DependencyUnavailable(.redis, detail: "REDIS_URL cannot be parsed")
         }
         let timeout = Self.interval(ms: timeoutMs)
