@@ -43,7 +43,7 @@ MEDIA_DIR=${MEDIA_ROOT:-$RUN_DIR/media}
 # Debian packages the build, the stack and the tests need.
 PACKAGES="pkg-config libfcgi-dev libfcgi-bin libpq-dev libhiredis-dev libcurl4-openssl-dev libsodium-dev
   libvips-dev libvips-tools libzxcvbn-dev postgresql redis-server nginx-light wrk curl ca-certificates python3 systemd
-  procps iproute2 chromium chromium-driver python3-pip openssl pgbouncer"
+  procps iproute2 chromium chromium-driver python3-pip openssl pgbouncer libimage-exiftool-perl"
 
 say() { printf '\033[1m%s\033[0m\n' "$*"; }
 die() { printf 'stack: %s\n' "$*" >&2; exit 1; }

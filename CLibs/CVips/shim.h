@@ -11,20 +11,23 @@ static inline VipsImage *atl_vips_image_from_buffer_random(const void *buf, size
     return vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_RANDOM, NULL);
 }
 
-static inline int atl_vips_webpsave(VipsImage *in, void **buf, size_t *len, int quality) {
-    return vips_webpsave_buffer(in, buf, len, "Q", quality, "strip", TRUE, NULL);
+// `strip` drops every metadata field; without it the savers write the image's "xmp-data" (and a minimal
+// EXIF of orientation and resolution that libvips 8.14 always adds). Images built from our own pixels
+// carry no other metadata, so not stripping writes exactly the XMP packet we set.
+static inline int atl_vips_webpsave(VipsImage *in, void **buf, size_t *len, int quality, int strip) {
+    return vips_webpsave_buffer(in, buf, len, "Q", quality, "strip", strip, NULL);
 }
 
-static inline int atl_vips_webpsave_lossless(VipsImage *in, void **buf, size_t *len) {
-    return vips_webpsave_buffer(in, buf, len, "lossless", TRUE, "strip", TRUE, NULL);
+static inline int atl_vips_pngsave(VipsImage *in, void **buf, size_t *len, int strip) {
+    return vips_pngsave_buffer(in, buf, len, "strip", strip, NULL);
 }
 
-static inline int atl_vips_pngsave(VipsImage *in, void **buf, size_t *len) {
-    return vips_pngsave_buffer(in, buf, len, "strip", TRUE, NULL);
+static inline int atl_vips_jpegsave(VipsImage *in, void **buf, size_t *len, int quality, int strip) {
+    return vips_jpegsave_buffer(in, buf, len, "Q", quality, "strip", strip, NULL);
 }
 
-static inline int atl_vips_jpegsave(VipsImage *in, void **buf, size_t *len, int quality) {
-    return vips_jpegsave_buffer(in, buf, len, "Q", quality, "strip", TRUE, NULL);
+static inline int atl_vips_copy(VipsImage *in, VipsImage **out) {
+    return vips_copy(in, out, NULL);
 }
 
 static inline int atl_vips_thumbnail_image(VipsImage *in, VipsImage **out, int width) {

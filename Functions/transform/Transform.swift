@@ -125,7 +125,7 @@ enum Transform {
         }
         let inpainted = result
         let stored = try jobs.run(
-            userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id,
+            userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id, fromUpload: sourceRecord.kind == "uploaded",
             kind: mode == "upscale" ? "upscaled" : "inpainted", prompt: prompt ?? sourceRecord.prompt, style: nil, colour: nil, seed: nil) {
             mode == "upscale" ? try Imaging.resize(source, scale: Double(scale)) : inpainted
         }

@@ -37,7 +37,7 @@ enum Videos {
 
         static func configured(_ context: Context) -> Capabilities {
             guard let client = ReplicateClient(context.config) else {
-                return Capabilities(model: "atelier-local", aspectRatios: ratios, seed: true, ratioInput: nil, seedInput: nil)
+                return Capabilities(model: LocalRenderer.model, aspectRatios: ratios, seed: true, ratioInput: nil, seedInput: nil)
             }
             let model = client.models.video
             switch model.split(separator: ":").first.map(String.init) ?? model {
@@ -111,8 +111,9 @@ enum Videos {
                 let generationID = try generations.create(userID: user.id, task: .video, provider: "local", input: job, cost: cost)
                 do {
                     let frames = LocalRenderer(longSide: 480).frames(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed, count: frameCount)
-                    let animation = try Imaging.animatedWebP(frames, delayMs: frameDelayMs)
-                    let poster = try Imaging.encode(frames[0], as: .webp, quality: 85)
+                    let mark = Provenance.of(task: .video, model: LocalRenderer.model, fromUpload: false, at: context.now())
+                    let animation = try Imaging.animatedWebP(frames, delayMs: frameDelayMs, mark: mark)
+                    let poster = try Imaging.encode(frames[0], as: .webp, quality: 85, mark: mark)
                     let key = FileMediaStorage.newKey(extension: "webp")
                     let posterKey = FileMediaStorage.newKey(extension: "webp")
                     try storage.put(animation, key: key, contentType: "image/webp")
@@ -124,7 +125,7 @@ enum Videos {
                             INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed,
                                                 status, generation_id, completed_at)
                             VALUES (\(user.id), \(key), \(posterKey), \(prompt), \(style.id), \(colour.id), \(frames[0].width), \(frames[0].height),
-                                    \(Double(frameCount * frameDelayMs) / 1000), 'atelier-local', \(seed), 'succeeded', \(generationID), now())
+                                    \(Double(frameCount * frameDelayMs) / 1000), \(mark.model), \(seed), 'succeeded', \(generationID), now())
                             RETURNING \(VideoRecord.columns)
                             """)
                         try generations.markSucceeded(generationID)

@@ -19,7 +19,9 @@ public struct ImagingError: Error, CustomStringConvertible {
     public let description: String
 }
 
-/// Encoding, decoding and resampling through libvips. Every encoder strips metadata.
+/// Encoding, decoding and resampling through libvips. Images are built from pixels, so nothing of an
+/// upload's own metadata (camera, GPS, serial numbers) ever reaches a stored file; what Atelier made
+/// carries its `Provenance` mark instead, and nothing else.
 public enum Imaging {
     public enum Format: String, Sendable {
         case webp, png, jpeg
@@ -32,7 +34,7 @@ public enum Imaging {
 
     /// Encodes the image; a WebP is first shrunk to fit `webpMaxSide` (a provider's output can be wider
     /// than the format allows; uploads that are wider are refused before they get here).
-    public static func encode(_ image: RGBImage, as format: Format = .webp, quality: Int = 88) throws -> [UInt8] {
+    public static func encode(_ image: RGBImage, as format: Format = .webp, quality: Int = 88, mark: Provenance?) throws -> [UInt8] {
         var vips = try VipsRef(image)
         let side = max(image.width, image.height)
         if format == .webp, side > webpMaxSide {
@@ -43,7 +45,7 @@ public enum Imaging {
             let height = min(Int(vips_image_get_height(vips.pointer)), webpMaxSide)
             vips = try vips.apply { atl_vips_crop($0, $1, 0, 0, Int32(width), Int32(height)) }
         }
-        return try save(vips, format, quality: quality)
+        return try save(vips, format, quality: quality, mark: mark)
     }
 
     /// A one-band PNG (masks for providers).
@@ -53,7 +55,7 @@ public enum Imaging {
             vips_image_new_from_memory_copy($0.baseAddress, $0.count, Int32(width), Int32(height), 1, VIPS_FORMAT_UCHAR)
         }
         guard let made else { throw failure("cannot wrap mask") }
-        return try save(VipsRef(owning: made), .png, quality: 0)
+        return try save(VipsRef(owning: made), .png, quality: 0, mark: nil)
     }
 
     /// Decodes an upload whose header was already checked (`ImageProbe`) into sRGB without alpha.
@@ -108,13 +110,13 @@ public enum Imaging {
     }
 
     /// A WebP thumbnail at most `width` pixels wide (and as tall, keeping the aspect ratio).
-    public static func thumbnail(_ image: RGBImage, width: Int = 384) throws -> [UInt8] {
+    public static func thumbnail(_ image: RGBImage, width: Int = 384, mark: Provenance?) throws -> [UInt8] {
         let small = try VipsRef(image).apply { atl_vips_thumbnail_image($0, $1, Int32(width)) }
-        return try save(small, .webp, quality: 80)
+        return try save(small, .webp, quality: 80, mark: mark)
     }
 
     /// An animated WebP: the frames one after another, `delayMs` apart, looping.
-    public static func animatedWebP(_ frames: [RGBImage], delayMs: Int) throws -> [UInt8] {
+    public static func animatedWebP(_ frames: [RGBImage], delayMs: Int, mark: Provenance?) throws -> [UInt8] {
         guard let first = frames.first, frames.allSatisfy({ $0.width == first.width && $0.height == first.height }) else {
             throw failure("frames must share one size")
         }
@@ -125,17 +127,28 @@ public enum Imaging {
         vips_image_set_int(animation.pointer, "loop", 0)
         var delays = [Int32](repeating: Int32(delayMs), count: frames.count)
         vips_image_set_array_int(animation.pointer, "delay", &delays, Int32(frames.count))
-        return try save(animation, .webp, quality: 80)
+        return try save(animation, .webp, quality: 80, mark: mark)
     }
 
-    static func save(_ image: VipsRef, _ format: Format, quality: Int) throws -> [UInt8] {
+    /// Encodes `image`; with a mark, its XMP packet goes into the file (the savers keep metadata then), without
+    /// one every metadata field is stripped.
+    static func save(_ unmarked: VipsRef, _ format: Format, quality: Int, mark: Provenance?) throws -> [UInt8] {
         var buffer: UnsafeMutableRawPointer?
         var length = 0
         let result: Int32
+        var strip: Int32 = 1
+        var image = unmarked
+        if let mark {
+            // On a copy: an operation's output may be shared through libvips' cache and must not change.
+            image = try unmarked.apply { atl_vips_copy($0, $1) }
+            let packet = Array(mark.xmp.utf8)
+            packet.withUnsafeBytes { vips_image_set_blob_copy(image.pointer, "xmp-data", $0.baseAddress, $0.count) }
+            strip = 0
+        }
         switch format {
-        case .webp: result = atl_vips_webpsave(image.pointer, &buffer, &length, Int32(quality))
-        case .png: result = atl_vips_pngsave(image.pointer, &buffer, &length)
-        case .jpeg: result = atl_vips_jpegsave(image.pointer, &buffer, &length, Int32(quality))
+        case .webp: result = atl_vips_webpsave(image.pointer, &buffer, &length, Int32(quality), strip)
+        case .png: result = atl_vips_pngsave(image.pointer, &buffer, &length, strip)
+        case .jpeg: result = atl_vips_jpegsave(image.pointer, &buffer, &length, Int32(quality), strip)
         }
         guard result == 0, let buffer else { throw failure("cannot encode \(format.rawValue)") }
         defer { g_free(buffer) }

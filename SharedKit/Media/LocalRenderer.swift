@@ -7,6 +7,9 @@ public import SharedKit
 /// and seed. The same inputs give the same pixels; a different word, style or colour gives visibly
 /// different ones. It renders at a long side of `longSide` pixels in the requested aspect ratio.
 public struct LocalRenderer: Sendable {
+    /// The model name recorded for what the embedded renderer makes.
+    public static let model = "atelier-local"
+
     public let longSide: Int
 
     public init(longSide: Int = 768) {

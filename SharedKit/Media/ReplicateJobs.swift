@@ -220,11 +220,23 @@ public struct ReplicateJobs {
         let sourceImageID: String? = try row.get("source_image_id")
         let storage = context.media
         var sourceSize: (width: Int, height: Int)?
-        if task == "inpaint", let sourceImageID, let source = try context.db.query("""
-            SELECT width, height FROM images WHERE id = \(sourceImageID)
-            """).first, let width: Int = try source.get("width"), let height: Int = try source.get("height") {
-            sourceSize = (width, height)
+        var fromUpload = false
+        if let sourceImageID, let source = try context.db.query("""
+            SELECT width, height, kind FROM images WHERE id = \(sourceImageID)
+            """).first {
+            fromUpload = try source.get("kind", as: String.self) == "uploaded"
+            if task == "inpaint", let width: Int = try source.get("width"), let height: Int = try source.get("height") {
+                sourceSize = (width, height)
+            }
         }
+        let kindOfTask = Generations.Task(rawValue: task) ?? .image
+        let model = switch kindOfTask {
+        case .image: client.models.image
+        case .upscale: client.models.upscale
+        case .inpaint: client.models.inpaint
+        case .video: client.models.video
+        }
+        let mark = Provenance.of(task: kindOfTask, model: model, fromUpload: fromUpload, at: context.now())
         var stored: [(key: String, thumbnail: String?, width: Int, height: Int)] = []
         do {
             for file in files {
@@ -233,8 +245,11 @@ public struct ReplicateJobs {
                     guard bytes.count > 12, Array(bytes[4..<8]) == Array("ftyp".utf8) else {
                         throw ImagingError(description: "the video output is not an MP4 file")
                     }
+                    guard let marked = mark.markingMP4(bytes) else {
+                        throw ImagingError(description: "the video output is not a well-formed MP4 file")
+                    }
                     let key = FileMediaStorage.newKey(extension: "mp4")
-                    try storage.put(bytes, key: key, contentType: "video/mp4")
+                    try storage.put(marked, key: key, contentType: "video/mp4")
                     stored.append((key, nil, 0, 0))
                 } else {
                     guard let probe = ImageProbe.probe(bytes), probe.pixels <= 100_000_000 else {
@@ -247,8 +262,8 @@ public struct ReplicateJobs {
                     }
                     let key = FileMediaStorage.newKey(extension: "webp")
                     let thumbnailKey = FileMediaStorage.newKey(extension: "webp")
-                    try storage.put(try Imaging.encode(image, as: .webp, quality: 92), key: key, contentType: "image/webp")
-                    try storage.put(try Imaging.thumbnail(image), key: thumbnailKey, contentType: "image/webp")
+                    try storage.put(try Imaging.encode(image, as: .webp, quality: 92, mark: mark), key: key, contentType: "image/webp")
+                    try storage.put(try Imaging.thumbnail(image, mark: mark), key: thumbnailKey, contentType: "image/webp")
                     stored.append((key, thumbnailKey, image.width, image.height))
                 }
             }
@@ -262,12 +277,11 @@ public struct ReplicateJobs {
                     if task == "video" {
                         try context.db.execute("""
                             INSERT INTO videos (user_id, storage_key, prompt, style, colour, model, seed, status, generation_id, completed_at)
-                            VALUES (\(userID), \(output.key), \(job.prompt ?? ""), \(job.style), \(job.colour), \(client.models.video), \(job.seed),
+                            VALUES (\(userID), \(output.key), \(job.prompt ?? ""), \(job.style), \(job.colour), \(model), \(job.seed),
                                     'succeeded', \(generationID), now())
                             """)
                     } else {
                         let kind = task == "upscale" ? "upscaled" : task == "inpaint" ? "inpainted" : "generated"
-                        let model = task == "upscale" ? client.models.upscale : task == "inpaint" ? client.models.inpaint : client.models.image
                         try context.db.execute("""
                             INSERT INTO images (user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id,
                                                 width, height, model, seed, status, generation_id, completed_at)
