@@ -27,6 +27,7 @@ let functions: [String: [Target.Dependency]] = [
     "maintenance-cron": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
     "transform": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
     "video": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
+    "share": ["SharedKit", "SharedKitHTTP"],
 ]
 
 func system(_ name: String, _ pkg: String, _ apt: String) -> Target {

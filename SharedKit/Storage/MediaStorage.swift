@@ -12,10 +12,15 @@ public protocol MediaStorage {
     /// When every URL is this prefix followed by the key (files, a public bucket), the prefix: listings
     /// then write URLs without making them one by one. Nil when URLs are made per key (pre-signed).
     var urlPrefix: String? { get }
+    /// When nginx can send a file itself, the internal location a function names in `X-Accel-Redirect`
+    /// (followed by the key) to have it served after the function checked access. Nil: the function
+    /// reads the object and answers its bytes.
+    var internalRedirectPrefix: String? { get }
 }
 
 extension MediaStorage {
     public var urlPrefix: String? { nil }
+    public var internalRedirectPrefix: String? { nil }
 
     /// A URL a provider on the internet can fetch: the storage's own when it is absolute (S3), else
     /// `publicBaseURL` followed by the site-relative one (/media/… served by nginx).
@@ -76,6 +81,8 @@ public struct FileMediaStorage: MediaStorage {
 
     public func url(for key: String) -> String { "/media/\(key)" }
     public var urlPrefix: String? { "/media/" }
+    /// nginx.conf's `location /_atelier/media/ { internal; alias <media root>; }`.
+    public var internalRedirectPrefix: String? { "/_atelier/media/" }
 
     /// Keys are ours, but a key that could escape the root is refused all the same.
     static func validate(_ key: String) throws {
