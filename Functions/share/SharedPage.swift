@@ -134,7 +134,7 @@ enum SharedPage {
                 <p class="shared-facts">\(facts.joined(separator: " · "))</p>
               </figcaption>
             </figure>
-            <p class="shared-cta"><a class="button" href="/">Make your own with Atelier</a></p>
+            <p class="shared-cta"><a class="button primary" href="/">Make your own with Atelier</a></p>
             """)
     }
 

@@ -111,7 +111,14 @@ public final class RedisConnection: @unchecked Sendable {
             throw RedisError.reply("SCRIPT LOAD returned no SHA")
         }
         scriptSHAs[ObjectIdentifier(script)] = sha
-        return try command(["EVALSHA", sha] + tail)
+        do {
+            return try command(["EVALSHA", sha] + tail)
+        } catch RedisError.reply(let message) where message.hasPrefix("NOSCRIPT") {
+            // Flushed again between the load and the call (another client's SCRIPT FLUSH, a failover):
+            // the source itself always runs.
+            scriptSHAs[ObjectIdentifier(script)] = nil
+            return try command(["EVAL", script.source] + tail)
+        }
     }
 
     public func close() {

@@ -341,6 +341,54 @@ def test_the_gallery_search_narrows_the_pictures_as_the_member_types(driver, sta
     assert page_errors(driver) == []
 
 
+def test_a_member_shares_an_image_a_visitor_sees_it_and_revoking_stops_it(driver, stack, signed_in, artifacts):
+    """From the gallery's viewer: create a share link (choosing to show the username), see the "Shared"
+    badge on the tile, open the link as a visitor (no session: the page rendered by the share function,
+    with the picture and the AI-generated label), then stop sharing and find the link dead."""
+    r = signed_in.post(stack.api("/api/v1/images"), json={"prompt": "a paper boat on a rainy street"}, timeout=30)
+    assert r.status_code == 201, r.text
+    image_id = r.json()["image"]["id"]
+    open_page(driver, stack, "/gallery")
+    press(driver, visible(driver, f'.gallery-grid .tile[data-id="{image_id}"] .tile-button'))
+    visible(driver, "dialog[open] .share-panel")
+    driver.find_element(By.CSS_SELECTOR, "dialog[open] .share-check input").click()
+    press(driver, button(driver, "Create share link", scope="dialog"))
+    address = visible(driver, "dialog[open] .share-url")
+    url = address.get_attribute("value")
+    assert url.startswith(stack.url + "/s/"), url
+    shot(driver, artifacts, "30-share-panel")
+    [link] = [x for x in signed_in.get(stack.api("/api/v1/shares"), timeout=30).json()["items"] if x["image_id"] == image_id]
+    assert link["url"] == url and link["show_username"] is True
+    press(driver, clickable(driver, "dialog[open] .dialog-close"))
+    wait(driver).until(lambda d: "Shared" in d.find_element(
+        By.CSS_SELECTOR, f'.gallery-grid .tile[data-id="{image_id}"] .tile-caption').text)
+
+    # A visitor: no cookies.
+    driver.delete_all_cookies()
+    for width in (NARROW, WIDE):
+        set_width(driver, width)
+        driver.get(url)
+        img = visible(driver, "img.shared-media")
+        wait(driver).until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img))
+        assert "a paper boat on a rainy street" in driver.find_element(By.CSS_SELECTOR, ".shared-prompt").text
+        assert "AI-generated" in driver.find_element(By.CSS_SELECTOR, ".shared-facts").text
+        assert_fits(driver, f"shared page at {width} px")
+        shot(driver, artifacts, f"31-shared-page-{width}")
+    assert page_errors(driver) == []
+
+    # The owner stops sharing; the visitor's reload finds it gone.
+    set_width(driver, WIDE)
+    driver.get(stack.url + "/favicon.svg")
+    driver.add_cookie({"name": SESSION_COOKIE, "value": signed_in.cookies.get(SESSION_COOKIE), "path": "/"})
+    open_page(driver, stack, "/gallery")
+    press(driver, visible(driver, f'.gallery-grid .tile[data-id="{image_id}"] .tile-button'))
+    press(driver, button(driver, "Stop sharing", scope="dialog"))
+    visible(driver, "dialog[open] .share-panel button.button.secondary")
+    assert button(driver, "Create share link", scope="dialog")
+    r = requests.get(url, timeout=30)
+    assert r.status_code == 404 and "This link is not available" in r.text
+
+
 def test_every_page_fits_a_phone_and_a_desktop_without_sideways_scrolling(driver, stack, smtp, artifacts):
     """Each page at 375 and 1280 px: no horizontal scrolling; the phone menu opens and closes."""
     driver.delete_all_cookies()

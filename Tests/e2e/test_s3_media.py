@@ -102,6 +102,26 @@ def test_an_image_lives_in_the_bucket_loads_in_the_page_and_goes_with_its_deleti
     assert requests.get(image["url"], timeout=10).status_code == 404
 
 
+def test_a_share_link_serves_the_object_from_the_bucket_only_while_live(s3_stack, client):
+    """With media in a bucket the share function reads the object itself (no bucket URL in the page, so
+    nothing outlives a revocation) and stops at once when the link is revoked."""
+    generation, _ = create_image(client, s3_stack.fake, prompt="a tram in the fog")
+    done = client.wait_generation(generation["id"], "succeeded")
+    image = show_image(client, done["image_ids"][0])
+    r = client.api("POST", "/api/v1/shares", {"image_id": image["id"]})
+    assert r.status_code == 201, r.text
+    link = r.json()
+    page = requests.get(link["url"], timeout=10)
+    assert page.status_code == 200 and s3_stack.s3.url not in page.text, "the page names the bucket"
+    served = requests.get(link["url"] + "/file", timeout=10)
+    key = urlparse(image["url"]).path[len(f"/{BUCKET}/"):]
+    assert served.status_code == 200 and served.content == s3_stack.s3.get_object(BUCKET, key)[0]
+    assert served.headers["Content-Type"] == "image/webp"
+    assert client.api("DELETE", f"/api/v1/shares/{link['id']}").status_code == 204
+    assert requests.get(link["url"], timeout=10).status_code == 404
+    assert requests.get(link["url"] + "/file", timeout=10).status_code == 404
+
+
 def test_an_upscale_sends_replicate_the_buckets_url_of_the_source(s3_stack, client):
     s3 = s3_stack.s3
     fake = s3_stack.fake

@@ -2,7 +2,7 @@
 // and searched by the words of its prompt as the user types.
 import { api } from '../api.js';
 import { KIND_LABELS, h } from '../dom.js';
-import { tile } from '../media.js';
+import { liveShares, tile } from '../media.js';
 
 const FILTERS = [['', 'All'], ...Object.entries(KIND_LABELS)];
 const PAGE = 24;
@@ -103,10 +103,10 @@ export function gallery({ root, params, navigate }) {
       if (kind) query.set('kind', kind);
       if (q) query.set('q', q);
       if (cursor) query.set('cursor', cursor);
-      const page = await api.get(`/api/v1/images?${query}`);
+      const [page, shares] = await Promise.all([api.get(`/api/v1/images?${query}`), liveShares()]);
       if (mine !== run) return;
       const first = grid.children.length;
-      grid.append(...page.items.map((item) => tile(item, { onDeleted: showEmpty })));
+      grid.append(...page.items.map((item) => tile(item, { onDeleted: showEmpty, share: shares.get(item.id) })));
       cursor = page.next_cursor;
       more.hidden = !cursor;
       showEmpty();
