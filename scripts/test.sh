@@ -49,9 +49,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # Python for the black-box tools only: pytest and requests, installed when missing.
-PY_PACKAGES="pytest requests selenium openapi-spec-validator schemathesis"
+PY_PACKAGES="pytest requests selenium openapi-spec-validator schemathesis prometheus-client"
 ensure_python() {
-  python3 -c 'import pytest, requests, selenium, openapi_spec_validator, schemathesis' 2>/dev/null && return 0
+  python3 -c 'import pytest, requests, selenium, openapi_spec_validator, schemathesis, prometheus_client' 2>/dev/null && return 0
   python3 -m pip install -q $PY_PACKAGES 2>/dev/null && return 0
   python3 -m pip install -q --break-system-packages $PY_PACKAGES 2>/dev/null && return 0
   return 1

@@ -75,6 +75,8 @@ final class Supervisor {
     /// Restarts waiting out a back-off after a process died young: (due time, function).
     var delayedStarts: [(Int64, String)] = []
     var rolling: [RollingRestart] = []
+    /// Restarts counted for /metrics (atelier_process_restarts_total), in the host's metrics directory.
+    let metrics = ProcessMetrics(directory: MetricsDirectory.configured(), process: "supervisor")
 
     init(socketDir: String, binDir: String, logDir: String, controlFile: String, functions: [Function], crons: [Cron]) {
         self.socketDir = socketDir
@@ -359,6 +361,8 @@ final class Supervisor {
                 // Started on demand: an idle exit is the plan; the next connection starts a process again.
                 if status != 0 {
                     log("\(worker.function) process \(pid) died (status \(status)) after \(lived) ms")
+                    // Started again by the next connection: a restart all the same.
+                    metrics.count("atelier_process_restarts_total", ["function": worker.function])
                     if lived < 1000, let index = functions.firstIndex(where: { $0.name == worker.function }) {
                         functions[index].notBefore = Monotonic.nowMs() + 1000  // back off a crash loop
                     }
@@ -366,6 +370,7 @@ final class Supervisor {
                 continue
             }
             log("\(worker.function) process \(pid) died (status \(status)) after \(lived) ms; restarting")
+            metrics.count("atelier_process_restarts_total", ["function": worker.function])
             if lived < 1000 {
                 delayedStarts.append((Monotonic.nowMs() + 1000, worker.function))  // back off a crash loop
             } else {

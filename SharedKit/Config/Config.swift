@@ -23,6 +23,8 @@ public struct Config: Sendable {
     public let publicBaseURL: String
     public let appSecret: String
     public let runDir: String
+    /// Where this host's processes keep their counters (METRICS_DIR, default `<RUN_DIR>/metrics`).
+    public let metricsDir: String
     /// Client-side bound on one PostgreSQL or Redis round trip, so a hung dependency costs a 503, not a hang.
     public let dependencyTimeoutMs: Int
     public let logLevel: String
@@ -53,6 +55,7 @@ public struct Config: Sendable {
         publicBaseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
         appSecret = try Self.required(environment, "APP_SECRET", "must be at least 32 characters") { $0.utf8.count >= 32 }
         runDir = environment["RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? ".run"
+        metricsDir = environment["METRICS_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "\(runDir)/metrics"
         dependencyTimeoutMs = try Self.integer(environment, "DEPENDENCY_TIMEOUT_MS", default: 1500, range: 50...60_000)
         if let smtp = environment["SMTP_URL"], !smtp.isEmpty, !(smtp.hasPrefix("smtp://") || smtp.hasPrefix("smtps://")) {
             throw Invalid(variable: "SMTP_URL", problem: "must be an smtp:// or smtps:// URL")

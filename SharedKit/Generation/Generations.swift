@@ -32,8 +32,10 @@ public struct Generations {
 
     let db: PostgresConnection
     let ledger: QuotaLedger
+    let metrics: ProcessMetrics
 
     public init(_ context: Context) {
+        metrics = context.metrics
         db = context.db
         ledger = QuotaLedger(db: context.db, policy: context.quota)
     }
@@ -63,13 +65,15 @@ public struct Generations {
 
     /// Ends the job as failed (or canceled) with a message for the user, and refunds it once.
     public func markFailed(_ id: String, error: String, status: String = "failed") throws {
-        try db.transaction {
-            try db.execute("""
+        let refundedTask = try db.transaction { () -> String? in
+            let task = try db.query("""
                 UPDATE generations SET status = \(status), error = \(error), completed_at = now(), updated_at = now()
                 WHERE id = \(id) AND status IN ('queued', 'running')
-                """)
-            try ledger.refund(generationID: id)
+                RETURNING task
+                """).first?.get("task", as: String.self)
+            return try ledger.refund(generationID: id) ? task ?? "unknown" : nil
         }
+        if let refundedTask { metrics.count("atelier_quota_refunds_total", ["task": refundedTask]) }
     }
 
     public struct View: JSONWritable, Sendable {

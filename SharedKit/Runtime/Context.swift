@@ -26,6 +26,10 @@ public final class Context: @unchecked Sendable {
     public let rateBudgets: RateLimiter.Budgets
     /// Remote media storage (S3), set at start by functions that link the HTTP part of the kit.
     public internal(set) var remoteMedia: (any MediaStorage)?
+    /// This process's counters (requests, refunds, webhook deliveries), in the host's metrics directory
+    /// (METRICS_DIR, default `<RUN_DIR>/metrics`), opened at the first count.
+    public private(set) lazy var metrics = ProcessMetrics(
+        directory: config.metricsDir, process: functionName)
     private let baseLogger: Logger
 
     /// Fails when a configured number is malformed, so the process stops at start naming it.

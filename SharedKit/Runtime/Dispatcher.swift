@@ -17,11 +17,13 @@ public struct Dispatcher: Sendable {
         let started = Monotonic.now()
         var request = Request(cgi: params)
         context.beginRequest(request)
-        var response = respond(to: &request, readBody: readBody, context: context)
+        var route = "unmatched"
+        var response = respond(to: &request, route: &route, readBody: readBody, context: context)
         for (name, value) in context.responseHeaders where response.header(name) == nil {
             response.headers.append((name, value))
         }
         let millis = Double(Monotonic.now() - started) / 1_000_000
+        context.metrics.request(route: route, method: request.method, status: response.status.code, seconds: millis / 1000)
         context.logger.info("request", metadata: [
             "http.method": .string(request.method),
             "http.path": .string(request.path),
@@ -31,7 +33,7 @@ public struct Dispatcher: Sendable {
         return response
     }
 
-    private func respond(to request: inout Request, readBody: (Int) -> [UInt8], context: Context) -> Response {
+    private func respond(to request: inout Request, route name: inout String, readBody: (Int) -> [UInt8], context: Context) -> Response {
         switch router.resolve(method: request.method, path: request.path) {
         case .notFound:
             return .error(HTTPError(.notFound, code: "not_found", message: "There is nothing at \(request.path)."), requestID: request.id)
@@ -42,6 +44,7 @@ public struct Dispatcher: Sendable {
                 headers: [("Allow", allow.joined(separator: ", "))])
             return .error(error, requestID: request.id)
         case .matched(let route, let parameters):
+            name = route.pattern
             request.parameters = parameters
             if let refusal = crossOriginRefusal(request, context) { return .error(refusal, requestID: request.id) }
             let declared = request.header("content-length").flatMap { Int($0) } ?? 0

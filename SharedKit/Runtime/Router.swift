@@ -8,6 +8,8 @@ public struct Router: Sendable {
     struct Route: Sendable {
         enum Segment: Sendable, Equatable { case literal(String), parameter(String) }
         let method: String
+        /// As declared (`/api/v1/keys/:id`): the route's name in metrics.
+        let pattern: String
         let segments: [Segment]
         let maxBodyBytes: Int
         let handler: Handler
@@ -48,7 +50,7 @@ public struct Router: Sendable {
         let segments: [Route.Segment] = pattern.split(separator: "/").map { part in
             part.hasPrefix(":") ? .parameter(String(part.dropFirst())) : .literal(String(part))
         }
-        copy.routes.append(Route(method: method, segments: segments, maxBodyBytes: maxBodyBytes, handler: handler))
+        copy.routes.append(Route(method: method, pattern: pattern, segments: segments, maxBodyBytes: maxBodyBytes, handler: handler))
         return copy
     }
 

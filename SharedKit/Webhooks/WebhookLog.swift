@@ -24,6 +24,7 @@ public enum WebhookLog {
     }
 
     static func record(_ provider: String, _ outcome: String, status: Int, _ context: Context) {
+        context.metrics.count("atelier_webhook_deliveries_total", ["provider": provider, "outcome": outcome])
         _ = try? context.db.execute("""
             INSERT INTO webhook_deliveries (provider, outcome, status) VALUES (\(provider), \(outcome), \(status))
             """)
