@@ -21,6 +21,8 @@ enum Commands {
                                              URL, Replicate, Razorpay, SMTP, media) and say what is wrong
               media-origin                   print where browsers load media from when it is not this site
                                              (S3), for nginx.conf's $atelier_media_origin; nothing otherwise
+              metrics                        print this host's counters (METRICS_DIR) in Prometheus' text
+                                             format, as /metrics serves them without the database gauges
               supervise --sockets DIR --bin DIR --functions name=MIN:MAX:IDLE,… [--cron name=SECONDS,…] [--logs DIR]
                                              run each function under FastCGI: MIN resident processes
                                              (restarted when they die), up to MAX started on demand that
@@ -82,6 +84,14 @@ enum Commands {
     }
 
     /// The origin browsers load media from when media live in S3 (for the pages' Content-Security-Policy).
+    /// This host's counters in Prometheus' text format (what /metrics serves, less the gauges read from
+    /// PostgreSQL), for node_exporter's textfile collector on function hosts nginx does not scrape.
+    static func metrics(_ arguments: [String]) throws -> Int32 {
+        _ = try options(arguments)
+        print(Exposition.render(MetricsDirectory.collect(MetricsDirectory.configured())), terminator: "")
+        return 0
+    }
+
     static func mediaOrigin(_ arguments: [String]) throws -> Int32 {
         _ = try options(arguments)
         if let storage = try S3MediaStorage(config: try Config.fromProcess()) { print(storage.browserOrigin) }

@@ -15,6 +15,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "supervise": Supervisor.main,
     "doctor": Doctor.main,
     "media-origin": Commands.mediaOrigin,
+    "metrics": Commands.metrics,
 ]
 
 guard let name = arguments.first, let command = commands[name] else {
