@@ -41,7 +41,9 @@ let package = Package(
         .executable(name: "atelier", targets: ["atelier"]),
     ] + functions.keys.sorted().map { .executable(name: $0, targets: [$0]) },
     dependencies: [
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // LogHandler.log(event:), which JSONLogHandler implements, is swift-log 1.11's.
+        .package(url: "https://github.com/apple/swift-log", from: "1.11.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         system("CFastCGI", "fcgi", "libfcgi-dev"),
@@ -65,7 +67,10 @@ let package = Package(
         .target(name: "SharedKitHTTP", dependencies: ["SharedKit", "CCurl"], path: "SharedKit/HTTP", swiftSettings: strict),
         .target(name: "SharedKitMedia", dependencies: ["SharedKit", "SharedKitHTTP", "CVips", .product(name: "Logging", package: "swift-log")], path: "SharedKit/Media", swiftSettings: strict),
 
-        .executableTarget(name: "atelier", dependencies: ["SharedKit", "SharedKitHTTP"], path: "CLI/atelier", swiftSettings: strict),
+        .executableTarget(
+            name: "atelier",
+            dependencies: ["SharedKit", "SharedKitHTTP", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "CLI/atelier", swiftSettings: strict),
         .executableTarget(name: "runtime-probe", dependencies: ["SharedKit"], path: "Tests/Fixtures/runtime-probe", swiftSettings: strict),
         .testTarget(
             name: "SharedKitTests",

@@ -14,9 +14,7 @@ enum AdminCommands {
     /// `atelier create-admin --email E`: the password is read from stdin when it is piped in, otherwise
     /// generated and printed once. An existing account is promoted (and given the password when one is
     /// piped in).
-    static func createAdmin(_ arguments: [String]) throws -> Int32 {
-        let options = try Commands.options(arguments)
-        guard let rawEmail = options["email"] else { throw Commands.UsageError(message: "create-admin needs --email") }
+    static func createAdmin(email rawEmail: String) throws -> Int32 {
         Random.initialise()
         let email = try AccountRules.email(rawEmail)
         let piped = isatty(0) == 0 ? readStandardInput().trimmingWhitespace().description : ""
@@ -60,8 +58,7 @@ enum AdminCommands {
         FunctionRuntime.bootstrap(name: "atelier", media: MediaStorages.configured)
     }
 
-    static func user(_ options: [String: String], _ context: Context) throws -> User {
-        guard let raw = options["email"] else { throw Commands.UsageError(message: "--email is required") }
+    static func user(email raw: String, _ context: Context) throws -> User {
         guard let user = try Users(context.db).find(email: try AccountRules.email(raw)) else {
             throw Commands.UsageError(message: "no account has the email \(raw)")
         }
@@ -69,11 +66,9 @@ enum AdminCommands {
     }
 
     /// `atelier grant-premium --email E --until YYYY-MM-DD` (or `--until none` to revoke).
-    static func grantPremium(_ arguments: [String]) throws -> Int32 {
-        let options = try Commands.options(arguments)
+    static func grantPremium(email: String, until untilText: String) throws -> Int32 {
         let context = try context()
-        let user = try user(options, context)
-        guard let untilText = options["until"] else { throw Commands.UsageError(message: "--until DATE (or none) is required") }
+        let user = try user(email: email, context)
         let until: Date?
         if untilText == "none" {
             until = nil
@@ -104,10 +99,9 @@ enum AdminCommands {
     }
 
     /// `atelier revoke-sessions --email E`: logs the user out everywhere.
-    static func revokeSessions(_ arguments: [String]) throws -> Int32 {
-        let options = try Commands.options(arguments)
+    static func revokeSessions(email: String) throws -> Int32 {
         let context = try context()
-        let user = try user(options, context)
+        let user = try user(email: email, context)
         let ended = try context.sessions.revokeAll(userID: user.id)
         try AuditLog(context.db).record(actorID: nil, actorLabel: "cli", action: "revoke_sessions", targetUserID: user.id,
                                         targetEmail: user.email, before: ["active_sessions": .number(Double(ended))],
@@ -117,10 +111,9 @@ enum AdminCommands {
     }
 
     /// `atelier delete-user --email E`: deletes the account and everything it owns.
-    static func deleteUser(_ arguments: [String]) throws -> Int32 {
-        let options = try Commands.options(arguments)
+    static func deleteUser(email: String) throws -> Int32 {
         let context = try context()
-        let user = try user(options, context)
+        let user = try user(email: email, context)
         if user.isAdmin, try context.db.query("SELECT count(*) AS n FROM users WHERE is_admin").first!.get("n", as: Int.self) <= 1 {
             throw Commands.UsageError(message: "\(user.email) is the last admin; promote someone else first")
         }

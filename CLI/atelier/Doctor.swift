@@ -4,7 +4,7 @@ import Glibc
 import SharedKit
 import SharedKitHTTP
 
-/// `atelier doctor [--json yes]`: checks every configured integration against the real service and says,
+/// `atelier doctor [--json]`: checks every configured integration against the real service and says,
 /// one line each, that it works or what is wrong and how to fix it. Exits 1 when a check fails, so a
 /// monitor can run it; `make run` prints it at start without ever failing the start.
 enum Doctor {
@@ -15,10 +15,9 @@ enum Doctor {
         let detail: String
     }
 
-    static func main(_ arguments: [String]) throws -> Int32 {
-        let options = try Commands.options(arguments)
+    static func main(json: Bool) -> Int32 {
         let findings = run()
-        if options["json"] == "yes" {
+        if json {
             let report = JSONValue.object([
                 "ok": .bool(!findings.contains { $0.status == .fail }),
                 "checks": .array(findings.map { finding in

@@ -87,16 +87,12 @@ final class Supervisor {
         self.crons = crons
     }
 
-    static func main(_ arguments: [String]) throws -> Int32 {
-        let options = try Commands.options(arguments)
-        guard let sockets = options["sockets"], let bin = options["bin"], let list = options["functions"] else {
-            throw Commands.UsageError(message: "supervise needs --sockets, --bin and --functions")
-        }
+    static func main(sockets: String, bin: String, functions list: String, cron: String, logs: String?, control: String?) throws -> Int32 {
         let functions = try scaling(list)
-        let crons = try pairs(options["cron"] ?? "").map { Cron(name: $0.0, intervalSeconds: $0.1) }
-        let logs = options["logs"] ?? sockets
+        let crons = try pairs(cron).map { Cron(name: $0.0, intervalSeconds: $0.1) }
+        let logs = logs ?? sockets
         let supervisor = Supervisor(
-            socketDir: sockets, binDir: bin, logDir: logs, controlFile: options["control"] ?? "\(sockets)/reload",
+            socketDir: sockets, binDir: bin, logDir: logs, controlFile: control ?? "\(sockets)/reload",
             functions: functions, crons: crons)
         return try supervisor.run()
     }

@@ -58,7 +58,13 @@ public struct Dispatcher: Sendable {
                 request.body = body
             }
             var response = invoke(route.handler, request, context)
-            if request.method == "HEAD" { response.body = [] }
+            if request.method == "HEAD" {
+                // The GET's headers, its length included, without its body (RFC 9110 §9.3.2).
+                if response.header("Content-Length") == nil, response.status.code != 204 {
+                    response.headers.append(("Content-Length", String(response.body.count)))
+                }
+                response.body = []
+            }
             return response
         }
     }

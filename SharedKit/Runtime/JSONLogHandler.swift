@@ -108,7 +108,3 @@ public struct JSONLogHandler: LogHandler {
         return String(decoding: out, as: UTF8.self)
     }
 }
-
-extension Logger.Level {
-    init?(name: String) { self.init(rawValue: name) }
-}

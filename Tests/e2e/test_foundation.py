@@ -207,6 +207,18 @@ def parse_cgi(output):
     return int(lines[0].split()[1]), headers, body
 
 
+def test_head_answers_the_gets_headers_and_length_without_a_body(stack):
+    """HEAD is GET without the body (RFC 9110 §9.3.2): the same status and Content-Length the GET has."""
+    got = run_cgi(stack, "runtime-probe", "/probe/items/42?q=lighthouse")
+    head = run_cgi(stack, "runtime-probe", "/probe/items/42?q=lighthouse", method="HEAD")
+    status, headers, body = parse_cgi(got.stdout)
+    head_status, head_headers, head_body = parse_cgi(head.stdout)
+    assert status == head_status == 200
+    assert head_body == b"" and body
+    assert head_headers["Content-Length"] == headers["Content-Length"] == str(len(body)), (headers, head_headers)
+    assert head_headers["Content-Type"] == headers["Content-Type"]
+
+
 def test_a_function_answers_as_plain_cgi(stack):
     result = run_cgi(stack, "health", "/api/v1/health")
     assert result.returncode == 0, result.stderr
@@ -288,9 +300,13 @@ def test_sigterm_finishes_the_current_request_then_exits(stack):
     probe = FastCGIProcess(stack, "runtime-probe")
     try:
         result = {}
-        t = threading.Thread(target=lambda: result.update(r=probe.request("/probe/slow?ms=800")))
+        started = os.path.join(probe.dir, "started")
+        t = threading.Thread(target=lambda: result.update(r=probe.request(f"/probe/slow?ms=800&started={started}")))
         t.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(started) and time.monotonic() < deadline:  # the request is in the handler
+            time.sleep(0.01)
+        assert os.path.exists(started), "the slow request never started"
         probe.process.send_signal(signal.SIGTERM)
         t.join()
         assert result["r"][0] == 200 and b'"slept_ms":800' in result["r"][2]

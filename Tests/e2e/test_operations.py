@@ -112,7 +112,13 @@ def test_every_function_has_current_units_and_they_reference_each_other():
             assert settings(path, "Restart") == ["on-failure"], name
             function = name[len("atelier-"):-len("@.service")]
             idle = "0" if function in ("health", "session", "generate") else "60"
-            assert settings(path, "Environment") == [f"FUNCTION_IDLE_SECONDS={idle}"], name
+            assert settings(path, "Environment") == ["METRICS_DIR=/run/atelier-metrics",
+                                                     f"FUNCTION_IDLE_SECONDS={idle}"], name
+        if "@" in name or name.endswith("-cron.service"):
+            # Counters for /metrics: one tmpfs folder shared by every function and cron of the host.
+            assert "METRICS_DIR=/run/atelier-metrics" in settings(path, "Environment"), name
+            assert settings(path, "RuntimeDirectory") == ["atelier-metrics"], name
+            assert settings(path, "RuntimeDirectoryPreserve") == ["yes"], name
 
 
 def test_independent_redeploy_loses_no_request(stack):

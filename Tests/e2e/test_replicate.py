@@ -1061,13 +1061,13 @@ def test_a_premium_video_is_made_by_minimax_and_served_from_our_storage(replicat
 
 
 def doctor(stack, **changes):
-    """`atelier doctor --json yes` with the stack's configuration and `changes`: {check: [(status, detail)]}."""
+    """`atelier doctor --json` with the stack's configuration and `changes`: {check: [(status, detail)]}."""
     import json
     import subprocess
 
     env = stack.app_env()
     env.update(changes)
-    run = subprocess.run([os.path.join(stack.bin_dir, "atelier"), "doctor", "--json", "yes"], env=env,
+    run = subprocess.run([os.path.join(stack.bin_dir, "atelier"), "doctor", "--json"], env=env,
                          capture_output=True, text=True, timeout=60)
     report = json.loads(run.stdout)
     assert run.returncode == (0 if report["ok"] else 1), (run.returncode, run.stdout)

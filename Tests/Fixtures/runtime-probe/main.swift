@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SharedKit
 
 // A function made for the runtime's tests: each route exercises one behaviour of the loop.
@@ -27,6 +30,8 @@ FunctionRuntime(name: "runtime-probe").serve(
         })
         .get("/probe/slow", { request, _ in
             let ms = Int(request.query("ms") ?? "200") ?? 200
+            // The test's readiness signal: this file exists once the request is being worked on.
+            if let started = request.query("started") { close(creat(started, 0o644)) }
             var ts = timespecFrom(ms: ms)
             nanosleepShim(&ts)
             return try .json(["slept_ms": ms])
