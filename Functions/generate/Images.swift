@@ -21,12 +21,10 @@ enum Images {
         let cost = try Generations.Costs(config: context.config).cost(of: .image)
         if let replicate = ReplicateJobs(context) {
             // A provider job: answered at once with the generation to follow; the webhook completes it.
-            let generationID = try generations.create(userID: user.id, task: .image, provider: "replicate", input: job, cost: cost, status: "queued")
-            try replicate.start(generationID: generationID, model: replicate.client.models.image,
-                                input: replicate.input(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed))
-            var response = Response.json(GenerationAnswer.queued(try generations.made(id: generationID, userID: user.id)), status: .accepted)
-            response.setHeader("Location", "/api/v1/generations/\(generationID)")
-            return response
+            return try GenerationJobs(context).submitToProvider(userID: user.id, task: .image, input: job, cost: cost) { generationID in
+                try replicate.start(generationID: generationID, model: replicate.client.models.image,
+                                    input: replicate.input(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed))
+            }
         }
         let stored = try LocalImageJobs(context).run(
             userID: user.id, task: .image, input: job, cost: cost, sourceImageID: nil, kind: "generated", prompt: prompt,

@@ -106,22 +106,21 @@ enum Transform {
                 job.maskKey = maskKey
                 maskURL = context.media.absoluteURL(for: maskKey, publicBaseURL: context.config.publicBaseURL)
             }
-            let generationID: String
+            let imageURL = context.media.absoluteURL(for: sourceKey, publicBaseURL: context.config.publicBaseURL)
+            let input: [String: JSONValue] = mode == "upscale"
+                ? ["image": .string(imageURL), "scale": .number(Double(scale))]
+                : ["image": .string(imageURL), "mask": .string(maskURL), "megapixels": .string("match_input"),
+                   "prompt": .string(prompt ?? ""), "output_format": .string("webp"), "num_outputs": .number(1)]
             do {
-                generationID = try generations.create(
-                    userID: user.id, task: task, provider: "replicate", input: job, cost: cost, sourceImageID: sourceRecord.id, status: "queued")
-                let imageURL = context.media.absoluteURL(for: sourceKey, publicBaseURL: context.config.publicBaseURL)
-                let input: [String: JSONValue] = mode == "upscale"
-                    ? ["image": .string(imageURL), "scale": .number(Double(scale))]
-                    : ["image": .string(imageURL), "mask": .string(maskURL), "megapixels": .string("match_input"),
-                       "prompt": .string(prompt ?? ""), "output_format": .string("webp"), "num_outputs": .number(1)]
-                try replicate.start(generationID: generationID, model: mode == "upscale" ? replicate.client.models.upscale : replicate.client.models.inpaint,
-                                    input: input)
+                return try GenerationJobs(context).submitToProvider(
+                    userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id) { generationID in
+                    try replicate.start(generationID: generationID,
+                                        model: mode == "upscale" ? replicate.client.models.upscale : replicate.client.models.inpaint, input: input)
+                }
             } catch {
                 if let maskKey = job.maskKey { try? context.media.delete(key: maskKey) }
                 throw error
             }
-            return .json(GenerationAnswer.queued(try generations.made(id: generationID, userID: user.id)), status: .accepted)
         }
         let inpainted = result
         let stored = try jobs.run(

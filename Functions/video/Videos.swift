@@ -87,70 +87,44 @@ enum Videos {
         let asked = try body.validated(what: "video", ratios: capabilities.aspectRatios, defaultRatio: "16:9")
         let (prompt, style, colour, ratio, seed, job) = (asked.prompt, asked.style, asked.colour, asked.ratio, asked.seed, asked.job)
         let generations = Generations(context)
+        let jobs = GenerationJobs(context)
         let cost = try Generations.Costs(config: context.config).cost(of: .video)
         if let replicate = ReplicateJobs(context) {
             let stored = VideoJob(prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id,
                                   seed: capabilities.seed ? seed : nil)
-            let generationID = try generations.create(userID: user.id, task: .video, provider: "replicate", input: stored, cost: cost, status: "queued")
             var input: [String: JSONValue] = ["prompt": .string(Catalog.providerPrompt(prompt, style: style, colour: colour))]
             if capabilities.model.hasPrefix("minimax/") { input["prompt_optimizer"] = .bool(true) }
             if let name = capabilities.ratioInput { input[name] = .string(ratio.id) }
             if let name = capabilities.seedInput { input[name] = .number(Double(seed)) }
-            try replicate.start(generationID: generationID, model: replicate.client.models.video, input: input)
-            var response = Response.json(GenerationAnswer.queued(try generations.made(id: generationID, userID: user.id)), status: .accepted)
-            response.setHeader("Location", "/api/v1/generations/\(generationID)")
-            return response
-        }
-        // One transaction for the whole job, as for images (LocalImageJobs.run): a failure to make or store
-        // the video is committed as failed and refunded; losing PostgreSQL midway commits nothing.
-        let storage = context.media
-        var keys: [String] = []
-        let outcome: Result<(String, VideoRecord), any Error>
-        do {
-            outcome = try context.db.transaction {
-                let generationID = try generations.create(userID: user.id, task: .video, provider: "local", input: job, cost: cost)
-                do {
-                    let frames = LocalRenderer(longSide: 480).frames(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed, count: frameCount)
-                    let mark = Provenance.of(task: .video, model: LocalRenderer.model, fromUpload: false, at: context.now())
-                    let animation = try Imaging.animatedWebP(frames, delayMs: frameDelayMs, mark: mark)
-                    let poster = try Imaging.encode(frames[0], as: .webp, quality: 85, mark: mark)
-                    let key = FileMediaStorage.newKey(extension: "webp")
-                    let posterKey = FileMediaStorage.newKey(extension: "webp")
-                    try storage.put(animation, key: key, contentType: "image/webp")
-                    keys.append(key)
-                    try storage.put(poster, key: posterKey, contentType: "image/webp")
-                    keys.append(posterKey)
-                    let record = try context.db.transaction {
-                        let row = try context.db.query("""
-                            INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed,
-                                                status, generation_id, completed_at)
-                            VALUES (\(user.id), \(key), \(posterKey), \(prompt), \(style.id), \(colour.id), \(frames[0].width), \(frames[0].height),
-                                    \(Double(frameCount * frameDelayMs) / 1000), \(mark.model), \(seed), 'succeeded', \(generationID), now())
-                            RETURNING \(VideoRecord.columns)
-                            """)
-                        try generations.markSucceeded(generationID)
-                        return try row.records(VideoRecord.self)[0]
-                    }
-                    return .success((generationID, record))
-                } catch let error as DependencyUnavailable where error.dependency == .database {
-                    throw error
-                } catch {
-                    for key in keys { try? storage.delete(key: key) }
-                    keys = []
-                    context.logger.error("video job failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
-                    try generations.markFailed(generationID, error: "The video could not be made; your quota was refunded.")
-                    return .failure(error is DependencyUnavailable ? error
-                        : HTTPError(.internalServerError, code: "generation_failed", message: "The video could not be made; your quota was refunded."))
-                }
+            return try jobs.submitToProvider(userID: user.id, task: .video, input: stored, cost: cost) { generationID in
+                try replicate.start(generationID: generationID, model: replicate.client.models.video, input: input)
             }
-        } catch {
-            for key in keys { try? storage.delete(key: key) }
-            throw error
         }
-        let (generationID, record) = try outcome.get()
-        let view = try generations.made(id: generationID, userID: user.id)
-        var response = Response.json(GenerationAnswer.made(view, video: VideoView(record, storage: storage)), status: .created)
-        response.setHeader("Location", "/api/v1/videos/\(record.id)")
+        let storage = context.media
+        let done = try jobs.runLocally(
+            userID: user.id, task: .video, input: job, cost: cost, failure: "The video could not be made; your quota was refunded."
+        ) { generationID, written -> VideoRecord in
+            let frames = LocalRenderer(longSide: 480).frames(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed, count: frameCount)
+            let mark = Provenance.of(task: .video, model: LocalRenderer.model, fromUpload: false, at: context.now())
+            let animation = try Imaging.animatedWebP(frames, delayMs: frameDelayMs, mark: mark)
+            let poster = try Imaging.encode(frames[0], as: .webp, quality: 85, mark: mark)
+            let key = FileMediaStorage.newKey(extension: "webp")
+            let posterKey = FileMediaStorage.newKey(extension: "webp")
+            try storage.put(animation, key: key, contentType: "image/webp")
+            written.append(key)
+            try storage.put(poster, key: posterKey, contentType: "image/webp")
+            written.append(posterKey)
+            return try context.db.query("""
+                INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed,
+                                    status, generation_id, completed_at)
+                VALUES (\(user.id), \(key), \(posterKey), \(prompt), \(style.id), \(colour.id), \(frames[0].width), \(frames[0].height),
+                        \(Double(frameCount * frameDelayMs) / 1000), \(mark.model), \(seed), 'succeeded', \(generationID), now())
+                RETURNING \(VideoRecord.columns)
+                """).records(VideoRecord.self)[0]
+        }
+        let view = try generations.made(id: done.generationID, userID: user.id)
+        var response = Response.json(GenerationAnswer.made(view, video: VideoView(done.output, storage: storage)), status: .created)
+        response.setHeader("Location", "/api/v1/videos/\(done.output.id)")
         return response
     }
 

@@ -4,8 +4,8 @@ import CSodium
 public enum Encoding {
     public static func hex(_ bytes: [UInt8]) -> String {
         var out = [CChar](repeating: 0, count: bytes.count * 2 + 1)
-        bytes.withUnsafeBufferPointer { sodium_bin2hex(&out, out.count, $0.baseAddress, bytes.count) }
-        return String(cString: out)
+        _ = bytes.withUnsafeBufferPointer { sodium_bin2hex(&out, out.count, $0.baseAddress, bytes.count) }
+        return String(nulTerminated: out)
     }
 
     public static func fromHex(_ text: String) -> [UInt8]? {
@@ -29,7 +29,7 @@ public enum Encoding {
         let size = sodium_base64_encoded_len(bytes.count, variant)
         var out = [CChar](repeating: 0, count: size)
         bytes.withUnsafeBufferPointer { _ = sodium_bin2base64(&out, size, $0.baseAddress, bytes.count, variant) }
-        return String(cString: out)
+        return String(nulTerminated: out)
     }
 
     private static func decode64(_ text: String, _ variant: Int32) -> [UInt8]? {
@@ -37,5 +37,15 @@ public enum Encoding {
         var length = 0
         let ok = sodium_base642bin(&out, out.count, text, text.utf8.count, nil, &length, nil, variant)
         return ok == 0 ? Array(out[..<length]) : nil
+    }
+}
+
+extension String {
+    /// The text of a NUL-terminated C buffer (what libsodium and inet_ntop fill in), up to its first NUL.
+    init(nulTerminated buffer: [CChar]) {
+        let end = buffer.firstIndex(of: 0) ?? buffer.endIndex
+        self = buffer[..<end].withUnsafeBufferPointer { chars in
+            chars.withMemoryRebound(to: UInt8.self) { String(decoding: $0, as: UTF8.self) }
+        }
     }
 }

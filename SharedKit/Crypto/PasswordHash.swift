@@ -18,7 +18,7 @@ public struct PasswordHasher: Sendable {
             crypto_pwhash_str_alg(&out, pointer, length, iterations, memoryBytes, crypto_pwhash_ALG_ARGON2ID13)
         }
         guard result == 0 else { throw HashingFailed() }
-        return String(cString: out)
+        return String(nulTerminated: out)
     }
 
     public func verify(_ password: String, against stored: String) -> Bool {

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-public import SharedKit
+import SharedKit
 
 /// AWS Signature Version 4 for S3, as AWS documents it ("Authenticating Requests: Using the Authorization
 /// Header" and "Using Query Parameters"), checked against AWS's published examples in the tests.

@@ -4,7 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 public import SharedKit
-public import SharedKitHTTP
+import SharedKitHTTP
 
 /// Moving an open generation forward when its webhook never came: what maintenance-cron does for every
 /// job that waited too long, and what an admin does for one job from the stuck-job view.

@@ -119,7 +119,7 @@ public struct FunctionRuntime {
                 return inet_ntop(AF_INET, &ip, &text, socklen_t(INET_ADDRSTRLEN)) != nil
             }
         }
-        return ok && allowed.contains(String(cString: text))
+        return ok && allowed.contains(String(nulTerminated: text))
     }
 
     /// Logging, libsodium and configuration: everything a function needs before its first request.
