@@ -44,7 +44,7 @@ enum AdminJobs {
         }
         let timeouts = try OpenJobs.Timeouts(context.config)
         let filter: SQLQuery = """
-            g.status IN ('queued', 'running')
+            g.status IN \(GenerationStatus.sql(GenerationStatus.open))
             AND g.created_at < now() - make_interval(secs => CASE WHEN g.task = 'video' THEN \(video)::integer ELSE \(image)::integer END)
             """
         let result = try context.db.query("""

@@ -52,7 +52,7 @@ enum AdminWebhooks {
               (SELECT count(*)::int FROM webhook_deliveries WHERE provider = 'razorpay'
                  AND outcome IN ('invalid_signature', 'bad_timestamp', 'stale_timestamp', 'missing_headers')
                  AND received_at > now() - interval '24 hours') AS razorpay_refused,
-              (SELECT count(*)::int FROM generations WHERE provider = 'replicate' AND status IN ('queued', 'running')
+              (SELECT count(*)::int FROM generations WHERE provider = 'replicate' AND status IN \(GenerationStatus.sql(GenerationStatus.open))
                  AND created_at < now() - interval '10 minutes') AS replicate_waiting,
               (SELECT count(*)::int FROM webhook_deliveries WHERE provider = 'replicate' AND outcome IN ('accepted', 'duplicate')
                  AND received_at > now() - interval '24 hours') AS replicate_ok,

@@ -27,7 +27,7 @@ enum Images {
             }
         }
         let stored = try LocalImageJobs(context).run(
-            userID: user.id, task: .image, input: job, cost: cost, sourceImageID: nil, kind: "generated", prompt: prompt,
+            userID: user.id, task: .image, input: job, cost: cost, sourceImageID: nil, kind: .generated, prompt: prompt,
             style: style.id, colour: colour.id, seed: seed) {
             LocalRenderer().render(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed)
         }
@@ -44,7 +44,7 @@ enum Images {
             limit = try PageCursor.limit(request)
             var filter: SQLQuery = ""
             if let kind = request.query("kind") {
-                guard ["generated", "upscaled", "inpainted", "uploaded"].contains(kind) else {
+                guard ImageKind(rawValue: kind) != nil else {
                     throw HTTPError(.badRequest, code: "invalid_kind", message: "kind must be generated, upscaled, inpainted or uploaded.")
                 }
                 filter = " AND kind = \(kind)"

@@ -40,12 +40,12 @@ enum MetricsEndpoint {
                                                        "status": try row.get("status")])] = try row.get("n")
         }
         for row in try context.db.query("""
-            SELECT provider, task, count(*)::float8 AS n FROM generations WHERE status IN ('queued', 'running') GROUP BY provider, task
+            SELECT provider, task, count(*)::float8 AS n FROM generations WHERE status IN \(GenerationStatus.sql(GenerationStatus.open)) GROUP BY provider, task
             """).rows {
             gauges[Metrics.key("atelier_open_jobs", ["provider": try row.get("provider"), "task": try row.get("task")])] = try row.get("n")
         }
         let oldest = try context.db.query("""
-            SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age FROM generations WHERE status IN ('queued', 'running')
+            SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age FROM generations WHERE status IN \(GenerationStatus.sql(GenerationStatus.open))
             """).first?.get("age", as: Double.self) ?? 0
         gauges["atelier_oldest_open_job_age_seconds"] = oldest
         for row in try context.db.query("SELECT status, count(*)::float8 AS n FROM payments GROUP BY status").rows {

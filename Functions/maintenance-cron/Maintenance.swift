@@ -75,7 +75,7 @@ enum Maintenance {
         // Jobs whose final webhook has not come: ask the provider.
         try reconcile("""
             SELECT id FROM generations
-            WHERE provider = 'replicate' AND status IN ('queued', 'running') AND pending_outputs IS NULL AND provider_id IS NOT NULL
+            WHERE provider = 'replicate' AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NULL AND provider_id IS NOT NULL
               AND updated_at < now() - make_interval(secs => \(reconcileAfter))
             ORDER BY created_at LIMIT 100
             """, counting: .checked, as: "reconciled")
@@ -100,7 +100,7 @@ enum Maintenance {
     static func failStale(_ context: Context, _ open: OpenJobs, timeouts: OpenJobs.Timeouts) throws -> Int {
         let stale = try context.db.query("""
             SELECT id, provider_id, input->>'mask_key' AS mask_key FROM generations
-            WHERE status IN ('queued', 'running')
+            WHERE status IN \(GenerationStatus.sql(GenerationStatus.open))
               AND created_at < now() - make_interval(secs => CASE WHEN task = 'video' THEN \(timeouts.video)::integer ELSE \(timeouts.image)::integer END)
             ORDER BY created_at LIMIT 100
             """)

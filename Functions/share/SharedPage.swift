@@ -11,12 +11,12 @@ enum SharedPage {
 
     static func page(_ request: Request, _ context: Context) throws -> Response {
         let token = try request.parameter("token")
-        guard let shared = try links(context).open(token: token, countView: true) else { return gone() }
+        // A view is a page fetched (GET); HEAD, link checkers' favourite, counts nothing.
+        guard let shared = try links(context).open(token: token, countView: request.method == "GET") else { return gone() }
         var response = Response.text(html(shared, token: token, base: context.config.publicBaseURL), contentType: "text/html; charset=utf-8")
         // Revocation must take effect at once: browsers and proxies ask again each time.
         response.setHeader("Cache-Control", "no-store")
         response.setHeader("X-Robots-Tag", "noindex")
-        response.setHeader("Referrer-Policy", "no-referrer")
         return response
     }
 
@@ -68,7 +68,7 @@ enum SharedPage {
     static func html(_ shared: ShareLinks.Shared, token: String, base: String) -> String {
         let page = "\(base)/s/\(token)"
         let file = "\(page)/file"
-        let madeByMachine = shared.imageKind != "uploaded"
+        let madeByMachine = shared.imageKind != ImageKind.uploaded.rawValue
         let what = shared.isVideo ? "video" : "image"
         let title = shared.prompt.isEmpty ? "A picture shared from Atelier" : clipped(shared.prompt, to: 70)
         var description = madeByMachine ? "An AI-generated \(what) made with Atelier" : "A picture shared from Atelier"

@@ -111,21 +111,24 @@ enum Transform {
                 ? ["image": .string(imageURL), "scale": .number(Double(scale))]
                 : ["image": .string(imageURL), "mask": .string(maskURL), "megapixels": .string("match_input"),
                    "prompt": .string(prompt ?? ""), "output_format": .string("webp"), "num_outputs": .number(1)]
+            var started = false
             do {
                 return try GenerationJobs(context).submitToProvider(
                     userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id) { generationID in
                     try replicate.start(generationID: generationID,
                                         model: mode == "upscale" ? replicate.client.models.upscale : replicate.client.models.inpaint, input: input)
+                    started = true
                 }
             } catch {
-                if let maskKey = job.maskKey { try? context.media.delete(key: maskKey) }
+                // Once the job is started the provider fetches the mask; the job's end removes it.
+                if !started, let maskKey = job.maskKey { try? context.media.delete(key: maskKey) }
                 throw error
             }
         }
         let inpainted = result
         let stored = try jobs.run(
-            userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id, fromUpload: sourceRecord.kind == "uploaded",
-            kind: mode == "upscale" ? "upscaled" : "inpainted", prompt: prompt ?? sourceRecord.prompt, style: nil, colour: nil, seed: nil) {
+            userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id, fromUpload: try ImageKind.comesFromUpload(sourceRecord.id, context.db),
+            kind: mode == "upscale" ? .upscaled : .inpainted, prompt: prompt ?? sourceRecord.prompt, style: nil, colour: nil, seed: nil) {
             mode == "upscale" ? try Imaging.resize(source, scale: Double(scale)) : inpainted
         }
         let view = try generations.made(id: stored.generationID, userID: user.id)

@@ -42,13 +42,13 @@ public struct Generations {
 
     /// Reserves the quota and records the job in one transaction: a refused reservation leaves no job.
     public func create<Input: Codable & Sendable>(userID: String, task: Task, provider: String, input: Input, cost: Int,
-                                                  sourceImageID: String? = nil, status: String = "running") throws -> String {
+                                                  sourceImageID: String? = nil, status: GenerationStatus = .running) throws -> String {
         try db.transaction {
             let reservation = try ledger.reserve(userID: userID, cost: cost)
             let row = try db.query("""
                 INSERT INTO generations (user_id, task, provider, status, input, cost, quota_period_start, source_image_id, started_at)
-                VALUES (\(userID), \(task.rawValue), \(provider), \(status), \(PostgresJSON(input)), \(cost),
-                        \(reservation.periodStart), \(sourceImageID), CASE WHEN \(status) = 'running' THEN now() END)
+                VALUES (\(userID), \(task.rawValue), \(provider), \(status.rawValue), \(PostgresJSON(input)), \(cost),
+                        \(reservation.periodStart), \(sourceImageID), CASE WHEN \(status.rawValue) = 'running' THEN now() END)
                 RETURNING id
                 """)
             return try row.first!.get("id")
@@ -59,21 +59,24 @@ public struct Generations {
         try db.execute("""
             UPDATE generations SET status = 'succeeded', error = NULL, pending_outputs = NULL,
                    completed_at = now(), updated_at = now(), started_at = COALESCE(started_at, now())
-            WHERE id = \(id) AND status IN ('queued', 'running')
+            WHERE id = \(id) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
             """)
     }
 
     /// Ends the job as failed (or canceled) with a message for the user, and refunds it once.
-    public func markFailed(_ id: String, error: String, status: String = "failed") throws {
+    public func markFailed(_ id: String, error: String, status: GenerationStatus = .failed) throws {
         let refundedTask = try db.transaction { () -> String? in
             let task = try db.query("""
-                UPDATE generations SET status = \(status), error = \(error), completed_at = now(), updated_at = now()
-                WHERE id = \(id) AND status IN ('queued', 'running')
+                UPDATE generations SET status = \(status.rawValue), error = \(error), completed_at = now(), updated_at = now()
+                WHERE id = \(id) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
                 RETURNING task
                 """).first?.get("task", as: String.self)
             return try ledger.refund(generationID: id) ? task ?? "unknown" : nil
         }
-        if let refundedTask { metrics.count("atelier_quota_refunds_total", ["task": refundedTask]) }
+        if let refundedTask {
+            let metrics = metrics
+            db.onCommit { metrics.count("atelier_quota_refunds_total", ["task": refundedTask]) }
+        }
     }
 
     public struct View: JSONWritable, Sendable {

@@ -26,7 +26,7 @@ public struct GenerationJobs {
         start: (_ generationID: String) throws -> Void
     ) throws -> Response {
         let generationID = try generations.create(
-            userID: userID, task: task, provider: "replicate", input: input, cost: cost, sourceImageID: sourceImageID, status: "queued")
+            userID: userID, task: task, provider: "replicate", input: input, cost: cost, sourceImageID: sourceImageID, status: .queued)
         try start(generationID)
         var response = Response.json(GenerationAnswer.queued(try generations.made(id: generationID, userID: userID)), status: .accepted)
         response.setHeader("Location", "/api/v1/generations/\(generationID)")
@@ -48,8 +48,13 @@ public struct GenerationJobs {
                 let generationID = try generations.create(
                     userID: userID, task: task, provider: "local", input: input, cost: cost, sourceImageID: sourceImageID)
                 do {
-                    let output = try make(generationID, &written)
-                    try generations.markSucceeded(generationID)
+                    // In a savepoint: an SQL error while recording the output rolls back to here, so the job
+                    // can still be failed and refunded in this transaction.
+                    let output = try context.db.transaction { () -> Output in
+                        let output = try make(generationID, &written)
+                        try generations.markSucceeded(generationID)
+                        return output
+                    }
                     return .success((generationID, output))
                 } catch let error as DependencyUnavailable where error.dependency == .database {
                     throw error

@@ -28,7 +28,7 @@ public struct LocalImageJobs {
             try storage.put(try Imaging.thumbnail(image, mark: nil), key: thumbnailKey, contentType: "image/webp")
             return try context.db.query("""
                 INSERT INTO images (user_id, storage_key, thumbnail_key, kind, width, height, status, completed_at)
-                VALUES (\(userID), \(key), \(thumbnailKey), 'uploaded', \(image.width), \(image.height), 'succeeded', now())
+                VALUES (\(userID), \(key), \(thumbnailKey), \(ImageKind.uploaded.rawValue), \(image.width), \(image.height), 'succeeded', now())
                 RETURNING \(ImageRecord.columns)
                 """).records(ImageRecord.self)[0]
         } catch {
@@ -42,7 +42,7 @@ public struct LocalImageJobs {
     /// thumbnail with the AI-content mark, and record it. `fromUpload`: the source is a picture the user
     /// uploaded (the result is marked as a composite).
     public func run<Input: Codable & Sendable>(
-        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String?, fromUpload: Bool = false, kind: String,
+        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String?, fromUpload: Bool = false, kind: ImageKind,
         prompt: String, style: String?, colour: String?, seed: Int64?, make: () throws -> RGBImage
     ) throws -> Stored {
         let mark = Provenance.of(task: task, model: LocalRenderer.model, fromUpload: fromUpload, at: context.now())
@@ -63,7 +63,7 @@ public struct LocalImageJobs {
             return try context.db.query("""
                 INSERT INTO images (user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id,
                                     width, height, model, seed, status, generation_id, completed_at)
-                VALUES (\(userID), \(key), \(thumbnailKey), \(prompt), \(style), \(colour), \(kind), \(sourceImageID),
+                VALUES (\(userID), \(key), \(thumbnailKey), \(prompt), \(style), \(colour), \(kind.rawValue), \(sourceImageID),
                         \(image.width), \(image.height), \(mark.model), \(seed), 'succeeded', \(generationID), now())
                 RETURNING \(ImageRecord.columns)
                 """).records(ImageRecord.self)[0]

@@ -58,7 +58,7 @@ public struct OpenJobs {
     public func reconcile(_ generationID: String) throws -> Step {
         guard let jobs = replicate, let row = try context.db.query("""
             SELECT provider_id, pending_outputs IS NOT NULL AS pending, deferred_start::text AS deferred_start FROM generations
-            WHERE id = \(generationID) AND provider = 'replicate' AND status IN ('queued', 'running')
+            WHERE id = \(generationID) AND provider = 'replicate' AND status IN \(GenerationStatus.sql(GenerationStatus.open))
             """).first else { return .none }
         if try row.get("pending") {
             return try jobs.copyPending(generationID) ? .copied : .copyFailed
@@ -80,7 +80,7 @@ public struct OpenJobs {
     /// Cancels the job at the provider (best effort), fails it and refunds it once; its inpainting mask goes.
     public func timeOut(_ generationID: String, providerID: String?, maskKey: String?) throws {
         if let jobs = replicate, let providerID { _ = try? jobs.client.cancel(providerID) }
-        try Generations(context).markFailed(generationID, error: "The job took too long and was stopped; your quota was refunded.", status: "failed")
+        try Generations(context).markFailed(generationID, error: "The job took too long and was stopped; your quota was refunded.", status: .failed)
         if let maskKey { try? context.media.delete(key: maskKey) }
     }
 
@@ -90,7 +90,7 @@ public struct OpenJobs {
         guard let row = try context.db.query("""
             SELECT provider_id, input->>'mask_key' AS mask_key, task,
                    created_at < now() - make_interval(secs => CASE WHEN task = 'video' THEN \(timeouts.video)::integer ELSE \(timeouts.image)::integer END) AS overdue
-            FROM generations WHERE id = \(generationID) AND status IN ('queued', 'running')
+            FROM generations WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
             """).first, try row.get("overdue", as: Bool.self) else { return step }
         try timeOut(generationID, providerID: try row.get("provider_id"), maskKey: try row.get("mask_key"))
         return .timedOut

@@ -74,8 +74,10 @@ public struct Provenance: Sendable, Equatable {
 
     /// An MP4 (ISO base media file) with the packet appended as a top-level `uuid` box of XMP's UUID
     /// (XMP spec part 3, "MPEG-4"): boxes after `moov` and `mdat` move no sample offset, so the video is
-    /// unchanged. Nil when the bytes are not a well-formed sequence of boxes.
+    /// unchanged. A last box of size 0 ("to the end of the file") gets its real size written in place
+    /// first, or the new box would fall inside it. Nil when the bytes are not a well-formed sequence of boxes.
     public func markingMP4(_ bytes: [UInt8]) -> [UInt8]? {
+        var bytes = bytes
         var offset = 0
         while offset < bytes.count {
             guard bytes.count - offset >= 8 else { return nil }
@@ -84,7 +86,11 @@ public struct Provenance: Sendable, Equatable {
                 guard bytes.count - offset >= 16 else { return nil }
                 size = bytes[offset + 8..<offset + 16].reduce(0) { $0 << 8 | Int($1) }
             } else if size == 0 {
-                size = bytes.count - offset  // the last box runs to the end of the file
+                // Runs to the end of the file: its real size, when the 32-bit field holds it (a 64-bit
+                // header would move the data behind it).
+                size = bytes.count - offset
+                guard size <= Int(UInt32.max) else { return nil }
+                withUnsafeBytes(of: UInt32(size).bigEndian) { for i in 0..<4 { bytes[offset + i] = $0[i] } }
             }
             guard size >= 8, size <= bytes.count - offset else { return nil }
             offset += size

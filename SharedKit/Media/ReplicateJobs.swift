@@ -53,7 +53,7 @@ public struct ReplicateJobs {
                        status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
                        started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
                        updated_at = now()
-                WHERE id = \(generationID) AND status IN ('queued', 'running')
+                WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
                 """)
             if prediction.isTerminal { try apply(prediction) }
         } catch let uncertain as ReplicateClient.Uncertain {
@@ -123,7 +123,7 @@ public struct ReplicateJobs {
                        status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
                        started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
                        updated_at = now()
-                WHERE id = \(generationID) AND status IN ('queued', 'running')
+                WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
                 """)
             if prediction.isTerminal { try apply(prediction) }
             return true
@@ -147,7 +147,7 @@ public struct ReplicateJobs {
         return try context.db.query("""
             UPDATE generations SET provider_id = \(prediction.id), updated_at = now(),
                    provider_status = \(prediction.status), provider_checked_at = now()
-            WHERE id = \(generationID) AND provider = 'replicate' AND provider_id IS NULL AND status IN ('queued', 'running')
+            WHERE id = \(generationID) AND provider = 'replicate' AND provider_id IS NULL AND status IN \(GenerationStatus.sql(GenerationStatus.open))
             RETURNING id, status
             """).first
     }
@@ -161,8 +161,8 @@ public struct ReplicateJobs {
         // a late word about a finished job changes nothing.
         guard let row = try context.db.query("""
             UPDATE generations SET
-                   provider_status = CASE WHEN status IN ('queued', 'running') THEN \(prediction.status) ELSE provider_status END,
-                   provider_checked_at = CASE WHEN status IN ('queued', 'running') THEN now() ELSE provider_checked_at END
+                   provider_status = CASE WHEN status IN \(GenerationStatus.sql(GenerationStatus.open)) THEN \(prediction.status) ELSE provider_status END,
+                   provider_checked_at = CASE WHEN status IN \(GenerationStatus.sql(GenerationStatus.open)) THEN now() ELSE provider_checked_at END
             WHERE provider = 'replicate' AND provider_id = \(prediction.id)
             RETURNING id, status
             """).first ?? (try adopt(prediction)) else {
@@ -187,7 +187,7 @@ public struct ReplicateJobs {
             try context.db.execute("""
                 UPDATE generations SET status = 'running', pending_outputs = \(PostgresJSON(files)),
                        started_at = COALESCE(started_at, now()), updated_at = now()
-                WHERE id = \(id) AND status IN ('queued', 'running') AND pending_outputs IS NULL
+                WHERE id = \(id) AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NULL
                 """)
             if copyLater {
                 context.afterResponse.append { _ = try copyPending(id) }
@@ -195,7 +195,7 @@ public struct ReplicateJobs {
                 try copyPending(id)
             }
         default:
-            let status = prediction.status == "failed" ? "failed" : "canceled"
+            let status: GenerationStatus = prediction.status == "failed" ? .failed : .canceled
             try generations.markFailed(id, error: ReplicateClient.userMessage(for: prediction.error, status: prediction.status), status: status)
             if let maskKey = try context.db.query("SELECT input->>'mask_key' AS mask_key FROM generations WHERE id = \(id)").first?
                 .get("mask_key", as: String?.self) {
@@ -211,7 +211,7 @@ public struct ReplicateJobs {
     public func copyPending(_ generationID: String) throws -> Bool {
         guard let row = try context.db.query("""
             SELECT user_id, task, input, pending_outputs, copy_attempts, source_image_id FROM generations
-            WHERE id = \(generationID) AND status IN ('queued', 'running') AND pending_outputs IS NOT NULL
+            WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NOT NULL
             """).first else { return false }
         let userID: String = try row.get("user_id")
         let task: String = try row.get("task")
@@ -222,9 +222,9 @@ public struct ReplicateJobs {
         var sourceSize: (width: Int, height: Int)?
         var fromUpload = false
         if let sourceImageID, let source = try context.db.query("""
-            SELECT width, height, kind FROM images WHERE id = \(sourceImageID)
+            SELECT width, height FROM images WHERE id = \(sourceImageID)
             """).first {
-            fromUpload = try source.get("kind", as: String.self) == "uploaded"
+            fromUpload = try ImageKind.comesFromUpload(sourceImageID, context.db)
             if task == "inpaint", let width: Int = try source.get("width"), let height: Int = try source.get("height") {
                 sourceSize = (width, height)
             }
@@ -270,7 +270,7 @@ public struct ReplicateJobs {
             let claimed = try context.db.transaction { () -> Bool in
                 let claim = try context.db.execute("""
                     UPDATE generations SET status = 'succeeded', pending_outputs = NULL, error = NULL, completed_at = now(), updated_at = now()
-                    WHERE id = \(generationID) AND status IN ('queued', 'running') AND pending_outputs IS NOT NULL
+                    WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NOT NULL
                     """)
                 guard claim == 1 else { return false }
                 for output in stored {
@@ -281,11 +281,11 @@ public struct ReplicateJobs {
                                     'succeeded', \(generationID), now())
                             """)
                     } else {
-                        let kind = task == "upscale" ? "upscaled" : task == "inpaint" ? "inpainted" : "generated"
+                        let kind: ImageKind = kindOfTask == .upscale ? .upscaled : kindOfTask == .inpaint ? .inpainted : .generated
                         try context.db.execute("""
                             INSERT INTO images (user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id,
                                                 width, height, model, seed, status, generation_id, completed_at)
-                            VALUES (\(userID), \(output.key), \(output.thumbnail), \(job.prompt ?? ""), \(job.style), \(job.colour), \(kind),
+                            VALUES (\(userID), \(output.key), \(output.thumbnail), \(job.prompt ?? ""), \(job.style), \(job.colour), \(kind.rawValue),
                                     \(sourceImageID), \(output.width), \(output.height), \(model), \(job.seed), 'succeeded', \(generationID), now())
                             """)
                     }

@@ -131,6 +131,7 @@ public final class Metrics {
     static func entries(of bytes: UnsafeRawBufferPointer) -> [(String, Double)] {
         guard bytes.count >= headerBytes, Array(bytes[0..<8]) == magic else { return [] }
         let used = min(Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))), bytes.count)
+        atomicMemoryFence(ordering: .acquiring)  // pairs with the writer's release: entries below `used` are complete
         var position = headerBytes
         var found: [(String, Double)] = []
         while position + 4 <= used {
@@ -179,7 +180,7 @@ public enum MetricsDirectory {
     /// scrapes never fold one file twice.
     public static func collect(_ directory: String) -> [String: Double] {
         mkdir(directory, 0o755)
-        let lockFD = open("\(directory)/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let lockFD = open("\(directory)/.lock", O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard lockFD >= 0 else { return [:] }
         defer { close(lockFD) }
         flock(lockFD, LOCK_EX)
@@ -190,6 +191,13 @@ public enum MetricsDirectory {
         for (key, value) in read(retiredPath) { retired[key, default: 0] += value }
         var totals = retired
         var folded: [String] = []
+        for name in files(in: directory) where name.hasSuffix(".tmp") && name != "retired.metrics.tmp" {
+            // A process that died while opening its file (it holds the lock from the start otherwise).
+            let fd = open("\(directory)/\(name)", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { unlink("\(directory)/\(name)") }
+            close(fd)
+        }
         for name in files(in: directory) where name.hasSuffix(".metrics") && name != "retired.metrics" {
             let path = "\(directory)/\(name)"
             let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -245,7 +253,6 @@ public enum MetricsDirectory {
         let size = Int(info.st_size)
         guard let mapped = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else { return [] }
         defer { munmap(mapped, size) }
-        atomicMemoryFence(ordering: .acquiring)
         return Metrics.entries(of: UnsafeRawBufferPointer(start: mapped, count: size))
     }
 }

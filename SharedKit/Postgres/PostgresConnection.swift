@@ -8,13 +8,15 @@ import CPostgres
 /// and reconnects if so, and bounds every connect and round trip with a client-side deadline so a hung
 /// server costs a 503 rather than a hung request.
 ///
-/// `@unchecked Sendable`: used by one request at a time on the accept loop's thread; the `PGconn` has
-/// exactly this owner, which frees it.
-public final class PostgresConnection: @unchecked Sendable {
+/// Not `Sendable`: used by one request at a time on the accept loop's thread; the `PGconn` has exactly
+/// this owner, which frees it.
+public final class PostgresConnection {
     private let url: String
     public let timeoutMs: Int
     private var connection: OpaquePointer?
     private var transactionDepth = 0
+    /// Work waiting for the outermost transaction to commit (`onCommit`).
+    private var commitHooks: [() -> Void] = []
     /// Counts connections opened and lost, so a transaction can tell that its connection went away.
     private var connectionEpoch = 0
     /// Backend pid of the current connection, for diagnostics and tests.
@@ -125,18 +127,31 @@ public final class PostgresConnection: @unchecked Sendable {
         try execute(depth == 0 ? "BEGIN" : SQLQuery(unsafeSQL: "SAVEPOINT s\(depth)"))
         transactionDepth = depth + 1
         let epoch = connectionEpoch
+        let hooksBefore = commitHooks.count
         do {
             let result = try body()
             try execute(depth == 0 ? "COMMIT" : SQLQuery(unsafeSQL: "RELEASE SAVEPOINT s\(depth)"))
             transactionDepth = depth
+            if depth == 0 {
+                let hooks = commitHooks
+                commitHooks = []
+                for hook in hooks { hook() }
+            }
             return result
         } catch {
             if connectionEpoch == epoch, connection != nil {
                 _ = try? execute(depth == 0 ? "ROLLBACK" : SQLQuery(unsafeSQL: "ROLLBACK TO SAVEPOINT s\(depth)"))
             }
             transactionDepth = depth
+            commitHooks.removeSubrange(min(hooksBefore, commitHooks.count)...)  // what the rolled-back part asked for
             throw error
         }
+    }
+
+    /// Runs `work` once what was done so far is committed: at once outside a transaction, after the
+    /// outermost COMMIT inside one, never if it rolls back (counting a refund that really happened).
+    public func onCommit(_ work: @escaping () -> Void) {
+        if transactionDepth == 0 { work() } else { commitHooks.append(work) }
     }
 
     /// Closes the connection; the next statement outside a transaction opens a new one.

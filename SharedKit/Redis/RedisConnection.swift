@@ -12,9 +12,9 @@ import CRedis
 /// connection is lost or the server has become a replica (`READONLY`): after a failover the next command
 /// reaches the new master.
 ///
-/// `@unchecked Sendable`: used by one request at a time on the accept loop's thread; the `redisContext`
-/// has exactly this owner, which frees it.
-public final class RedisConnection: @unchecked Sendable {
+/// Not `Sendable`: used by one request at a time on the accept loop's thread; the `redisContext` has
+/// exactly this owner, which frees it.
+public final class RedisConnection {
     struct Endpoint: Equatable {
         struct Node: Equatable { var host: String; var port: Int32 }
         enum Address: Equatable { case tcp(host: String, port: Int32), unix(path: String), sentinel(nodes: [Node], master: String) }

@@ -6,9 +6,9 @@ public import Logging
 /// What every handler gets besides the request: configuration, a logger carrying the request id, and
 /// this process's PostgreSQL and Redis connections (opened lazily, reopened when found broken).
 ///
-/// `@unchecked Sendable`: a function process serves one request at a time from a single thread (the
-/// FastCGI accept loop), so the mutable per-request state is never touched concurrently.
-public final class Context: @unchecked Sendable {
+/// Not `Sendable`: a function process serves one request at a time from a single thread (the FastCGI
+/// accept loop), and the compiler keeps it so (a context cannot be handed to another thread).
+public final class Context {
     public let config: Config
     public let functionName: String
     public private(set) var logger: Logger

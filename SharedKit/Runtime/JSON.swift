@@ -118,9 +118,8 @@ public enum JSON {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// The snake_case keys one encoder has made. `@unchecked Sendable`: an encoder (and so this cache) is
-    /// made for one response on one thread and never shared.
-    final class KeyNames: @unchecked Sendable {
+    /// The snake_case keys one encoder has made (one response, one thread, never shared).
+    final class KeyNames {
         var made: [String: SnakeKey] = [:]
 
         func key(for name: String) -> SnakeKey {

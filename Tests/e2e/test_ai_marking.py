@@ -108,6 +108,20 @@ def test_an_upload_keeps_none_of_its_metadata_and_its_transforms_are_marked_as_c
     assert_marked(webp_file(stack, inpainted["url"]), "compositeSynthetic", "atelier-local")
 
 
+def test_a_transform_of_a_transformed_upload_is_still_a_composite(stack, user):
+    """An upscale of an inpaint of an upload is still a composite with the user's picture: the source type
+    follows the chain of sources, not only the direct one."""
+    r = user.transform({"mode": "upscale", "scale": "2"}, {"image": ("photo.png", imagefiles.stripes_png(48, 32), "image/png")})
+    _, first = assert_created(r, task="upscale", kind="upscaled")
+    mask = imagefiles.mask_png(96, 64, (10, 10, 40, 40))
+    r = user.transform({"mode": "inpaint", "prompt": "a lantern", "image_id": first["id"]}, {"mask": ("mask.png", mask, "image/png")})
+    _, second = assert_created(r, task="inpaint", kind="inpainted")
+    assert_marked(webp_file(stack, second["url"]), "compositeSynthetic", "atelier-local")
+    r = user.transform({"mode": "upscale", "scale": "2", "image_id": second["id"]})
+    _, third = assert_created(r, task="upscale", kind="upscaled")
+    assert_marked(webp_file(stack, third["url"]), "algorithmicallyEnhanced", "atelier-local")
+
+
 def test_a_transform_of_a_generated_image_stays_machine_made(stack, user):
     image = user.generate("a quiet harbour")["image"]
     r = user.transform({"mode": "upscale", "scale": "2", "image_id": image["id"]})

@@ -112,7 +112,11 @@ def test_a_shared_image_has_a_page_with_link_preview_tags_and_its_file(stack, us
     assert served.status_code == 200, served.text[:300]
     assert served.headers["Content-Type"] == "image/webp"
     assert served.headers.get("Cache-Control") == "private, no-cache"
+    assert served.headers.get("X-Robots-Tag") == "noindex"
     assert served.content == fetch(stack, image["url"]).content
+    # The internal location nginx sends it from is not reachable from outside.
+    key = image["url"][len("/media/"):]
+    assert requests.get(stack.api(f"/_atelier/media/{key}"), timeout=30).status_code == 404
     assert visit(stack, token, "/poster").status_code == 404  # images have no poster
 
 
@@ -123,6 +127,7 @@ def test_views_are_counted_per_page_view_only(stack, user):
         assert visit(stack, token).status_code == 200
     for _ in range(2):
         assert visit(stack, token, "/file").status_code == 200
+    assert requests.head(stack.api(f"/s/{token}"), timeout=30).status_code == 200  # a link checker: no view
     [listed] = [x for x in live_links(user)["items"] if x["id"] == link["id"]]
     assert listed["views"] == 3
     columns = stack.psql("SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns "
@@ -190,7 +195,7 @@ def test_forged_altered_and_unknown_tokens_get_the_same_page(stack, user):
     assert user.delete(f"/api/v1/shares/{revoked['id']}").status_code == 204
 
     flipped = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
-    # The link's id with another MAC, a MAC-less id, random bytes, nonsense and path tricks.
+    # The link's id with another MAC, a MAC-less id, random bytes, nonsense, a longer token.
     import base64
     raw = base64.urlsafe_b64decode(token + "=")
     forged_mac = base64.urlsafe_b64encode(raw[:16] + bytes(16)).decode().rstrip("=")
