@@ -65,7 +65,9 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "SharedKitHTTP", dependencies: ["SharedKit", "CCurl"], path: "SharedKit/HTTP", swiftSettings: strict),
-        .target(name: "SharedKitMedia", dependencies: ["SharedKit", "SharedKitHTTP", "CVips", .product(name: "Logging", package: "swift-log")], path: "SharedKit/Media", swiftSettings: strict),
+        .target(
+            name: "SharedKitMedia", dependencies: ["SharedKit", "SharedKitHTTP", "CVips", .product(name: "Logging", package: "swift-log")],
+            path: "SharedKit/Media", swiftSettings: strict),
 
         .executableTarget(
             name: "atelier",
@@ -78,9 +80,10 @@ let package = Package(
             path: "Tests/SharedKitTests",
             swiftSettings: strict
         ),
-    ] + functions.keys.sorted().map {
-        .executableTarget(
-            name: $0, dependencies: functions[$0]! + [.product(name: "Logging", package: "swift-log")],
-            path: "Functions/\($0)", swiftSettings: strict)
-    }
+    ]
+        + functions.keys.sorted().map {
+            .executableTarget(
+                name: $0, dependencies: functions[$0]! + [.product(name: "Logging", package: "swift-log")],
+                path: "Functions/\($0)", swiftSettings: strict)
+        }
 )

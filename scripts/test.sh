@@ -79,6 +79,14 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$S3_PORT/" >/dev/null 2>&1 &&
 export TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 
 status=0
+# The formatter's rules (.swift-format, line length 140 as Hummingbird's): `swift-format format -i -r …`
+# with the same paths fixes what it reports.
+echo "== swift-format lint"
+if ! swift-format lint --strict --recursive SharedKit Functions CLI Tests/SharedKitTests Tests/Fixtures Package.swift; then
+  echo "test: the Swift sources are not formatted as .swift-format says (fix: swift-format format -i -r SharedKit Functions CLI Tests/SharedKitTests Tests/Fixtures Package.swift)"
+  status=1
+fi
+
 echo "== Swift tests"
 if swift build --build-tests >"$RUN_DIR/swift-build-tests.log" 2>&1; then
   # Test-by-test progress goes to the log; failures and the summary are shown.

@@ -1,3 +1,6 @@
+import SharedKit
+import SharedKitHTTP
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,8 +9,6 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import SharedKit
-import SharedKitHTTP
 
 /// Operator commands on accounts.
 enum AdminCommands {
@@ -26,21 +27,27 @@ enum AdminCommands {
             if let current = try db.query("SELECT id, is_admin FROM users WHERE email = \(email) FOR UPDATE").first {
                 let wasAdmin: Bool = try current.get("is_admin")
                 if !wasAdmin {
-                    try AuditLog(db).record(actorID: nil, actorLabel: "cli", action: "promote_admin", targetUserID: try current.get("id"),
-                                            targetEmail: email, before: ["is_admin": .bool(false)], after: ["is_admin": .bool(true)], requestID: nil)
+                    try AuditLog(db).record(
+                        actorID: nil, actorLabel: "cli", action: "promote_admin", targetUserID: try current.get("id"),
+                        targetEmail: email, before: ["is_admin": .bool(false)], after: ["is_admin": .bool(true)], requestID: nil)
                 }
                 if piped.isEmpty {
                     try db.execute("UPDATE users SET is_admin = true, verified = true, updated_at = now() WHERE email = \(email)")
                 } else {
-                    try db.execute("UPDATE users SET is_admin = true, verified = true, password_hash = \(hash), updated_at = now() WHERE email = \(email)")
+                    try db.execute(
+                        "UPDATE users SET is_admin = true, verified = true, password_hash = \(hash), updated_at = now() WHERE email = \(email)"
+                    )
                 }
                 return true
             }
-            let id: String = try db.query("""
+            let id: String = try db.query(
+                """
                 INSERT INTO users (email, password_hash, verified, is_admin) VALUES (\(email), \(hash), true, true) RETURNING id
-                """).first!.get("id")
-            try AuditLog(db).record(actorID: nil, actorLabel: "cli", action: "create_admin", targetUserID: id, targetEmail: email,
-                                    before: nil, after: ["is_admin": .bool(true)], requestID: nil)
+                """
+            ).first!.get("id")
+            try AuditLog(db).record(
+                actorID: nil, actorLabel: "cli", action: "create_admin", targetUserID: id, targetEmail: email,
+                before: nil, after: ["is_admin": .bool(true)], requestID: nil)
             return false
         }
         if existed {
@@ -80,7 +87,8 @@ enum AdminCommands {
         }
         try context.db.transaction {
             if let until {
-                try context.db.execute("""
+                try context.db.execute(
+                    """
                     UPDATE users SET premium_until = \(until), updated_at = now(),
                            quota_period_start = CASE WHEN premium_until > now() THEN quota_period_start ELSE now() END,
                            quota_used = CASE WHEN premium_until > now() THEN quota_used ELSE 0 END
@@ -91,10 +99,12 @@ enum AdminCommands {
             }
             try AuditLog(context.db).record(
                 actorID: nil, actorLabel: "cli", action: until == nil ? "revoke_premium" : "grant_premium", targetUserID: user.id,
-                targetEmail: user.email, before: ["premium_until": user.premiumUntil.map { .string(PostgresTimestamp.format($0)) } ?? .null],
+                targetEmail: user.email,
+                before: ["premium_until": user.premiumUntil.map { .string(PostgresTimestamp.format($0)) } ?? .null],
                 after: ["premium_until": until.map { .string(PostgresTimestamp.format($0)) } ?? .null], requestID: nil)
         }
-        print("grant-premium: \(user.email) " + (until.map { "is premium until \(PostgresTimestamp.format($0))" } ?? "is no longer premium"))
+        print(
+            "grant-premium: \(user.email) " + (until.map { "is premium until \(PostgresTimestamp.format($0))" } ?? "is no longer premium"))
         return 0
     }
 
@@ -103,9 +113,10 @@ enum AdminCommands {
         let context = try context()
         let user = try user(email: email, context)
         let ended = try context.sessions.revokeAll(userID: user.id)
-        try AuditLog(context.db).record(actorID: nil, actorLabel: "cli", action: "revoke_sessions", targetUserID: user.id,
-                                        targetEmail: user.email, before: ["active_sessions": .number(Double(ended))],
-                                        after: ["active_sessions": .number(0)], requestID: nil)
+        try AuditLog(context.db).record(
+            actorID: nil, actorLabel: "cli", action: "revoke_sessions", targetUserID: user.id,
+            targetEmail: user.email, before: ["active_sessions": .number(Double(ended))],
+            after: ["active_sessions": .number(0)], requestID: nil)
         print("revoke-sessions: ended \(ended) sessions of \(user.email)")
         return 0
     }
@@ -118,9 +129,10 @@ enum AdminCommands {
             throw Commands.UsageError(message: "\(user.email) is the last admin; promote someone else first")
         }
         try AccountDeletion(context).delete(userID: user.id) {
-            try AuditLog(context.db).record(actorID: nil, actorLabel: "cli", action: "delete_user", targetUserID: user.id,
-                                            targetEmail: user.email, before: ["email": .string(user.email), "is_admin": .bool(user.isAdmin)],
-                                            after: nil, requestID: nil)
+            try AuditLog(context.db).record(
+                actorID: nil, actorLabel: "cli", action: "delete_user", targetUserID: user.id,
+                targetEmail: user.email, before: ["email": .string(user.email), "is_admin": .bool(user.isAdmin)],
+                after: nil, requestID: nil)
         }
         print("delete-user: deleted \(user.email) and everything it owned")
         return 0
@@ -143,4 +155,3 @@ enum AdminCommands {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
-

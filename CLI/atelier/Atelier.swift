@@ -9,8 +9,10 @@ struct Atelier: ParsableCommand {
         commandName: "atelier",
         abstract: "Operate Atelier: migrations, accounts, checks, metrics and the function supervisor.",
         discussion: "Commands read the same environment as the functions (DATABASE_URL, REDIS_URL, …).",
-        subcommands: [Migrate.self, CreateAdmin.self, GrantPremium.self, RevokeSessions.self, DeleteUser.self,
-                      DoctorCommand.self, MediaOrigin.self, MetricsCommand.self, Supervise.self])
+        subcommands: [
+            Migrate.self, CreateAdmin.self, GrantPremium.self, RevokeSessions.self, DeleteUser.self,
+            DoctorCommand.self, MediaOrigin.self, MetricsCommand.self, Supervise.self,
+        ])
 }
 
 /// Runs a command's work: its status, or one line on stderr and status 1 when it throws.
@@ -72,7 +74,8 @@ struct MediaOrigin: ParsableCommand {
 struct MetricsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "metrics",
-        abstract: "Print this host's counters (METRICS_DIR) in Prometheus' text format, as /metrics serves them without the database gauges.")
+        abstract:
+            "Print this host's counters (METRICS_DIR) in Prometheus' text format, as /metrics serves them without the database gauges.")
     func run() throws { try perform("metrics") { Commands.metrics() } }
 }
 

@@ -1,8 +1,9 @@
+import SharedKit
+import SharedKitHTTP
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import SharedKit
-import SharedKitHTTP
 
 enum Commands {
     static func fail(_ line: String) -> Never {
@@ -20,8 +21,9 @@ enum Commands {
     /// DATABASE_PREPARED_STATEMENTS=off (behind a transaction pooler, named statements would collide).
     static func database() throws -> PostgresConnection {
         let setting = getenv("DATABASE_PREPARED_STATEMENTS").map { ["DATABASE_PREPARED_STATEMENTS": String(cString: $0)] } ?? [:]
-        return PostgresConnection(url: try environment("DATABASE_URL"), timeoutMs: 10_000,
-                                  prepareStatements: try Config.preparedStatements(setting))
+        return PostgresConnection(
+            url: try environment("DATABASE_URL"), timeoutMs: 10_000,
+            prepareStatements: try Config.preparedStatements(setting))
     }
 
     static func environment(_ name: String) throws -> String {
@@ -36,9 +38,10 @@ enum Commands {
         let db = try database()
         let migrations = try Migrator.load(folder: folder)
         let applied = try Migrator(db: db).migrate(migrations)
-        print(applied.isEmpty
-              ? "migrate: up to date (\(migrations.count) migrations)"
-              : "migrate: applied \(applied.joined(separator: ", "))")
+        print(
+            applied.isEmpty
+                ? "migrate: up to date (\(migrations.count) migrations)"
+                : "migrate: applied \(applied.joined(separator: ", "))")
         return 0
     }
 

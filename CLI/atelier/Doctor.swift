@@ -1,8 +1,9 @@
+import SharedKit
+import SharedKitHTTP
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import SharedKit
-import SharedKitHTTP
 
 /// `atelier doctor [--json]`: checks every configured integration against the real service and says,
 /// one line each, that it works or what is wrong and how to fix it. Exits 1 when a check fails, so a
@@ -20,9 +21,12 @@ enum Doctor {
         if json {
             let report = JSONValue.object([
                 "ok": .bool(!findings.contains { $0.status == .fail }),
-                "checks": .array(findings.map { finding in
-                    .object(["check": .string(finding.check), "status": .string(finding.status.rawValue), "detail": .string(finding.detail)])
-                }),
+                "checks": .array(
+                    findings.map { finding in
+                        .object([
+                            "check": .string(finding.check), "status": .string(finding.status.rawValue), "detail": .string(finding.detail),
+                        ])
+                    }),
             ])
             print(String(decoding: JSONWriter.bytes(of: report), as: UTF8.self))
         } else {
@@ -51,7 +55,8 @@ enum Doctor {
             let applied = try db.query("SELECT count(*)::int AS n FROM schema_migrations").first?.get("n", as: Int.self) ?? 0
             let folder = config.string("MIGRATIONS_DIR") ?? "Migrations"
             let files = (try? Migrator.load(folder: folder).count) ?? applied
-            add("postgresql", files > applied ? "\(files - applied) migration(s) not applied: run `atelier migrate`" : nil,
+            add(
+                "postgresql", files > applied ? "\(files - applied) migration(s) not applied: run `atelier migrate`" : nil,
                 ok: "reachable, \(applied) migrations applied")
         } catch {
             add("postgresql", "not reachable at DATABASE_URL: \(error)", ok: "")
@@ -63,7 +68,12 @@ enum Doctor {
             let reply = try redis.command("CONFIG", "GET", "maxmemory-policy")
             var policy: String?
             if case .array(let items) = reply, items.count == 2 { policy = items[1].string }
-            add("redis", policy.map { $0 == "noeviction" ? nil : "maxmemory-policy is \($0): set it to noeviction, or sessions and limits vanish under memory pressure" } ?? nil,
+            add(
+                "redis",
+                policy.map {
+                    $0 == "noeviction"
+                        ? nil : "maxmemory-policy is \($0): set it to noeviction, or sessions and limits vanish under memory pressure"
+                } ?? nil,
                 ok: policy == nil ? "reachable (its maxmemory-policy could not be read)" : "reachable, maxmemory-policy noeviction")
         } catch {
             add("redis", "not reachable at REDIS_URL: \(error)", ok: "")
@@ -75,14 +85,19 @@ enum Doctor {
         let callbacks = replicate != nil || billing?.paymentsConfigured == true
         let base = config.publicBaseURL
         let host = base.split(separator: "/").dropFirst().first.map { String($0.split(separator: ":").first ?? "") } ?? ""
-        let local = host == "localhost" || host.hasPrefix("127.") || host.hasPrefix("10.") || host.hasPrefix("192.168.")
+        let local =
+            host == "localhost" || host.hasPrefix("127.") || host.hasPrefix("10.") || host.hasPrefix("192.168.")
             || host.hasSuffix(".local") || host.hasSuffix(".test") || host == "[::1]"
         if !callbacks {
             skip("public url", "\(base): no provider calls back (Replicate and Razorpay are not configured)")
         } else if local {
-            add("public url", "\(base) is not reachable from the internet: Replicate and Razorpay cannot deliver webhooks to \(base)/hooks/…; set PUBLIC_BASE_URL to the public https address", ok: "")
+            add(
+                "public url",
+                "\(base) is not reachable from the internet: Replicate and Razorpay cannot deliver webhooks to \(base)/hooks/…; set PUBLIC_BASE_URL to the public https address",
+                ok: "")
         } else {
-            add("public url", base.hasPrefix("https://") ? nil : "\(base) is not https: providers' webhooks and sessions need TLS",
+            add(
+                "public url", base.hasPrefix("https://") ? nil : "\(base) is not https: providers' webhooks and sessions need TLS",
                 ok: "\(base), webhooks at \(base)/hooks/replicate and \(base)/hooks/razorpay")
         }
 
@@ -95,9 +110,12 @@ enum Doctor {
             }
             let secret = config.string("REPLICATE_WEBHOOK_SECRET") ?? ""
             let key = secret.hasPrefix("whsec_") ? Encoding.fromBase64(String(secret.dropFirst(6))) : nil
-            add("replicate webhook secret", key.map { $0.isEmpty ? "is empty after whsec_" : nil } ?? (secret.isEmpty
-                    ? "REPLICATE_WEBHOOK_SECRET is not set: every webhook will be refused (GET /v1/webhooks/default/secret gives it)"
-                    : "REPLICATE_WEBHOOK_SECRET does not have the form whsec_<base64>"),
+            add(
+                "replicate webhook secret",
+                key.map { $0.isEmpty ? "is empty after whsec_" : nil }
+                    ?? (secret.isEmpty
+                        ? "REPLICATE_WEBHOOK_SECRET is not set: every webhook will be refused (GET /v1/webhooks/default/secret gives it)"
+                        : "REPLICATE_WEBHOOK_SECRET does not have the form whsec_<base64>"),
                 ok: "has the whsec_ form")
         } else {
             skip("replicate", "not configured: the embedded provider renders everything")
@@ -108,10 +126,14 @@ enum Doctor {
             do {
                 let plan = try client.fetchPlan(billing.plan.id)
                 let mismatch = plan.item.amount != billing.plan.price || plan.item.currency != billing.plan.currency
-                add("razorpay", mismatch
+                add(
+                    "razorpay",
+                    mismatch
                         ? "plan \(plan.id) charges \(plan.item.amount) \(plan.item.currency) but PLAN_PRICE/PLAN_CURRENCY say \(billing.plan.price) \(billing.plan.currency): users are shown Razorpay's; set them to match"
                         : nil,
-                    ok: "keys accepted, plan \(plan.id) charges \(plan.item.amount) \(plan.item.currency) per \(BillingConfig.Plan.period(plan.period, interval: plan.interval))")
+                    ok:
+                        "keys accepted, plan \(plan.id) charges \(plan.item.amount) \(plan.item.currency) per \(BillingConfig.Plan.period(plan.period, interval: plan.interval))"
+                )
             } catch let error as HTTPError {
                 add("razorpay", "\(error.message) (RAZORPAY_KEY_ID/SECRET and RAZORPAY_PLAN_ID)", ok: "")
             } catch {
@@ -161,14 +183,16 @@ enum Doctor {
         do {
             try storage.put(bytes, key: key, contentType: "text/plain")
         } catch {
-            return "could not write to bucket \(storage.bucket) at \(storage.endpoint) (\(error)): check S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, S3_REGION and that the bucket exists"
+            return
+                "could not write to bucket \(storage.bucket) at \(storage.endpoint) (\(error)): check S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, S3_REGION and that the bucket exists"
         }
         let readProblem = s3ReadProblem(storage, key: key, expecting: bytes)
         // Deleted whatever the read showed: the check leaves nothing behind.
         do {
             try storage.delete(key: key)
         } catch {
-            return readProblem ?? "could not delete from bucket \(storage.bucket) (\(error)): users' deletions would fail; check the key's permissions"
+            return readProblem
+                ?? "could not delete from bucket \(storage.bucket) (\(error)): users' deletions would fail; check the key's permissions"
         }
         return readProblem
     }
@@ -178,7 +202,8 @@ enum Doctor {
         let url = storage.url(for: key)
         let shown = url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? url
         do {
-            let response = try HTTPClient(connectTimeoutMs: 3000, timeoutMs: 10_000, maxResponseBytes: 1 << 16).send(method: "GET", url: url)
+            let response = try HTTPClient(connectTimeoutMs: 3000, timeoutMs: 10_000, maxResponseBytes: 1 << 16).send(
+                method: "GET", url: url)
             guard response.status == 200, response.body == bytes else {
                 return storage.publicURL == nil
                     ? "an object was written but its pre-signed URL answered HTTP \(response.status) (\(shown)): check S3_REGION and the server's clock"

@@ -1,7 +1,8 @@
+import SharedKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import SharedKit
 
 /// `atelier supervise`: the process manager of `make run` (systemd plays this part in production).
 ///
@@ -109,13 +110,15 @@ final class Supervisor {
                 if let n = numbers[0], n > 0, !name.isEmpty { return Function(name: name, minimum: n, maximum: n, idleSeconds: 0) }
             case 3:
                 if let minimum = numbers[0], let maximum = numbers[1], let idle = numbers[2], !name.isEmpty,
-                   minimum >= 0, maximum >= 1, minimum <= maximum, idle >= 0, idle <= 86_400,
-                   minimum == maximum || idle > 0 {
+                    minimum >= 0, maximum >= 1, minimum <= maximum, idle >= 0, idle <= 86_400,
+                    minimum == maximum || idle > 0
+                {
                     return Function(name: name, minimum: minimum, maximum: maximum, idleSeconds: idle)
                 }
             default: break
             }
-            throw Commands.UsageError(message: "expected name=N or name=MIN:MAX:IDLE_SECONDS (MIN ≤ MAX, MAX ≥ 1, IDLE > 0 when MIN < MAX), got \(item)")
+            throw Commands.UsageError(
+                message: "expected name=N or name=MIN:MAX:IDLE_SECONDS (MIN ≤ MAX, MAX ≥ 1, IDLE > 0 when MIN < MAX), got \(item)")
         }
     }
 
@@ -151,9 +154,11 @@ final class Supervisor {
             shutdown()  // never leave the processes already started behind
             throw error
         }
-        log("started " + functions.map { f in
-            f.minimum == f.maximum ? "\(f.name)×\(f.minimum)" : "\(f.name)×\(f.minimum)…\(f.maximum) idle \(f.idleSeconds)s"
-        }.joined(separator: " "))
+        log(
+            "started "
+                + functions.map { f in
+                    f.minimum == f.maximum ? "\(f.name)×\(f.minimum)" : "\(f.name)×\(f.minimum)…\(f.maximum) idle \(f.idleSeconds)s"
+                }.joined(separator: " "))
         let now = WallClock.nowSeconds()
         for index in crons.indices { crons[index].nextRun = now + 2 }
 
@@ -282,8 +287,9 @@ final class Supervisor {
         guard let function = functions.first(where: { $0.name == name }) else { return 0 }
         let isResident = resident ?? (residents(name) < function.minimum)
         let idle = isResident ? 0 : function.idleSeconds
-        let pid = try spawn(binary: "\(binDir)/\(name)", stdin: function.socket, log: "\(logDir)/\(name).log",
-                            environment: ["FUNCTION_IDLE_SECONDS=\(idle)"])
+        let pid = try spawn(
+            binary: "\(binDir)/\(name)", stdin: function.socket, log: "\(logDir)/\(name).log",
+            environment: ["FUNCTION_IDLE_SECONDS=\(idle)"])
         workers[pid] = Worker(function: name, started: Monotonic.nowMs(), resident: isResident)
         return pid
     }
@@ -348,7 +354,9 @@ final class Supervisor {
             if worker.retiring { continue }
             if let index = rolling.firstIndex(where: { $0.fresh == pid }) {
                 // The new binary did not stay up: keep the old processes serving and stop the rollout.
-                log("reload of \(worker.function) stopped: the new process \(pid) exited (status \(status)); the old processes keep serving")
+                log(
+                    "reload of \(worker.function) stopped: the new process \(pid) exited (status \(status)); the old processes keep serving"
+                )
                 rolling.remove(at: index)
                 continue
             }
@@ -442,7 +450,8 @@ final class Supervisor {
         for (_, name) in due {
             // A connection may have started one meanwhile: top up to the minimum only.
             guard let function = functions.first(where: { $0.name == name }),
-                  residents(name) < function.minimum else { continue }
+                residents(name) < function.minimum
+            else { continue }
             do { try spawnWorker(name, resident: true) } catch { log("\(error)") }
         }
         let wall = WallClock.nowSeconds()

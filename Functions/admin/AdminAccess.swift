@@ -18,6 +18,9 @@ enum AdminAccess {
     static func reauthenticate(_ admin: User, password: String?, _ request: Request, _ context: Context) throws {
         let refused = HTTPError(.forbidden, code: "reauthentication_required", message: "Confirm this with your own password.")
         guard let password else { throw refused }  // asked for, not guessed: not counted
-        guard try LoginThrottle(redis: context.redis).guarded(email: admin.email, address: request.clientAddress, { try Users(context.db).verifyPassword(id: admin.id, password) }) else { throw refused }
+        guard
+            try LoginThrottle(redis: context.redis).guarded(
+                email: admin.email, address: request.clientAddress, { try Users(context.db).verifyPassword(id: admin.id, password) })
+        else { throw refused }
     }
 }

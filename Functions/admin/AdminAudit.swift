@@ -1,9 +1,10 @@
+import SharedKit
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SharedKit
 
 enum AdminAudit {
     /// One action as the log shows it (`created_at` as PostgreSQL writes a time in JSON, with microseconds).
@@ -66,7 +67,9 @@ enum AdminAudit {
                 filter = "id < \(id)"
             }
             if let target = request.query("user_id"), !target.isEmpty {
-                guard UUIDText.isValid(target) else { throw HTTPError(.badRequest, code: "invalid_filter", message: "user_id must be a user id.") }
+                guard UUIDText.isValid(target) else {
+                    throw HTTPError(.badRequest, code: "invalid_filter", message: "user_id must be a user id.")
+                }
                 filter.append(" AND target_user_id = \(target)::uuid")
             }
             return "SELECT \(Entry.columns) FROM audit_log WHERE \(filter) ORDER BY id DESC LIMIT \(limit + 1)"
@@ -79,7 +82,8 @@ enum AdminAudit {
     /// The service at a glance.
     static func stats(_ request: Request, _ context: Context) throws -> Response {
         _ = try AdminAccess.require(request, context)
-        let stats: JSONValue = try context.db.query("""
+        let stats: JSONValue = try context.db.query(
+            """
             SELECT json_build_object(
               'users', (SELECT json_build_object('total', count(*), 'verified', count(*) FILTER (WHERE verified),
                                                  'premium', count(*) FILTER (WHERE premium_until > now()),
@@ -96,7 +100,8 @@ enum AdminAudit {
                     FROM (SELECT currency, count(*) AS n, sum(amount) AS total FROM payments
                           WHERE status = 'captured' AND created_at >= now() - interval '30 days' GROUP BY currency) p)
             )::text AS j
-            """).first!.get("j")
+            """
+        ).first!.get("j")
         return .json(stats)
     }
 }

@@ -47,18 +47,20 @@ enum AdminJobs {
             g.status IN \(GenerationStatus.sql(GenerationStatus.open))
             AND g.created_at < now() - make_interval(secs => CASE WHEN g.task = 'video' THEN \(video)::integer ELSE \(image)::integer END)
             """
-        let result = try context.db.query("""
+        let result = try context.db.query(
+            """
             SELECT \(item(timeouts)) AS j, count(*) OVER ()::int AS total
             FROM generations g JOIN users u ON u.id = g.user_id WHERE \(filter)
             ORDER BY g.created_at, g.id LIMIT \(limit)
             """)
         let items = try result.rows.map { try $0.get("j", as: JSONValue.self) }
         let total: Int = try result.rows.first?.get("total") ?? 0
-        return .json(JSONValue.object([
-            "items": .array(items),
-            "total": .number(Double(total)),
-            "older_than": .object(["image": .number(Double(image)), "video": .number(Double(video))]),
-        ]))
+        return .json(
+            JSONValue.object([
+                "items": .array(items),
+                "total": .number(Double(total)),
+                "older_than": .object(["image": .number(Double(image)), "video": .number(Double(video))]),
+            ]))
     }
 
     /// `POST /api/v1/admin/generations/:id/reconcile`: asks the provider about one open job now and applies
@@ -70,36 +72,45 @@ enum AdminJobs {
         let timeouts = try OpenJobs.Timeouts(context.config)
         func load() throws -> PostgresRow? {
             guard UUIDText.isValid(id) else { return nil }
-            return try context.db.query("""
+            return try context.db.query(
+                """
                 SELECT \(item(timeouts)) AS j, g.status, g.provider, g.provider_status, u.id AS user_id, u.email
                 FROM generations g JOIN users u ON u.id = g.user_id WHERE g.id = \(id)
-                """).first
+                """
+            ).first
         }
         guard let before = try load() else {
             throw HTTPError(.notFound, code: "not_found", message: "No such generation.")
         }
         let status: String = try before.get("status")
         guard ["queued", "running"].contains(status) else {
-            throw HTTPError(.conflict, code: "generation_not_open", message: "This generation has already ended (\(status)); there is nothing to reconcile.")
+            throw HTTPError(
+                .conflict, code: "generation_not_open",
+                message: "This generation has already ended (\(status)); there is nothing to reconcile.")
         }
         let open = OpenJobs(context)
         if try before.get("provider", as: String.self) == "replicate" && open.replicate == nil {
-            throw HTTPError(.serviceUnavailable, code: "provider_not_configured",
-                            message: "This job was sent to Replicate, which is not configured on this server (REPLICATE_API_TOKEN).")
+            throw HTTPError(
+                .serviceUnavailable, code: "provider_not_configured",
+                message: "This job was sent to Replicate, which is not configured on this server (REPLICATE_API_TOKEN).")
         }
         let step = try open.settle(id, timeouts: timeouts)
         guard let after = try load() else {
             throw HTTPError(.notFound, code: "not_found", message: "The generation was deleted meanwhile.")
         }
         func state(_ row: PostgresRow) throws -> [String: JSONValue] {
-            ["status": .string(try row.get("status")), "provider_status": (try row.get("provider_status", as: String?.self)).map { .string($0) } ?? .null]
+            [
+                "status": .string(try row.get("status")),
+                "provider_status": (try row.get("provider_status", as: String?.self)).map { .string($0) } ?? .null,
+            ]
         }
         var changed = try state(after)
         changed["step"] = .string(step.rawValue)
-        try AuditLog(context.db).record(actorID: admin.id, actorLabel: admin.email, action: "reconcile_generation",
-                                        targetUserID: try before.get("user_id"), targetEmail: try before.get("email"),
-                                        before: try state(before).merging(["generation_id": .string(id)]) { a, _ in a },
-                                        after: changed, requestID: request.id)
+        try AuditLog(context.db).record(
+            actorID: admin.id, actorLabel: admin.email, action: "reconcile_generation",
+            targetUserID: try before.get("user_id"), targetEmail: try before.get("email"),
+            before: try state(before).merging(["generation_id": .string(id)]) { a, _ in a },
+            after: changed, requestID: request.id)
         return .json(JSONValue.object(["step": .string(step.rawValue), "generation": try after.get("j", as: JSONValue.self)]))
     }
 }

@@ -1,9 +1,10 @@
+import SharedKit
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SharedKit
 
 enum AdminUsers {
     struct ListedUser: JSONWritable {
@@ -33,9 +34,10 @@ enum AdminUsers {
     }
 
     static func listed(_ user: User, _ context: Context) -> ListedUser {
-        ListedUser(id: user.id, email: user.email, username: user.username, verified: user.verified, isAdmin: user.isAdmin,
-                   premium: UserView(user).premium, quota: context.quota.state(for: user), createdAt: user.createdAt,
-                   lastLoginAt: user.lastLoginAt)
+        ListedUser(
+            id: user.id, email: user.email, username: user.username, verified: user.verified, isAdmin: user.isAdmin,
+            premium: UserView(user).premium, quota: context.quota.state(for: user), createdAt: user.createdAt,
+            lastLoginAt: user.lastLoginAt)
     }
 
     static func flag(_ request: Request, _ name: String) throws -> Bool? {
@@ -62,7 +64,8 @@ enum AdminUsers {
             }
             var filter: SQLQuery = "TRUE"
             if let q = request.query("q")?.trimmingWhitespace(), !q.isEmpty {
-                let pattern = "%" + q.lowercased().replacing("\\", with: "\\\\").replacing("%", with: "\\%").replacing("_", with: "\\_") + "%"
+                let pattern =
+                    "%" + q.lowercased().replacing("\\", with: "\\\\").replacing("%", with: "\\%").replacing("_", with: "\\_") + "%"
                 filter.append(" AND (lower(email::text) LIKE \(pattern) OR lower(COALESCE(username::text, '')) LIKE \(pattern))")
             }
             if let premium = try flag(request, "premium") {
@@ -71,8 +74,10 @@ enum AdminUsers {
             if let admin = try flag(request, "admin") { filter.append(" AND is_admin = \(admin)") }
             if let verified = try flag(request, "verified") { filter.append(" AND verified = \(verified)") }
             if let cursor {
-                filter.append(ascending ? " AND (created_at, id) > (\(cursor.createdAt), \(cursor.id)::uuid)"
-                                        : " AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)")
+                filter.append(
+                    ascending
+                        ? " AND (created_at, id) > (\(cursor.createdAt), \(cursor.id)::uuid)"
+                        : " AND (created_at, id) < (\(cursor.createdAt), \(cursor.id)::uuid)")
             }
             let order: SQLQuery = ascending ? "created_at ASC, id ASC" : "created_at DESC, id DESC"
             return "SELECT \(User.columns) FROM users WHERE \(filter) ORDER BY \(order) LIMIT \(limit + 1)"
@@ -126,7 +131,8 @@ enum AdminUsers {
         let limit = try PageCursor.limit(request, default: 25, maximum: 100)
         var historyFilter: SQLQuery = ""
         if let cursor { historyFilter = " AND (g.created_at, g.id) < (\(cursor.createdAt), \(cursor.id)::uuid)" }
-        let history = try context.db.query("""
+        let history = try context.db.query(
+            """
             SELECT g.id, g.created_at, json_build_object(
                 'id', g.id, 'task', g.task, 'provider', g.provider, 'status', g.status, 'error', g.error, 'cost', g.cost,
                 'refunded', g.refunded, 'prompt', g.input->>'prompt', 'created_at', g.created_at, 'completed_at', g.completed_at,
@@ -137,19 +143,26 @@ enum AdminUsers {
             """)
         let rows = Array(history.rows.prefix(limit))
         let items = try rows.map { try $0.get("j", as: JSONValue.self) }
-        let next = history.rows.count > limit
+        let next =
+            history.rows.count > limit
             ? try rows.last.map { PageCursor(createdAt: try $0.get("created_at"), id: try $0.get("id")).token } : nil
         let detail = Detail(
             user: listed(user, context),
-            subscription: try json(context, """
+            subscription: try json(
+                context,
+                """
                 SELECT row_to_json(s)::text AS j FROM (SELECT razorpay_subscription_id, plan_id, status, current_start, current_end,
                        cancel_at_cycle_end, created_at FROM subscriptions WHERE user_id = \(user.id) ORDER BY created_at DESC LIMIT 1) s
                 """),
-            payments: try json(context, """
+            payments: try json(
+                context,
+                """
                 SELECT COALESCE(json_agg(p ORDER BY p.created_at DESC), '[]')::text AS j FROM (SELECT razorpay_payment_id, amount, currency,
                        status, created_at FROM payments WHERE user_id = \(user.id) ORDER BY created_at DESC LIMIT 50) p
                 """),
-            usage: try json(context, """
+            usage: try json(
+                context,
+                """
                 SELECT json_agg(json_build_object('day', d::date::text, 'count', COALESCE(u.n, 0)) ORDER BY d)::text AS j
                 FROM generate_series((now() AT TIME ZONE 'UTC')::date - 29, (now() AT TIME ZONE 'UTC')::date, interval '1 day') d
                 LEFT JOIN (SELECT day, sum(count) AS n FROM api_usage WHERE user_id = \(user.id) GROUP BY day) u ON u.day = d::date
@@ -207,13 +220,15 @@ enum AdminUsers {
                 // other wait for one another instead of deadlocking, and the count below is exact.
                 try db.execute("SELECT id FROM users WHERE is_admin ORDER BY id FOR UPDATE")
             }
-            guard let before = try db.query("SELECT \(User.columns) FROM users WHERE id = \(targetID) FOR UPDATE").records(User.self).first else {
+            guard let before = try db.query("SELECT \(User.columns) FROM users WHERE id = \(targetID) FOR UPDATE").records(User.self).first
+            else {
                 throw HTTPError(.notFound, code: "not_found", message: "No such user.")
             }
             let audit = AuditLog(db)
             func record(_ action: String, _ old: JSONValue, _ new: JSONValue, _ field: String) throws {
-                try audit.record(actorID: admin.id, actorLabel: admin.email, action: action, targetUserID: before.id, targetEmail: before.email,
-                                 before: [field: old], after: [field: new], requestID: request.id)
+                try audit.record(
+                    actorID: admin.id, actorLabel: admin.email, action: action, targetUserID: before.id, targetEmail: before.email,
+                    before: [field: old], after: [field: new], requestID: request.id)
             }
             if case .set(let makeAdmin) = input.isAdmin, makeAdmin != before.isAdmin {
                 if !makeAdmin {
@@ -232,7 +247,8 @@ enum AdminUsers {
                 try record("revoke_premium", timestamp(before.premiumUntil), .null, "premium_until")
             case .set(let until):
                 // A grant starts a fresh monthly period when the user was not premium.
-                try db.execute("""
+                try db.execute(
+                    """
                     UPDATE users SET premium_until = \(until), updated_at = now(),
                            quota_period_start = CASE WHEN premium_until > now() THEN quota_period_start ELSE now() END,
                            quota_used = CASE WHEN premium_until > now() THEN quota_used ELSE 0 END
@@ -247,7 +263,9 @@ enum AdminUsers {
                 try record("set_quota_override", before.quotaOverride.map { .number(Double($0)) } ?? .null, .null, "quota_override")
             case .set(let value):
                 try db.execute("UPDATE users SET quota_override = \(value), updated_at = now() WHERE id = \(before.id)")
-                try record("set_quota_override", before.quotaOverride.map { .number(Double($0)) } ?? .null, .number(Double(value)), "quota_override")
+                try record(
+                    "set_quota_override", before.quotaOverride.map { .number(Double($0)) } ?? .null, .number(Double(value)),
+                    "quota_override")
             }
             return try db.query("SELECT \(User.columns) FROM users WHERE id = \(before.id)").records(User.self)[0]
         }
@@ -269,7 +287,8 @@ enum AdminUsers {
         let input = try request.decode(Deletion.self)
         let user = try target(request, context)
         guard user.id != admin.id else {
-            throw HTTPError(.conflict, code: "cannot_delete_self", message: "Admins cannot delete their own account here; use the account page.")
+            throw HTTPError(
+                .conflict, code: "cannot_delete_self", message: "Admins cannot delete their own account here; use the account page.")
         }
         guard input.confirmEmail.trimmingWhitespace().lowercased() == user.email.lowercased() else {
             throw HTTPError(.badRequest, code: "confirm_email_mismatch", message: "Type the user's email exactly to confirm.")
@@ -296,9 +315,10 @@ enum AdminUsers {
         let admin = try AdminAccess.require(request, context)
         let user = try target(request, context)
         let ended = try context.sessions.revokeAll(userID: user.id)
-        try AuditLog(context.db).record(actorID: admin.id, actorLabel: admin.email, action: "revoke_sessions", targetUserID: user.id,
-                                        targetEmail: user.email, before: ["active_sessions": .number(Double(ended))],
-                                        after: ["active_sessions": .number(0)], requestID: request.id)
+        try AuditLog(context.db).record(
+            actorID: admin.id, actorLabel: admin.email, action: "revoke_sessions", targetUserID: user.id,
+            targetEmail: user.email, before: ["active_sessions": .number(Double(ended))],
+            after: ["active_sessions": .number(0)], requestID: request.id)
         return .empty()
     }
 }

@@ -1,11 +1,12 @@
+import Logging
+import SharedKit
+import SharedKitHTTP
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import Logging
-import SharedKit
-import SharedKitHTTP
 
 /// Premium through Razorpay subscriptions. A verified Checkout grants premium for a provisional day at
 /// once, so the user can start right away; the signed webhooks (or the renew-cron's reconciliation) then
@@ -23,9 +24,11 @@ enum Billing {
         var plan = billing.plan
         if billing.paymentsConfigured, let client = RazorpayClient(billing), let live = livePlan(plan.id, client, context) {
             if live.price != plan.price || live.currency != plan.currency {
-                context.logger.warning("PLAN_PRICE differs from the Razorpay plan; showing Razorpay's", metadata: [
-                    "configured": .string("\(plan.price) \(plan.currency)"), "razorpay": .string("\(live.price) \(live.currency)"),
-                ])
+                context.logger.warning(
+                    "PLAN_PRICE differs from the Razorpay plan; showing Razorpay's",
+                    metadata: [
+                        "configured": .string("\(plan.price) \(plan.currency)"), "razorpay": .string("\(live.price) \(live.currency)"),
+                    ])
             }
             (plan.price, plan.currency, plan.period) = (live.price, live.currency, live.period)
         }
@@ -61,16 +64,19 @@ enum Billing {
         func json(_ query: SQLQuery) throws -> JSONValue {
             try context.db.query(query).first?.get("j", as: JSONValue?.self) ?? .null
         }
-        return try .json(SubscriptionView(
-            subscription: try json("""
-                SELECT row_to_json(s)::text AS j FROM (SELECT razorpay_subscription_id AS id, plan_id, status, current_start, current_end,
-                       cancel_at_cycle_end, created_at FROM subscriptions WHERE user_id = \(user.id) ORDER BY created_at DESC LIMIT 1) s
-                """),
-            premium: UserView(user).premium,
-            payments: try json("""
-                SELECT COALESCE(json_agg(p ORDER BY p.created_at DESC), '[]')::text AS j FROM (SELECT razorpay_payment_id AS id, amount, currency,
-                       status, created_at FROM payments WHERE user_id = \(user.id) ORDER BY created_at DESC LIMIT 100) p
-                """)))
+        return try .json(
+            SubscriptionView(
+                subscription: try json(
+                    """
+                    SELECT row_to_json(s)::text AS j FROM (SELECT razorpay_subscription_id AS id, plan_id, status, current_start, current_end,
+                           cancel_at_cycle_end, created_at FROM subscriptions WHERE user_id = \(user.id) ORDER BY created_at DESC LIMIT 1) s
+                    """),
+                premium: UserView(user).premium,
+                payments: try json(
+                    """
+                    SELECT COALESCE(json_agg(p ORDER BY p.created_at DESC), '[]')::text AS j FROM (SELECT razorpay_payment_id AS id, amount, currency,
+                           status, created_at FROM payments WHERE user_id = \(user.id) ORDER BY created_at DESC LIMIT 100) p
+                    """)))
     }
 
     struct Checkout: Encodable {
@@ -92,12 +98,15 @@ enum Billing {
         // The user's row is locked while checking and creating, so two concurrent calls make one subscription.
         let subscriptionID: String = try context.db.transaction {
             try context.db.execute("SELECT 1 FROM users WHERE id = \(user.id) FOR UPDATE")
-            let existing = try context.db.query("""
+            let existing = try context.db.query(
+                """
                 SELECT razorpay_subscription_id, status FROM subscriptions WHERE user_id = \(user.id)
                 AND status NOT IN ('cancelled', 'completed', 'expired') ORDER BY created_at DESC LIMIT 1
-                """).first
+                """
+            ).first
             if let existing, try existing.get("status", as: String.self) != "created" {
-                throw HTTPError(.conflict, code: "subscription_exists", message: "You already have a subscription; manage it from your account page.")
+                throw HTTPError(
+                    .conflict, code: "subscription_exists", message: "You already have a subscription; manage it from your account page.")
             } else if let existing {
                 return try existing.get("razorpay_subscription_id")
             }
@@ -110,20 +119,24 @@ enum Billing {
                 // created a second time; not found, the user is asked to try again.
                 context.logger.warning("razorpay create uncertain; looking it up", metadata: ["error": .string(uncertain.description)])
                 guard let found = try client.findSubscription(planID: billing.plan.id, userID: user.id, since: asked),
-                      found.status == "created" else {
+                    found.status == "created"
+                else {
                     throw DependencyUnavailable(.provider, detail: "razorpay create uncertain and not found")
                 }
                 entity = found
             }
-            try context.db.execute("""
+            try context.db.execute(
+                """
                 INSERT INTO subscriptions (user_id, razorpay_subscription_id, plan_id, status) VALUES (\(user.id), \(entity.id), \(billing.plan.id), \(entity.status))
                 ON CONFLICT (razorpay_subscription_id) DO NOTHING
                 """)
             return entity.id
         }
-        return try .json(Checkout(subscriptionId: subscriptionID, keyId: keyID, name: billing.plan.name,
-                                  description: "\(billing.plan.quota) images a month and video",
-                                  prefill: ["email": user.email, "name": user.username ?? ""]), status: .created)
+        return try .json(
+            Checkout(
+                subscriptionId: subscriptionID, keyId: keyID, name: billing.plan.name,
+                description: "\(billing.plan.quota) images a month and video",
+                prefill: ["email": user.email, "name": user.username ?? ""]), status: .created)
     }
 
     struct Verification: Decodable {
@@ -146,9 +159,13 @@ enum Billing {
         guard let secret = billing.keySecret else {
             throw HTTPError(.serviceUnavailable, code: "payments_not_configured", message: "Payments are not set up on this Atelier yet.")
         }
-        guard let stored = try context.db.query("""
-            SELECT razorpay_subscription_id FROM subscriptions WHERE user_id = \(user.id) AND razorpay_subscription_id = \(input.razorpaySubscriptionId)
-            """).first?.get("razorpay_subscription_id", as: String.self) else {
+        guard
+            let stored = try context.db.query(
+                """
+                SELECT razorpay_subscription_id FROM subscriptions WHERE user_id = \(user.id) AND razorpay_subscription_id = \(input.razorpaySubscriptionId)
+                """
+            ).first?.get("razorpay_subscription_id", as: String.self)
+        else {
             throw HTTPError(.badRequest, code: "invalid_signature", message: "This payment could not be verified.")
         }
         let expected = BillingConfig.checkoutSignature(keySecret: secret, paymentID: input.razorpayPaymentId, subscriptionID: stored)
@@ -158,18 +175,22 @@ enum Billing {
         try context.db.transaction {
             // The provisional day is granted once, when the checkout first completes: a replayed
             // verification (or one for a subscription already live or ended) grants nothing more.
-            let completed = try context.db.execute("""
+            let completed = try context.db.execute(
+                """
                 UPDATE subscriptions SET status = 'authenticated', updated_at = now() WHERE razorpay_subscription_id = \(stored) AND status = 'created'
                 """)
             guard completed == 1 else { return }
-            try context.db.execute("""
+            try context.db.execute(
+                """
                 UPDATE users SET premium_until = GREATEST(COALESCE(premium_until, now()), now() + make_interval(secs => \(provisionalSeconds))),
                        quota_period_start = CASE WHEN premium_until > now() THEN quota_period_start ELSE now() END,
                        quota_used = CASE WHEN premium_until > now() THEN quota_used ELSE 0 END, updated_at = now()
                 WHERE id = \(user.id)
                 """)
         }
-        guard let updated = try Users(context.db).find(id: user.id) else { throw HTTPError(.notFound, code: "not_found", message: "No such account.") }
+        guard let updated = try Users(context.db).find(id: user.id) else {
+            throw HTTPError(.notFound, code: "not_found", message: "No such account.")
+        }
         return try .json(Verified(status: "verified", premium: UserView(updated).premium))
     }
 
@@ -180,10 +201,14 @@ enum Billing {
         guard let client = RazorpayClient(billing) else {
             throw HTTPError(.serviceUnavailable, code: "payments_not_configured", message: "Payments are not set up on this Atelier yet.")
         }
-        guard let id: String = try context.db.query("""
-            SELECT razorpay_subscription_id FROM subscriptions WHERE user_id = \(user.id)
-            AND status IN \(SubscriptionStatus.sql(SubscriptionStatus.open)) ORDER BY created_at DESC LIMIT 1
-            """).first?.get("razorpay_subscription_id") else {
+        guard
+            let id: String = try context.db.query(
+                """
+                SELECT razorpay_subscription_id FROM subscriptions WHERE user_id = \(user.id)
+                AND status IN \(SubscriptionStatus.sql(SubscriptionStatus.open)) ORDER BY created_at DESC LIMIT 1
+                """
+            ).first?.get("razorpay_subscription_id")
+        else {
             throw HTTPError(.notFound, code: "no_subscription", message: "You have no subscription to cancel.")
         }
         let entity: SubscriptionLedger.Entity
@@ -198,7 +223,8 @@ enum Billing {
             entity = fetched
         }
         try context.db.transaction {
-            try context.db.execute("UPDATE subscriptions SET cancel_at_cycle_end = true, updated_at = now() WHERE razorpay_subscription_id = \(id)")
+            try context.db.execute(
+                "UPDATE subscriptions SET cancel_at_cycle_end = true, updated_at = now() WHERE razorpay_subscription_id = \(id)")
             if SubscriptionStatus.isOne(of: SubscriptionStatus.terminal, entity.status) {
                 try SubscriptionLedger(db: context.db, billing: billing).apply(entity, payment: nil)
             }

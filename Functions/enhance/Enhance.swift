@@ -53,14 +53,17 @@ enum Enhance {
             Prompt: \(prompt)
             """
         do {
-            let prediction = try client.run(model: client.models.enhance, input: [
-                "prompt": .string(instruction), "max_tokens": .number(200), "temperature": .number(0.6),
-            ], waitSeconds: 10)
+            let prediction = try client.run(
+                model: client.models.enhance,
+                input: [
+                    "prompt": .string(instruction), "max_tokens": .number(200), "temperature": .number(0.6),
+                ], waitSeconds: 10)
             let text = promptOnly(ReplicateClient.outputText(prediction.output))
             if prediction.status == "succeeded", !text.isEmpty, text.count <= 2000 {
                 return text
             }
-            context.logger.notice("enhancer model gave no usable answer; using the embedded enhancer", metadata: ["status": .string(prediction.status)])
+            context.logger.notice(
+                "enhancer model gave no usable answer; using the embedded enhancer", metadata: ["status": .string(prediction.status)])
         } catch {
             context.logger.notice("enhancer model unavailable; using the embedded enhancer", metadata: ["error": .string("\(error)")])
         }

@@ -1,11 +1,12 @@
+import SharedKit
+import SharedKitHTTP
+import SharedKitMedia
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SharedKit
-import SharedKitHTTP
-import SharedKitMedia
 
 enum Images {
     /// Reserves quota and makes the image. The embedded provider finishes at once: 201 with the image.
@@ -22,13 +23,15 @@ enum Images {
         if let replicate = ReplicateJobs(context) {
             // A provider job: answered at once with the generation to follow; the webhook completes it.
             return try GenerationJobs(context).submitToProvider(userID: user.id, task: .image, input: job, cost: cost) { generationID in
-                try replicate.start(generationID: generationID, model: replicate.client.models.image,
-                                    input: replicate.input(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed))
+                try replicate.start(
+                    generationID: generationID, model: replicate.client.models.image,
+                    input: replicate.input(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed))
             }
         }
         let stored = try LocalImageJobs(context).run(
             userID: user.id, task: .image, input: job, cost: cost, sourceImageID: nil, kind: .generated, prompt: prompt,
-            style: style.id, colour: colour.id, seed: seed) {
+            style: style.id, colour: colour.id, seed: seed
+        ) {
             LocalRenderer().render(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed)
         }
         let view = try generations.made(id: stored.generationID, userID: user.id)
@@ -92,12 +95,15 @@ enum Images {
 
     /// Another user's image is "not found", never "forbidden": ids reveal nothing.
     static func owned(_ id: String, by user: User, _ context: Context) throws -> ImageRecord {
-        guard UUIDText.isValid(id), let record = try context.db.query("""
-            SELECT \(ImageRecord.columns) FROM images WHERE id = \(id) AND user_id = \(user.id)
-            """).records(ImageRecord.self).first else { throw notFound }
+        guard UUIDText.isValid(id),
+            let record = try context.db.query(
+                """
+                SELECT \(ImageRecord.columns) FROM images WHERE id = \(id) AND user_id = \(user.id)
+                """
+            ).records(ImageRecord.self).first
+        else { throw notFound }
         return record
     }
 
     static let notFound = HTTPError(.notFound, code: "not_found", message: "No such image.")
 }
-

@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import SharedKit
 import SharedKitHTTP
 import SharedKitMedia
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 enum Maintenance {
 
@@ -32,18 +33,22 @@ enum Maintenance {
     /// Every change it makes is itself guarded (and transactional where it spans rows), so a crash midway
     /// leaves nothing half-done and the next run picks up.
     static func work(_ context: Context, _ lease: RunLock, reconcileAfter: Int, timeouts: OpenJobs.Timeouts) throws -> [String: Int] {
-        var summary = ["started": 0, "reconciled": 0, "adopted": 0, "copied": 0, "timed_out": 0, "codes_deleted": 0, "pending_sign_ups_deleted": 0]
+        var summary = [
+            "started": 0, "reconciled": 0, "adopted": 0, "copied": 0, "timed_out": 0, "codes_deleted": 0, "pending_sign_ups_deleted": 0,
+        ]
         // This host's metrics files of exited processes are folded into its retired counts, so the folder
         // stays small even where nothing scrapes /metrics.
         _ = MetricsDirectory.collect(context.config.metricsDir)
         summary["codes_deleted"] = try context.db.execute("DELETE FROM email_codes WHERE expires_at < now() - interval '1 day'")
         // The webhook log keeps a week, and at most 10,000 deliveries.
-        try context.db.execute("""
+        try context.db.execute(
+            """
             DELETE FROM webhook_deliveries WHERE received_at < now() - interval '7 days'
                OR id <= (SELECT id FROM webhook_deliveries ORDER BY id DESC OFFSET 10000 LIMIT 1)
             """)
         // A sign-up never confirmed within a day goes, and with it the username it was holding.
-        summary["pending_sign_ups_deleted"] = try context.db.execute("""
+        summary["pending_sign_ups_deleted"] = try context.db.execute(
+            """
             DELETE FROM users WHERE NOT verified AND created_at < now() - interval '1 day'
               AND NOT EXISTS (SELECT 1 FROM email_codes c WHERE c.email = users.email AND c.expires_at > now())
             """)
@@ -68,25 +73,29 @@ enum Maintenance {
             }
         }
         // Outputs that could not be copied yet.
-        try reconcile("""
+        try reconcile(
+            """
             SELECT id FROM generations WHERE provider = 'replicate' AND status = 'running' AND pending_outputs IS NOT NULL
             ORDER BY created_at LIMIT 100
             """, counting: .copied, as: "copied")
         // Jobs whose final webhook has not come: ask the provider.
-        try reconcile("""
+        try reconcile(
+            """
             SELECT id FROM generations
             WHERE provider = 'replicate' AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NULL AND provider_id IS NOT NULL
               AND updated_at < now() - make_interval(secs => \(reconcileAfter))
             ORDER BY created_at LIMIT 100
             """, counting: .checked, as: "reconciled")
         // Jobs Replicate throttled at creation: start them now, oldest first, until it throttles again.
-        try reconcile("""
+        try reconcile(
+            """
             SELECT id FROM generations
             WHERE provider = 'replicate' AND status = 'queued' AND provider_id IS NULL AND deferred_start IS NOT NULL
             ORDER BY created_at LIMIT 20
             """, counting: .started, as: "started", stopAt: .throttled)
         // Jobs whose create answer was lost (no provider id): look for the prediction that names them.
-        try reconcile("""
+        try reconcile(
+            """
             SELECT id FROM generations
             WHERE provider = 'replicate' AND status = 'queued' AND provider_id IS NULL AND deferred_start IS NULL
               AND updated_at < now() - make_interval(secs => \(reconcileAfter))
@@ -98,7 +107,8 @@ enum Maintenance {
 
     /// Cancels (at the provider) and fails jobs past their timeout, refunding each once.
     static func failStale(_ context: Context, _ open: OpenJobs, timeouts: OpenJobs.Timeouts) throws -> Int {
-        let stale = try context.db.query("""
+        let stale = try context.db.query(
+            """
             SELECT id, provider_id, input->>'mask_key' AS mask_key FROM generations
             WHERE status IN \(GenerationStatus.sql(GenerationStatus.open))
               AND created_at < now() - make_interval(secs => CASE WHEN task = 'video' THEN \(timeouts.video)::integer ELSE \(timeouts.image)::integer END)

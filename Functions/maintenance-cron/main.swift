@@ -1,8 +1,9 @@
+import SharedKit
+import SharedKitHTTP
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import SharedKit
-import SharedKitHTTP
 
 // Run by cron (every minute under `make run`): reconciles provider jobs, retries output copies, times
 // out stuck jobs and deletes expired codes. Safe to run twice at once: the second one skips.

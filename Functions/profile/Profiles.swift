@@ -1,9 +1,10 @@
+import SharedKit
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SharedKit
 
 enum Profiles {
     struct Profile: JSONWritable {
@@ -143,22 +144,29 @@ enum Profiles {
 
     /// API calls per day for the last 30 days (zero-filled, oldest first) and the current quota.
     static func usage(_ request: Request, _ context: Context) throws -> Response {
-        let read = try context.read(request, .owner(\.read), Usage.Day.self) { userID in """
+        let read = try context.read(request, .owner(\.read), Usage.Day.self) { userID in
+            """
             SELECT d::date::text AS day, COALESCE(sum(u.count), 0)::bigint AS count
             FROM generate_series((now() AT TIME ZONE 'UTC')::date - 29, (now() AT TIME ZONE 'UTC')::date, interval '1 day') AS d
             LEFT JOIN api_usage u ON u.user_id = \(userID)::uuid AND u.day = d::date
             GROUP BY d ORDER BY d
-            """ }
+            """
+        }
         let days = read.rows
         let quota = context.quota.state(for: read.user)
-        return .json(Usage(days: days, total: days.reduce(0) { $0 + $1.count },
-                           quota: Quota(used: quota.used, limit: quota.limit, period: quota.period, renewsAt: quota.renewsAt)))
+        return .json(
+            Usage(
+                days: days, total: days.reduce(0) { $0 + $1.count },
+                quota: Quota(used: quota.used, limit: quota.limit, period: quota.period, renewsAt: quota.renewsAt)))
     }
 
     /// The current password, asked again before a sensitive change. Wrong ones count with failed logins
     /// (per account and address), so re-confirmation is no way around the login throttle.
     static func confirmPassword(_ password: String, of user: User, _ request: Request, _ context: Context) throws {
-        guard try LoginThrottle(redis: context.redis).guarded(email: user.email, address: request.clientAddress, { try Users(context.db).verifyPassword(id: user.id, password) }) else {
+        guard
+            try LoginThrottle(redis: context.redis).guarded(
+                email: user.email, address: request.clientAddress, { try Users(context.db).verifyPassword(id: user.id, password) })
+        else {
             throw HTTPError(.forbidden, code: "invalid_credentials", message: "The current password is not right.")
         }
     }

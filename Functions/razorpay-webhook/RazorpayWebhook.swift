@@ -1,9 +1,10 @@
+import SharedKit
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SharedKit
 
 /// `POST /hooks/razorpay`: the signature is checked on the raw body before it is parsed; a signed body seen
 /// before changes nothing; the event's effects and its id are written in one transaction, so a failure
@@ -36,7 +37,8 @@ enum RazorpayWebhook {
         }
         let expected = BillingConfig.webhookSignature(secret: secret, body: request.body)
         guard let sent = request.header("x-razorpay-signature"),
-              Digest.constantTimeEquals(Array(expected.utf8), Array(sent.lowercased().utf8)) else {
+            Digest.constantTimeEquals(Array(expected.utf8), Array(sent.lowercased().utf8))
+        else {
             throw HTTPError(.badRequest, code: "invalid_signature", message: "The webhook signature does not verify.")
         }
         let event: Event
@@ -50,9 +52,12 @@ enum RazorpayWebhook {
         // the same body too.
         let eventID = "sha256:" + Encoding.hex(Digest.sha256(request.body))
         let fresh = try context.db.transaction { () -> Bool in
-            guard try context.db.execute("""
-                INSERT INTO webhook_events (provider, event_id) VALUES ('razorpay', \(eventID)) ON CONFLICT DO NOTHING
-                """) == 1 else { return false }
+            guard
+                try context.db.execute(
+                    """
+                    INSERT INTO webhook_events (provider, event_id) VALUES ('razorpay', \(eventID)) ON CONFLICT DO NOTHING
+                    """) == 1
+            else { return false }
             if let subscription = event.payload.subscription?.entity {
                 try SubscriptionLedger(db: context.db, billing: billing).apply(subscription, payment: event.payload.payment?.entity)
             }

@@ -1,6 +1,6 @@
+import Logging
 import SharedKit
 import SharedKitHTTP
-import Logging
 
 /// Sign-up and "send me a code". Every answer here is the same whether or not the address has an
 /// account, so these endpoints cannot be used to find out who uses Atelier.
@@ -55,7 +55,8 @@ enum Registration {
         let code: String = try context.db.transaction {
             if existing == nil {
                 do {
-                    try context.db.execute("""
+                    try context.db.execute(
+                        """
                         INSERT INTO users (email, username, password_hash) VALUES (\(email), \(username), \(hash))
                         ON CONFLICT (email) DO NOTHING
                         """)
@@ -63,7 +64,8 @@ enum Registration {
                     throw usernameTaken
                 }
             }
-            return try EmailCodes(db: context.db, secret: context.config.appSecret).issue(email: email, purpose: .verify, credentials: credentials)
+            return try EmailCodes(db: context.db, secret: context.config.appSecret).issue(
+                email: email, purpose: .verify, credentials: credentials)
         }
         deliver(AccountMail.verificationCode(to: email, code: code, baseURL: context.config.publicBaseURL, again: existing != nil), context)
         return try .json(verificationSent, status: .accepted)

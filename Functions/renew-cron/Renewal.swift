@@ -30,14 +30,16 @@ enum Renewal {
         let db = context.db
         var summary = ["periods_started": 0, "reconciled": 0, "reconcile_failed": 0, "expired": 0]
         // Subscription periods Razorpay has moved on (webhook applied the period but not the reset).
-        summary["periods_started"]! += try db.execute("""
+        summary["periods_started"]! += try db.execute(
+            """
             UPDATE users u SET quota_period_start = s.current_start, quota_used = 0
             FROM subscriptions s
             WHERE s.user_id = u.id AND s.status IN \(SubscriptionStatus.sql(SubscriptionStatus.entitling)) AND s.current_start IS NOT NULL
               AND u.premium_until > now() AND u.quota_period_start < s.current_start
             """)
         // Premium without a live subscription (an admin grant): monthly periods counted from the last one.
-        summary["periods_started"]! += try db.execute("""
+        summary["periods_started"]! += try db.execute(
+            """
             UPDATE users u SET quota_period_start = u.quota_period_start
                      + make_interval(months => (extract(year FROM age(now(), u.quota_period_start)) * 12
                                                 + extract(month FROM age(now(), u.quota_period_start)))::integer),
@@ -48,7 +50,8 @@ enum Renewal {
         // Subscriptions whose state looks stale: a period that should have renewed, or a checkout left
         // unconfirmed. Razorpay's own record decides.
         if let client = RazorpayClient(billing) {
-            let stale = try db.query("""
+            let stale = try db.query(
+                """
                 SELECT razorpay_subscription_id AS id FROM subscriptions
                 WHERE ((status IN \(SubscriptionStatus.sql(SubscriptionStatus.renewing)) AND (current_end IS NULL OR current_end < now()))
                        OR (status = 'created' AND created_at < now() - make_interval(secs => \(staleAfter))))
@@ -73,7 +76,8 @@ enum Renewal {
             }
         }
         // Premium past its end (grace included): the account is free again, on a daily allowance.
-        summary["expired"] = try db.execute("""
+        summary["expired"] = try db.execute(
+            """
             UPDATE users SET quota_period_start = date_trunc('day', now()), quota_used = 0, updated_at = now()
             WHERE premium_until IS NOT NULL AND premium_until <= now() AND quota_period_start < premium_until
               AND quota_period_start < date_trunc('day', now())

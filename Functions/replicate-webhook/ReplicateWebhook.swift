@@ -1,11 +1,12 @@
+import SharedKit
+import SharedKitHTTP
+import SharedKitMedia
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SharedKit
-import SharedKitHTTP
-import SharedKitMedia
 
 /// `POST /hooks/replicate`: the signature is checked before anything is read; a delivery id seen before
 /// changes nothing; a job's status only moves forward.
@@ -23,8 +24,9 @@ enum ReplicateWebhook {
             throw HTTPError(.serviceUnavailable, code: "webhooks_not_configured", message: "Replicate webhooks are not configured here.")
         }
         do {
-            try hook.verify(id: request.header("webhook-id"), timestamp: request.header("webhook-timestamp"),
-                            signatures: request.header("webhook-signature"), body: request.body, now: context.now())
+            try hook.verify(
+                id: request.header("webhook-id"), timestamp: request.header("webhook-timestamp"),
+                signatures: request.header("webhook-signature"), body: request.body, now: context.now())
         } catch {
             // The answer says no more than invalid_signature; the admins' log says why.
             switch error as? StandardWebhook.Failure {
@@ -45,9 +47,11 @@ enum ReplicateWebhook {
             throw HTTPError(.serviceUnavailable, code: "provider_not_configured", message: "Replicate is not configured here.")
         }
         let eventID = request.header("webhook-id")!
-        let fresh = try context.db.execute("""
-            INSERT INTO webhook_events (provider, event_id) VALUES ('replicate', \(eventID)) ON CONFLICT DO NOTHING
-            """) == 1
+        let fresh =
+            try context.db.execute(
+                """
+                INSERT INTO webhook_events (provider, event_id) VALUES ('replicate', \(eventID)) ON CONFLICT DO NOTHING
+                """) == 1
         if !fresh { outcome = "duplicate" }
         if fresh {
             let known: Bool

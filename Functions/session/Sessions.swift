@@ -13,16 +13,22 @@ enum Sessions {
         let input = try request.decode(Credentials.self)
         let invalid = HTTPError(.unauthorized, code: "invalid_credentials", message: "That email and password do not match an account.")
         guard input.password.utf8.count <= AccountRules.maximumPasswordBytes,
-              let email = try? AccountRules.email(input.email) else { throw invalid }
+            let email = try? AccountRules.email(input.email)
+        else { throw invalid }
         let throttle = LoginThrottle(redis: context.redis)
         var account: (id: String, hash: String, verified: Bool)?
-        guard try throttle.guarded(email: email, address: request.clientAddress, {
-            account = try Users(context.db).passwordHash(email: email)
-            return PasswordHasher().verify(input.password, against: account?.hash ?? dummyHash) && account != nil
-        }), let account else { throw invalid }
+        guard
+            try throttle.guarded(
+                email: email, address: request.clientAddress,
+                {
+                    account = try Users(context.db).passwordHash(email: email)
+                    return PasswordHasher().verify(input.password, against: account?.hash ?? dummyHash) && account != nil
+                }), let account
+        else { throw invalid }
         guard account.verified else {
-            throw HTTPError(.forbidden, code: "email_not_verified",
-                            message: "Confirm your email first: enter the code we sent, or ask for a new one.")
+            throw HTTPError(
+                .forbidden, code: "email_not_verified",
+                message: "Confirm your email first: enter the code we sent, or ask for a new one.")
         }
         try throttle.recordSuccess(email: email, address: request.clientAddress)
         try Users(context.db).recordLogin(id: account.id)

@@ -13,7 +13,8 @@ enum SharedPage {
         let token = try request.parameter("token")
         // A view is a page fetched (GET); HEAD, link checkers' favourite, counts nothing.
         guard let shared = try links(context).open(token: token, countView: request.method == "GET") else { return gone() }
-        var response = Response.text(html(shared, token: token, base: context.config.publicBaseURL), contentType: "text/html; charset=utf-8")
+        var response = Response.text(
+            html(shared, token: token, base: context.config.publicBaseURL), contentType: "text/html; charset=utf-8")
         // Revocation must take effect at once: browsers and proxies ask again each time.
         response.setHeader("Cache-Control", "no-store")
         response.setHeader("X-Robots-Tag", "noindex")
@@ -29,7 +30,8 @@ enum SharedPage {
     /// A video's poster (the preview image of link cards); 404 for an image.
     static func poster(_ request: Request, _ context: Context) throws -> Response {
         guard let shared = try links(context).open(token: try request.parameter("token"), countView: false),
-              let poster = shared.posterKey else { return gone() }
+            let poster = shared.posterKey
+        else { return gone() }
         return try media(poster, context)
     }
 
@@ -53,13 +55,16 @@ enum SharedPage {
 
     /// The same page for a token that is not ours, a revoked link and a deleted item: nothing tells them apart.
     static func gone() -> Response {
-        var response = Response.text(document(head: "<title>Link not available · Atelier</title>", body: """
-            <section class="shared-card">
-              <h1>This link is not available</h1>
-              <p>Its owner may have stopped sharing it, or deleted what it showed.</p>
-              <p><a class="button" href="/">Go to Atelier</a></p>
-            </section>
-            """), status: .notFound, contentType: "text/html; charset=utf-8")
+        var response = Response.text(
+            document(
+                head: "<title>Link not available · Atelier</title>",
+                body: """
+                    <section class="shared-card">
+                      <h1>This link is not available</h1>
+                      <p>Its owner may have stopped sharing it, or deleted what it showed.</p>
+                      <p><a class="button" href="/">Go to Atelier</a></p>
+                    </section>
+                    """), status: .notFound, contentType: "text/html; charset=utf-8")
         response.setHeader("Cache-Control", "no-store")
         response.setHeader("X-Robots-Tag", "noindex")
         return response
@@ -118,24 +123,28 @@ enum SharedPage {
         let media: String
         if shared.isVideo, !animatedWebP {
             let poster = shared.posterKey != nil ? " poster=\"/s/\(token)/poster\"" : ""
-            media = "<video class=\"shared-media\" controls loop playsinline preload=\"metadata\"\(poster)\(size)><source src=\"/s/\(token)/file\" type=\"video/mp4\"></video>"
+            media =
+                "<video class=\"shared-media\" controls loop playsinline preload=\"metadata\"\(poster)\(size)><source src=\"/s/\(token)/file\" type=\"video/mp4\"></video>"
         } else {
-            media = "<img class=\"shared-media\" src=\"/s/\(token)/file\" alt=\"\(escape(shared.prompt.isEmpty ? title : shared.prompt))\"\(size)>"
+            media =
+                "<img class=\"shared-media\" src=\"/s/\(token)/file\" alt=\"\(escape(shared.prompt.isEmpty ? title : shared.prompt))\"\(size)>"
         }
         var facts: [String] = []
         if madeByMachine { facts.append("<span class=\"badge\">AI-generated</span>") }
         if let name = shared.username { facts.append("Shared by <strong>@\(escape(name))</strong>") }
         let caption = shared.prompt.isEmpty ? "" : "<p class=\"shared-prompt\">\(escape(shared.prompt))</p>"
-        return document(head: meta, body: """
-            <figure class="shared-card">
-              \(media)
-              <figcaption>
-                \(caption)
-                <p class="shared-facts">\(facts.joined(separator: " · "))</p>
-              </figcaption>
-            </figure>
-            <p class="shared-cta"><a class="button primary" href="/">Make your own with Atelier</a></p>
-            """)
+        return document(
+            head: meta,
+            body: """
+                <figure class="shared-card">
+                  \(media)
+                  <figcaption>
+                    \(caption)
+                    <p class="shared-facts">\(facts.joined(separator: " · "))</p>
+                  </figcaption>
+                </figure>
+                <p class="shared-cta"><a class="button primary" href="/">Make your own with Atelier</a></p>
+                """)
     }
 
     static func document(head: String, body: String) -> String {

@@ -1,9 +1,10 @@
+import SharedKit
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SharedKit
 
 /// The owner's side of share links: share an image or a video, list the live links, revoke one.
 enum Shares {
@@ -63,10 +64,11 @@ enum Shares {
         default:
             throw HTTPError(.badRequest, code: "invalid_item", message: "Name what to share: one 'image_id' or one 'video_id'.")
         }
-        let missing: HTTPError = switch item {
-        case .image: HTTPError(.notFound, code: "not_found", message: "No such image.")
-        case .video: HTTPError(.notFound, code: "not_found", message: "No such video.")
-        }
+        let missing: HTTPError =
+            switch item {
+            case .image: HTTPError(.notFound, code: "not_found", message: "No such image.")
+            case .video: HTTPError(.notFound, code: "not_found", message: "No such video.")
+            }
         switch item {
         case .image(let id), .video(let id): guard UUIDText.isValid(id) else { throw missing }
         }

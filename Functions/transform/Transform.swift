@@ -54,27 +54,37 @@ enum Transform {
         if let upload {
             source = try decodeChecked(upload.body, what: "image")
         } else if let id = form.field("image_id"), !id.isEmpty {
-            guard UUIDText.isValid(id), let record = try context.db.query("""
-                SELECT \(ImageRecord.columns) FROM images WHERE id = \(id) AND user_id = \(user.id) AND storage_key IS NOT NULL
-                """).records(ImageRecord.self).first, let key = record.storageKey else {
+            guard UUIDText.isValid(id),
+                let record = try context.db.query(
+                    """
+                    SELECT \(ImageRecord.columns) FROM images WHERE id = \(id) AND user_id = \(user.id) AND storage_key IS NOT NULL
+                    """
+                ).records(ImageRecord.self).first, let key = record.storageKey
+            else {
                 throw HTTPError(.notFound, code: "not_found", message: "No such image.")
             }
             source = try Imaging.decode(try context.media.read(key: key))
             existing = record
         } else {
-            throw HTTPError(.badRequest, code: "missing_field", message: "Attach the image to transform as 'image', or name one with 'image_id'.")
+            throw HTTPError(
+                .badRequest, code: "missing_field", message: "Attach the image to transform as 'image', or name one with 'image_id'.")
         }
 
         var maskPNG: [UInt8]?
         var result: RGBImage
         if mode == "upscale" {
             guard source.width * scale * source.height * scale <= maxPixels else {
-                throw HTTPError(.badRequest, code: "result_too_large",
-                                message: "Upscaling \(source.width)×\(source.height) by \(scale) would exceed 40 megapixels; try a smaller scale or image.")
+                throw HTTPError(
+                    .badRequest, code: "result_too_large",
+                    message:
+                        "Upscaling \(source.width)×\(source.height) by \(scale) would exceed 40 megapixels; try a smaller scale or image.")
             }
             guard max(source.width, source.height) * scale <= Imaging.webpMaxSide else {
-                throw HTTPError(.badRequest, code: "result_too_large",
-                                message: "Upscaling \(source.width)×\(source.height) by \(scale) would be wider than \(Imaging.webpMaxSide) pixels, the most a stored image can have; try a smaller scale or image.")
+                throw HTTPError(
+                    .badRequest, code: "result_too_large",
+                    message:
+                        "Upscaling \(source.width)×\(source.height) by \(scale) would be wider than \(Imaging.webpMaxSide) pixels, the most a stored image can have; try a smaller scale or image."
+                )
             }
             result = source
         } else {
@@ -84,8 +94,9 @@ enum Transform {
             try checkHeader(maskPart.body, what: "mask")
             let mask = try Imaging.decodeMask(maskPart.body)
             guard mask.width == source.width, mask.height == source.height else {
-                throw HTTPError(.badRequest, code: "mask_size_mismatch",
-                                message: "The mask is \(mask.width)×\(mask.height) but the image is \(source.width)×\(source.height); they must match.")
+                throw HTTPError(
+                    .badRequest, code: "mask_size_mismatch",
+                    message: "The mask is \(mask.width)×\(mask.height) but the image is \(source.width)×\(source.height); they must match.")
             }
             maskPNG = try Imaging.encodeGrey(width: mask.width, height: mask.height, values: mask.values)
             result = ReplicateJobs(context) == nil ? LocalRenderer.inpaint(source, mask: mask.values) : source
@@ -107,16 +118,21 @@ enum Transform {
                 maskURL = context.media.absoluteURL(for: maskKey, publicBaseURL: context.config.publicBaseURL)
             }
             let imageURL = context.media.absoluteURL(for: sourceKey, publicBaseURL: context.config.publicBaseURL)
-            let input: [String: JSONValue] = mode == "upscale"
+            let input: [String: JSONValue] =
+                mode == "upscale"
                 ? ["image": .string(imageURL), "scale": .number(Double(scale))]
-                : ["image": .string(imageURL), "mask": .string(maskURL), "megapixels": .string("match_input"),
-                   "prompt": .string(prompt ?? ""), "output_format": .string("webp"), "num_outputs": .number(1)]
+                : [
+                    "image": .string(imageURL), "mask": .string(maskURL), "megapixels": .string("match_input"),
+                    "prompt": .string(prompt ?? ""), "output_format": .string("webp"), "num_outputs": .number(1),
+                ]
             var started = false
             do {
                 return try GenerationJobs(context).submitToProvider(
-                    userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id) { generationID in
-                    try replicate.start(generationID: generationID,
-                                        model: mode == "upscale" ? replicate.client.models.upscale : replicate.client.models.inpaint, input: input)
+                    userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id
+                ) { generationID in
+                    try replicate.start(
+                        generationID: generationID,
+                        model: mode == "upscale" ? replicate.client.models.upscale : replicate.client.models.inpaint, input: input)
                     started = true
                 }
             } catch {
@@ -127,8 +143,10 @@ enum Transform {
         }
         let inpainted = result
         let stored = try jobs.run(
-            userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id, fromUpload: try ImageKind.comesFromUpload(sourceRecord.id, context.db),
-            kind: mode == "upscale" ? .upscaled : .inpainted, prompt: prompt ?? sourceRecord.prompt, style: nil, colour: nil, seed: nil) {
+            userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id,
+            fromUpload: try ImageKind.comesFromUpload(sourceRecord.id, context.db),
+            kind: mode == "upscale" ? .upscaled : .inpainted, prompt: prompt ?? sourceRecord.prompt, style: nil, colour: nil, seed: nil
+        ) {
             mode == "upscale" ? try Imaging.resize(source, scale: Double(scale)) : inpainted
         }
         let view = try generations.made(id: stored.generationID, userID: user.id)
@@ -139,16 +157,19 @@ enum Transform {
     /// format, can hold) by its header, before any pixel is decoded.
     static func checkHeader(_ bytes: [UInt8], what: String) throws {
         guard let probe = ImageProbe.probe(bytes) else {
-            throw HTTPError(.unsupportedMediaType, code: "unsupported_image",
-                            message: "The \(what) must be a PNG, JPEG or WebP image.")
+            throw HTTPError(
+                .unsupportedMediaType, code: "unsupported_image",
+                message: "The \(what) must be a PNG, JPEG or WebP image.")
         }
         guard probe.pixels <= maxPixels else {
-            throw HTTPError(.badRequest, code: "image_too_large",
-                            message: "The \(what) is \(probe.width)×\(probe.height); images can have at most 40 megapixels.")
+            throw HTTPError(
+                .badRequest, code: "image_too_large",
+                message: "The \(what) is \(probe.width)×\(probe.height); images can have at most 40 megapixels.")
         }
         guard max(probe.width, probe.height) <= Imaging.webpMaxSide else {
-            throw HTTPError(.badRequest, code: "image_too_large",
-                            message: "The \(what) is \(probe.width)×\(probe.height); images can have at most \(Imaging.webpMaxSide) pixels on a side.")
+            throw HTTPError(
+                .badRequest, code: "image_too_large",
+                message: "The \(what) is \(probe.width)×\(probe.height); images can have at most \(Imaging.webpMaxSide) pixels on a side.")
         }
     }
 

@@ -29,7 +29,8 @@ enum CodeRedemption {
             guard case .accepted(let credentials) = outcome else { return outcome }
             // The sign-up whose code this is decides the password and the username (none when another
             // account took it meanwhile): the code proved the mailbox.
-            try context.db.execute("""
+            try context.db.execute(
+                """
                 UPDATE users SET verified = true, last_login_at = now(), updated_at = now(),
                        password_hash = COALESCE(\(credentials?.passwordHash), password_hash),
                        username = CASE WHEN \(credentials?.passwordHash)::text IS NULL THEN username
@@ -61,9 +62,11 @@ enum CodeRedemption {
             guard outcome.isAccepted else { return (outcome, nil) }
             // A reset also proves the address. It recovers the account from whoever else may hold its
             // credentials: every API key is revoked with every session (a signed-in password change keeps them).
-            let id = try context.db.query("""
+            let id = try context.db.query(
+                """
                 UPDATE users SET password_hash = \(hash), verified = true, updated_at = now() WHERE email = \(email) RETURNING id
-                """).first?.get("id", as: String.self)
+                """
+            ).first?.get("id", as: String.self)
             if let id {
                 try context.db.execute("UPDATE api_keys SET revoked_at = now() WHERE user_id = \(id)::uuid AND revoked_at IS NULL")
                 // Sign-ups still waiting for a code lose their say too.

@@ -1,12 +1,13 @@
+import Logging
+import SharedKit
+import SharedKitHTTP
+import SharedKitMedia
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import Logging
-import SharedKit
-import SharedKitHTTP
-import SharedKitMedia
 
 /// Short videos, for premium users. The embedded provider makes a looping animation (animated WebP,
 /// which every current browser plays in an <img>) with a poster frame.
@@ -42,7 +43,8 @@ enum Videos {
             let model = client.models.video
             switch model.split(separator: ":").first.map(String.init) ?? model {
             case "wan-video/wan-2.2-t2v-fast":
-                return Capabilities(model: model, aspectRatios: ["16:9", "9:16"], seed: true, ratioInput: "aspect_ratio", seedInput: "seed")
+                return Capabilities(
+                    model: model, aspectRatios: ["16:9", "9:16"], seed: true, ratioInput: "aspect_ratio", seedInput: "seed")
             default:
                 return Capabilities(model: model, aspectRatios: ["16:9"], seed: false, ratioInput: nil, seedInput: nil)
             }
@@ -71,18 +73,22 @@ enum Videos {
 
     static func makeVideo(_ request: Request, _ context: Context, _ user: User) throws -> Response {
         guard user.isPremium(at: Date()) else {
-            throw HTTPError(.forbidden, code: "premium_required",
-                            message: "Video is part of Atelier Premium; subscribe from your account page to make videos.")
+            throw HTTPError(
+                .forbidden, code: "premium_required",
+                message: "Video is part of Atelier Premium; subscribe from your account page to make videos.")
         }
         let capabilities = Capabilities.configured(context)
         let body = try request.decode(GenerationRequest.self)
         if body.seed != nil, !capabilities.seed {
-            throw HTTPError(.badRequest, code: "invalid_seed",
-                            message: "The video model here (\(capabilities.model)) does not take a seed; leave seed out.")
+            throw HTTPError(
+                .badRequest, code: "invalid_seed",
+                message: "The video model here (\(capabilities.model)) does not take a seed; leave seed out.")
         }
         if let ratio = body.aspectRatio, !capabilities.aspectRatios.contains(ratio) {
-            throw HTTPError(.badRequest, code: "invalid_aspect_ratio",
-                            message: "The video model here (\(capabilities.model)) makes \(capabilities.aspectRatios.joined(separator: " or ")) videos.")
+            throw HTTPError(
+                .badRequest, code: "invalid_aspect_ratio",
+                message: "The video model here (\(capabilities.model)) makes \(capabilities.aspectRatios.joined(separator: " or ")) videos."
+            )
         }
         let asked = try body.validated(what: "video", ratios: capabilities.aspectRatios, defaultRatio: "16:9")
         let (prompt, style, colour, ratio, seed, job) = (asked.prompt, asked.style, asked.colour, asked.ratio, asked.seed, asked.job)
@@ -90,8 +96,9 @@ enum Videos {
         let jobs = GenerationJobs(context)
         let cost = try Generations.Costs(config: context.config).cost(of: .video)
         if let replicate = ReplicateJobs(context) {
-            let stored = VideoJob(prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id,
-                                  seed: capabilities.seed ? seed : nil)
+            let stored = VideoJob(
+                prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id,
+                seed: capabilities.seed ? seed : nil)
             var input: [String: JSONValue] = ["prompt": .string(Catalog.providerPrompt(prompt, style: style, colour: colour))]
             if capabilities.model.hasPrefix("minimax/") { input["prompt_optimizer"] = .bool(true) }
             if let name = capabilities.ratioInput { input[name] = .string(ratio.id) }
@@ -104,7 +111,8 @@ enum Videos {
         let done = try jobs.runLocally(
             userID: user.id, task: .video, input: job, cost: cost, failure: "The video could not be made; your quota was refunded."
         ) { generationID, written -> VideoRecord in
-            let frames = LocalRenderer(longSide: 480).frames(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed, count: frameCount)
+            let frames = LocalRenderer(longSide: 480).frames(
+                prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed, count: frameCount)
             let mark = Provenance.of(task: .video, model: LocalRenderer.model, fromUpload: false, at: context.now())
             let animation = try Imaging.animatedWebP(frames, delayMs: frameDelayMs, mark: mark)
             let poster = try Imaging.encode(frames[0], as: .webp, quality: 85, mark: mark)
@@ -114,13 +122,15 @@ enum Videos {
             written.append(key)
             try storage.put(poster, key: posterKey, contentType: "image/webp")
             written.append(posterKey)
-            return try context.db.query("""
+            return try context.db.query(
+                """
                 INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed,
                                     status, generation_id, completed_at)
                 VALUES (\(user.id), \(key), \(posterKey), \(prompt), \(style.id), \(colour.id), \(frames[0].width), \(frames[0].height),
                         \(Double(frameCount * frameDelayMs) / 1000), \(mark.model), \(seed), 'succeeded', \(generationID), now())
                 RETURNING \(VideoRecord.columns)
-                """).records(VideoRecord.self)[0]
+                """
+            ).records(VideoRecord.self)[0]
         }
         let view = try generations.made(id: done.generationID, userID: user.id)
         var response = Response.json(GenerationAnswer.made(view, video: VideoView(done.output, storage: storage)), status: .created)
@@ -160,9 +170,13 @@ enum Videos {
     }
 
     static func owned(_ id: String, by user: User, _ context: Context) throws -> VideoRecord {
-        guard UUIDText.isValid(id), let record = try context.db.query("""
-            SELECT \(VideoRecord.columns) FROM videos WHERE id = \(id) AND user_id = \(user.id)
-            """).records(VideoRecord.self).first else {
+        guard UUIDText.isValid(id),
+            let record = try context.db.query(
+                """
+                SELECT \(VideoRecord.columns) FROM videos WHERE id = \(id) AND user_id = \(user.id)
+                """
+            ).records(VideoRecord.self).first
+        else {
             throw HTTPError(.notFound, code: "not_found", message: "No such video.")
         }
         return record

@@ -31,8 +31,9 @@ public struct APIKeys {
 
         /// The columns of `listQuery` in order.
         public init(_ row: inout PostgresRow.Reader) throws {
-            self.init(id: try row.next(), name: try row.next(), prefix: try row.next(), createdAt: try row.next(),
-                      lastUsedAt: try row.next(), revokedAt: try row.next())
+            self.init(
+                id: try row.next(), name: try row.next(), prefix: try row.next(), createdAt: try row.next(),
+                lastUsedAt: try row.next(), revokedAt: try row.next())
         }
 
         public init(id: String, name: String, prefix: String, createdAt: Date, lastUsedAt: Date?, revokedAt: Date?) {
@@ -73,15 +74,20 @@ public struct APIKeys {
         return try db.transaction {
             // Serialise one user's key creation so the cap holds under concurrency.
             try db.execute("SELECT 1 FROM users WHERE id = \(userID) FOR UPDATE")
-            let active: Int = try db.query("SELECT count(*) AS n FROM api_keys WHERE user_id = \(userID) AND revoked_at IS NULL").first!.get("n")
+            let active: Int = try db.query("SELECT count(*) AS n FROM api_keys WHERE user_id = \(userID) AND revoked_at IS NULL").first!
+                .get("n")
             guard active < maxActive else {
-                throw HTTPError(.conflict, code: "too_many_keys", message: "You have \(active) active keys, the most allowed; revoke one first.")
+                throw HTTPError(
+                    .conflict, code: "too_many_keys", message: "You have \(active) active keys, the most allowed; revoke one first.")
             }
-            let row = try db.query("""
+            let row = try db.query(
+                """
                 INSERT INTO api_keys (user_id, name, prefix, secret_hash) VALUES (\(userID), \(name), \(Self.visiblePrefix(secret)), \(Self.hash(secret)))
                 RETURNING id, created_at
-                """).first!
-            return Issued(id: try row.get("id"), name: name, prefix: Self.visiblePrefix(secret), secret: secret, createdAt: try row.get("created_at"))
+                """
+            ).first!
+            return Issued(
+                id: try row.get("id"), name: name, prefix: Self.visiblePrefix(secret), secret: secret, createdAt: try row.get("created_at"))
         }
     }
 
@@ -99,9 +105,12 @@ public struct APIKeys {
 
     /// Revokes a key of the user; effective on the very next request (every request checks it).
     public func revoke(userID: String, id: String) throws {
-        guard UUIDText.isValid(id), try db.execute("""
-            UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = \(id) AND user_id = \(userID)
-            """) == 1 else {
+        guard UUIDText.isValid(id),
+            try db.execute(
+                """
+                UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = \(id) AND user_id = \(userID)
+                """) == 1
+        else {
             throw HTTPError(.notFound, code: "not_found", message: "No such key.")
         }
     }
@@ -110,21 +119,25 @@ public struct APIKeys {
     /// last use is stamped (at most once a minute) and the call counted for today's usage.
     public func authenticate(_ key: String) throws -> (keyID: String, user: User)? {
         guard Self.isWellFormed(key) else { return nil }
-        guard let row = try db.query("""
-            WITH k AS (
-                SELECT id, user_id FROM api_keys WHERE secret_hash = \(Self.hash(key)) AND revoked_at IS NULL
-            ), touched AS (
-                -- A row version per minute at most, not per call.
-                UPDATE api_keys SET last_used_at = now()
-                WHERE id IN (SELECT id FROM k) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
-            ), counted AS (
-                INSERT INTO api_usage (user_id, api_key_id, day, count)
-                SELECT user_id, id, (now() AT TIME ZONE 'UTC')::date, 1 FROM k
-                ON CONFLICT (user_id, COALESCE(api_key_id, '00000000-0000-0000-0000-000000000000'::uuid), day)
-                DO UPDATE SET count = api_usage.count + 1
-            )
-            SELECT \(User.qualifiedColumns), k.id FROM k JOIN users u ON u.id = k.user_id
-            """).first else { return nil }
+        guard
+            let row = try db.query(
+                """
+                WITH k AS (
+                    SELECT id, user_id FROM api_keys WHERE secret_hash = \(Self.hash(key)) AND revoked_at IS NULL
+                ), touched AS (
+                    -- A row version per minute at most, not per call.
+                    UPDATE api_keys SET last_used_at = now()
+                    WHERE id IN (SELECT id FROM k) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+                ), counted AS (
+                    INSERT INTO api_usage (user_id, api_key_id, day, count)
+                    SELECT user_id, id, (now() AT TIME ZONE 'UTC')::date, 1 FROM k
+                    ON CONFLICT (user_id, COALESCE(api_key_id, '00000000-0000-0000-0000-000000000000'::uuid), day)
+                    DO UPDATE SET count = api_usage.count + 1
+                )
+                SELECT \(User.qualifiedColumns), k.id FROM k JOIN users u ON u.id = k.user_id
+                """
+            ).first
+        else { return nil }
         var reader = PostgresRow.Reader(row: row)
         let user = try User(&reader)
         return (try reader.next(), user)

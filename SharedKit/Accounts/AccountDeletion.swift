@@ -14,7 +14,8 @@ public struct AccountDeletion {
     public func delete(userID: String, alsoInTransaction: () throws -> Void = {}) throws {
         let db = context.db
         let keys: [String] = try db.transaction {
-            let rows = try db.query("""
+            let rows = try db.query(
+                """
                 SELECT storage_key AS key FROM images WHERE user_id = \(userID) AND storage_key IS NOT NULL
                 UNION ALL SELECT thumbnail_key FROM images WHERE user_id = \(userID) AND thumbnail_key IS NOT NULL
                 UNION ALL SELECT storage_key FROM videos WHERE user_id = \(userID) AND storage_key IS NOT NULL

@@ -3,7 +3,8 @@ public enum AccountMail {
     /// A sign-up's code. `again`: the address already had a sign-up waiting for its code, and this code
     /// belongs to the new one (with the password chosen there); the earlier code still works for its own.
     public static func verificationCode(to email: String, code: String, baseURL: String, again: Bool = false) -> MailMessage {
-        let warning = again
+        let warning =
+            again
             ? "This address was just signed up again. This code finishes that newest sign-up, with the password chosen in it; if that was not you, do not enter it (the code from your own sign-up still works)."
             : "If you did not sign up, ignore this email; no account is created without the code."
         return MailMessage(
@@ -17,7 +18,8 @@ public enum AccountMail {
 
                 \(warning)
                 """,
-            html: page("""
+            html: page(
+                """
                 <p>Welcome to Atelier.</p>
                 <p>Your verification code is <strong style="font-size:22px;letter-spacing:3px">\(code)</strong>. It is valid for 10 minutes.</p>
                 <p>Enter it at <a href="\(baseURL)/verify">\(baseURL)/verify</a> to finish creating your account.</p>
@@ -38,7 +40,8 @@ public enum AccountMail {
                 Resetting the password also signs out every session and revokes the account's API keys.
                 If it was not you, ignore this email: your password stays as it is.
                 """,
-            html: page("""
+            html: page(
+                """
                 <p>Someone (hopefully you) asked to reset the password of your Atelier account.</p>
                 <p>Your reset code is <strong style="font-size:22px;letter-spacing:3px">\(code)</strong>. It is valid for 10 minutes.</p>
                 <p>Enter it at <a href="\(baseURL)/reset">\(baseURL)/reset</a> with your new password.</p>
@@ -57,7 +60,8 @@ public enum AccountMail {
 
                 If it was you, log in at \(baseURL)/login, or reset your password at \(baseURL)/forgot.
                 """,
-            html: page("""
+            html: page(
+                """
                 <p>Someone tried to create an Atelier account with this email address, which already has one. Nothing was changed.</p>
                 <p>If it was you, <a href="\(baseURL)/login">log in</a>, or <a href="\(baseURL)/forgot">reset your password</a>.</p>
                 """))

@@ -1,7 +1,8 @@
+import CZxcvbn
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import CZxcvbn
 
 /// The rules an email, a password and a username must meet, each failure with its own code.
 public enum AccountRules {
@@ -15,9 +16,12 @@ public enum AccountRules {
     public static func email(_ raw: String) throws -> String {
         let email = raw.trimmingWhitespace().lowercased()
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
-        let valid = email.utf8.count <= 254 && parts.count == 2 && !parts[0].isEmpty && parts[0].utf8.count <= 64
+        let valid =
+            email.utf8.count <= 254 && parts.count == 2 && !parts[0].isEmpty && parts[0].utf8.count <= 64
             && parts[1].contains(".") && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".") && !parts[1].contains("..")
-            && email.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && !"<>()[]\\,;:\"".unicodeScalars.contains($0) || $0 == "@" }
+            && email.unicodeScalars.allSatisfy {
+                $0.value > 0x20 && $0.value != 0x7F && !"<>()[]\\,;:\"".unicodeScalars.contains($0) || $0 == "@"
+            }
         guard valid else {
             throw HTTPError(.badRequest, code: "invalid_email", message: "That does not look like an email address.")
         }
@@ -31,7 +35,8 @@ public enum AccountRules {
             throw HTTPError(.badRequest, code: "password_too_long", message: "Passwords can be at most \(maximumPasswordBytes) bytes long.")
         }
         if password.count < minimumPasswordCharacters {
-            throw HTTPError(.badRequest, code: "password_too_short", message: "Passwords need at least \(minimumPasswordCharacters) characters.")
+            throw HTTPError(
+                .badRequest, code: "password_too_short", message: "Passwords need at least \(minimumPasswordCharacters) characters.")
         }
         if password.utf8.contains(0) {
             throw HTTPError(.badRequest, code: "invalid_password", message: "Passwords cannot contain a NUL character.")
@@ -40,7 +45,9 @@ public enum AccountRules {
         if guessesLog10(password, personal: personal) < minimumGuessesLog10 {
             throw HTTPError(
                 .badRequest, code: "password_too_common",
-                message: "That password is too easy to guess (a common password, a pattern or your own name); try a longer phrase of unrelated words.")
+                message:
+                    "That password is too easy to guess (a common password, a pattern or your own name); try a longer phrase of unrelated words."
+            )
         }
     }
 
@@ -63,8 +70,9 @@ public enum AccountRules {
             (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x5F || c == 0x2E || c == 0x2D
         }
         guard allowed, (3...32).contains(name.utf8.count) else {
-            throw HTTPError(.badRequest, code: "invalid_username",
-                            message: "Usernames are 3 to 32 characters of a–z, 0–9, underscore, dot and hyphen.")
+            throw HTTPError(
+                .badRequest, code: "invalid_username",
+                message: "Usernames are 3 to 32 characters of a–z, 0–9, underscore, dot and hyphen.")
         }
         return name
     }

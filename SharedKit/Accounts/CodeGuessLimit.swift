@@ -16,9 +16,10 @@ public struct CodeGuessLimit {
     public func check(address: String) throws {
         let reply = try redis.run(Self.checkScript, keys: [Self.key(address)], arguments: [String(perHour)])
         if let wait = reply.integer, wait > 0 {
-            throw HTTPError(.tooManyRequests, code: "too_many_attempts",
-                            message: "Too many wrong codes were tried from here; try again in \((wait + 59) / 60) minutes.",
-                            headers: [("Retry-After", String(wait))])
+            throw HTTPError(
+                .tooManyRequests, code: "too_many_attempts",
+                message: "Too many wrong codes were tried from here; try again in \((wait + 59) / 60) minutes.",
+                headers: [("Retry-After", String(wait))])
         }
     }
 
@@ -26,12 +27,14 @@ public struct CodeGuessLimit {
         try redis.run(Self.failScript, keys: [Self.key(address)], arguments: ["3600"])
     }
 
-    static let checkScript = RedisScript("""
+    static let checkScript = RedisScript(
+        """
         if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return redis.call('TTL', KEYS[1]) end
         return 0
         """)
 
-    static let failScript = RedisScript("""
+    static let failScript = RedisScript(
+        """
         if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1])) end
         return 1
         """)

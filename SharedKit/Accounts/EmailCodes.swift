@@ -56,14 +56,16 @@ public struct EmailCodes {
         if let replacing {
             try db.execute("DELETE FROM email_codes WHERE id = \(replacing)")
         }
-        try db.execute("""
+        try db.execute(
+            """
             INSERT INTO email_codes (email, purpose, code_hmac, expires_at, attempts, created_at, password_hash, username)
             VALUES (\(email), \(purpose.rawValue), \(digest(code, email: email, purpose: purpose)),
                     now() + make_interval(secs => \(Self.lifetimeSeconds)), 0, now(), \(credentials?.passwordHash),
                     \(credentials?.username))
             """)
         if purpose == .verify {
-            try db.execute("""
+            try db.execute(
+                """
                 DELETE FROM email_codes WHERE email = \(email) AND purpose = 'verify' AND id NOT IN (
                     SELECT id FROM email_codes WHERE email = \(email) AND purpose = 'verify'
                     ORDER BY created_at DESC, id DESC LIMIT \(Self.maxPendingSignUps))
@@ -74,10 +76,14 @@ public struct EmailCodes {
 
     /// The newest sign-up code of an address: its row and credentials (a resend mails a fresh code for it).
     public func newestSignUp(email: String) throws -> (id: Int64, credentials: Credentials?)? {
-        guard let row = try db.query("""
-            SELECT id, password_hash, username FROM email_codes WHERE email = \(email) AND purpose = 'verify'
-            ORDER BY created_at DESC, id DESC LIMIT 1
-            """).first else { return nil }
+        guard
+            let row = try db.query(
+                """
+                SELECT id, password_hash, username FROM email_codes WHERE email = \(email) AND purpose = 'verify'
+                ORDER BY created_at DESC, id DESC LIMIT 1
+                """
+            ).first
+        else { return nil }
         let hash: String? = try row.get("password_hash")
         return (try row.get("id"), hash.map { Credentials(passwordHash: $0, username: try? row.get("username")) })
     }
@@ -87,10 +93,12 @@ public struct EmailCodes {
     /// the caller must commit before throwing. An accepted code ends all codes of that purpose and returns
     /// the credentials its sign-up carried.
     public func redeem(email: String, purpose: Purpose, code: String) throws -> Outcome {
-        let rows = try db.query("""
+        let rows = try db.query(
+            """
             SELECT code_hmac, attempts, expires_at < now() AS expired, password_hash, username FROM email_codes
             WHERE email = \(email) AND purpose = \(purpose.rawValue) ORDER BY id FOR UPDATE
-            """).rows
+            """
+        ).rows
         guard !rows.isEmpty else { return .missing }
         if try rows.allSatisfy({ try $0.get("attempts", as: Int.self) >= Self.maxAttempts }) { return .locked }
         let candidate = Array(digest(code, email: email, purpose: purpose).utf8)
@@ -113,8 +121,9 @@ public struct EmailCodes {
     /// at all), so the answer never tells whether the address has an account. A locked code stays locked:
     /// even the right code fails until a new one is sent.
     public static func error(for outcome: Outcome) -> HTTPError {
-        HTTPError(.badRequest, code: "invalid_code",
-                  message: "That code is not right, or has expired; after five wrong tries, ask for a new code.")
+        HTTPError(
+            .badRequest, code: "invalid_code",
+            message: "That code is not right, or has expired; after five wrong tries, ask for a new code.")
     }
 }
 
@@ -151,21 +160,25 @@ public struct CodeSendLimits {
         let target = "\(purpose.rawValue):\(Encoding.hex(Digest.sha256(email)).prefix(32))"
         let clientHash = Encoding.hex(Digest.sha256(client)).prefix(16)
         let pair = "\(target):\(clientHash)"
-        let reply = try redis.run(Self.script, keys: [
-            "otp:cooldown:\(pair)", "otp:hourly:\(pair)", "otp:hourly:\(target)", "otp:client:\(clientHash)",
-        ], arguments: [String(Self.cooldownSeconds), String(Self.perHour), String(Self.perAddressPerHour), String(perClientPerHour)])
+        let reply = try redis.run(
+            Self.script,
+            keys: [
+                "otp:cooldown:\(pair)", "otp:hourly:\(pair)", "otp:hourly:\(target)", "otp:client:\(clientHash)",
+            ], arguments: [String(Self.cooldownSeconds), String(Self.perHour), String(Self.perAddressPerHour), String(perClientPerHour)])
         guard let result = reply.array, result.count == 2, let verdict = result[0].integer, let wait = result[1].integer else {
             throw RedisError.reply("unexpected reply from the send-limit script")
         }
         switch verdict {
         case 1:
-            return HTTPError(.tooManyRequests, code: "resend_cooldown",
-                             message: "A code was just sent; wait \(wait) seconds before asking for another.",
-                             headers: [("Retry-After", String(max(1, wait)))])
+            return HTTPError(
+                .tooManyRequests, code: "resend_cooldown",
+                message: "A code was just sent; wait \(wait) seconds before asking for another.",
+                headers: [("Retry-After", String(max(1, wait)))])
         case 2:
-            return HTTPError(.tooManyRequests, code: "too_many_codes",
-                             message: "Too many codes were sent to this address in the last hour; try again in \((wait + 59) / 60) minutes.",
-                             headers: [("Retry-After", String(max(1, wait)))])
+            return HTTPError(
+                .tooManyRequests, code: "too_many_codes",
+                message: "Too many codes were sent to this address in the last hour; try again in \((wait + 59) / 60) minutes.",
+                headers: [("Retry-After", String(max(1, wait)))])
         default:
             return nil
         }
@@ -174,7 +187,8 @@ public struct CodeSendLimits {
     // KEYS: cooldown and hourly counter of the (address, client) pair, hourly counters of the address and
     // of the client. ARGV: cooldown seconds, then the three hourly caps. Returns {0, 0} when allowed,
     // {1, ttl} in the cooldown, {2, ttl} over an hourly cap (the longest wait).
-    static let script = RedisScript("""
+    static let script = RedisScript(
+        """
         if redis.call('EXISTS', KEYS[1]) == 1 then return {1, redis.call('TTL', KEYS[1])} end
         local wait = 0
         for i = 2, 4 do

@@ -39,14 +39,17 @@ public struct LoginThrottle {
 
     /// Throws 429 with Retry-After when a counter is at its limit or the account is blocked.
     public func check(email: String, address: String) throws {
-        let reply = try redis.run(Self.checkScript, keys: keys(email, address), arguments: [
-            String(Self.perAccountAndAddress), String(Self.perAddress),
-        ])
+        let reply = try redis.run(
+            Self.checkScript, keys: keys(email, address),
+            arguments: [
+                String(Self.perAccountAndAddress), String(Self.perAddress),
+            ])
         if let wait = reply.integer, wait > 0 {
             let when = wait < 60 ? "\(wait) second\(wait == 1 ? "" : "s")" : "\((wait + 59) / 60) minutes"
-            throw HTTPError(.tooManyRequests, code: "too_many_attempts",
-                            message: "Too many failed logins; try again in \(when) or reset your password.",
-                            headers: [("Retry-After", String(wait))])
+            throw HTTPError(
+                .tooManyRequests, code: "too_many_attempts",
+                message: "Too many failed logins; try again in \(when) or reset your password.",
+                headers: [("Retry-After", String(wait))])
         }
     }
 
@@ -62,9 +65,11 @@ public struct LoginThrottle {
     }
 
     public func recordFailure(email: String, address: String) throws {
-        try redis.run(Self.failScript, keys: keys(email, address), arguments: [
-            String(Self.windowSeconds), String(Self.accountWindowSeconds), String(Self.perAccount), String(Self.maxBlockSeconds),
-        ])
+        try redis.run(
+            Self.failScript, keys: keys(email, address),
+            arguments: [
+                String(Self.windowSeconds), String(Self.accountWindowSeconds), String(Self.perAccount), String(Self.maxBlockSeconds),
+            ])
     }
 
     /// The right password from this address clears this address's count for the account; what other
@@ -80,7 +85,8 @@ public struct LoginThrottle {
 
     // KEYS: pair count, address count, account count, account block. ARGV: the pair and address limits.
     // Returns the seconds until the longest block ends (rounded up), or 0.
-    static let checkScript = RedisScript("""
+    static let checkScript = RedisScript(
+        """
         local wait = 0
         for i = 1, 2 do
             if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[i]) then wait = math.max(wait, redis.call('TTL', KEYS[i])) end
@@ -93,7 +99,8 @@ public struct LoginThrottle {
     // KEYS as above. ARGV: the pair/address window, the account window, the account ceiling, the longest
     // block. The pair and address counts last a fixed window from their first failure; the account count
     // lasts as long as failures keep coming, and from the ceiling on each failure blocks for 2^(past) s.
-    static let failScript = RedisScript("""
+    static let failScript = RedisScript(
+        """
         for i = 1, 2 do
             if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[1])) end
         end

@@ -7,9 +7,12 @@ public struct AuditLog {
     }
 
     /// - Parameters: before/after are the changed fields only, as JSON objects.
-    public func record(actorID: String?, actorLabel: String, action: String, targetUserID: String?, targetEmail: String?,
-                       before: [String: JSONValue]?, after: [String: JSONValue]?, requestID: String?) throws {
-        try db.execute("""
+    public func record(
+        actorID: String?, actorLabel: String, action: String, targetUserID: String?, targetEmail: String?,
+        before: [String: JSONValue]?, after: [String: JSONValue]?, requestID: String?
+    ) throws {
+        try db.execute(
+            """
             INSERT INTO audit_log (actor_id, actor_label, action, target_user_id, target_email, before, after, request_id)
             VALUES (\(actorID)::uuid, \(actorLabel), \(action), \(targetUserID)::uuid, \(targetEmail),
                     \(before.map { PostgresJSON(JSONValue.object($0)) }), \(after.map { PostgresJSON(JSONValue.object($0)) }), \(requestID))

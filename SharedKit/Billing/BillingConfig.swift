@@ -11,7 +11,8 @@ public struct BillingConfig: Sendable {
 
         /// Razorpay's `period` and `interval` as the plan's period: "month", "year", "3 months" …
         public static func period(_ razorpayPeriod: String, interval: Int) -> String {
-            let unit = ["daily": "day", "weekly": "week", "monthly": "month", "quarterly": "quarter", "yearly": "year"][razorpayPeriod]
+            let unit =
+                ["daily": "day", "weekly": "week", "monthly": "month", "quarterly": "quarter", "yearly": "year"][razorpayPeriod]
                 ?? razorpayPeriod
             return interval <= 1 ? unit : "\(interval) \(unit)s"
         }
@@ -46,7 +47,6 @@ public struct BillingConfig: Sendable {
 
     /// Checkout can be offered only with keys and a plan.
     public var paymentsConfigured: Bool { keyID != nil && keySecret != nil && !plan.id.isEmpty }
-
 
     /// Checkout's signature for a subscription: hex HMAC-SHA256(key_secret, payment_id|subscription_id).
     public static func checkoutSignature(keySecret: String, paymentID: String, subscriptionID: String) -> String {

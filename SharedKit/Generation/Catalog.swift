@@ -28,20 +28,27 @@ public enum Catalog {
 
     public static let colours: [Colour] = [
         Colour(id: "auto", promptTerms: "", palette: []),
-        Colour(id: "warm", promptTerms: "warm colour palette, amber and crimson tones",
-               palette: [(58, 12, 18), (170, 48, 32), (236, 140, 52), (252, 222, 150)]),
-        Colour(id: "cool", promptTerms: "cool colour palette, blue and teal tones",
-               palette: [(8, 22, 52), (24, 82, 140), (60, 170, 190), (200, 236, 240)]),
-        Colour(id: "pastel", promptTerms: "soft pastel colours",
-               palette: [(150, 140, 190), (236, 170, 190), (250, 214, 180), (216, 242, 226)]),
-        Colour(id: "vibrant", promptTerms: "vibrant saturated colours",
-               palette: [(90, 0, 160), (230, 0, 120), (255, 160, 0), (0, 220, 200)]),
-        Colour(id: "monochrome", promptTerms: "black and white, monochrome",
-               palette: [(12, 12, 12), (90, 90, 90), (170, 170, 170), (240, 240, 240)]),
-        Colour(id: "earthy", promptTerms: "earthy natural colours, ochre and olive",
-               palette: [(40, 30, 20), (110, 84, 46), (150, 140, 70), (214, 196, 150)]),
-        Colour(id: "neon", promptTerms: "neon glow on dark background",
-               palette: [(6, 4, 20), (60, 0, 120), (0, 240, 255), (255, 40, 200)]),
+        Colour(
+            id: "warm", promptTerms: "warm colour palette, amber and crimson tones",
+            palette: [(58, 12, 18), (170, 48, 32), (236, 140, 52), (252, 222, 150)]),
+        Colour(
+            id: "cool", promptTerms: "cool colour palette, blue and teal tones",
+            palette: [(8, 22, 52), (24, 82, 140), (60, 170, 190), (200, 236, 240)]),
+        Colour(
+            id: "pastel", promptTerms: "soft pastel colours",
+            palette: [(150, 140, 190), (236, 170, 190), (250, 214, 180), (216, 242, 226)]),
+        Colour(
+            id: "vibrant", promptTerms: "vibrant saturated colours",
+            palette: [(90, 0, 160), (230, 0, 120), (255, 160, 0), (0, 220, 200)]),
+        Colour(
+            id: "monochrome", promptTerms: "black and white, monochrome",
+            palette: [(12, 12, 12), (90, 90, 90), (170, 170, 170), (240, 240, 240)]),
+        Colour(
+            id: "earthy", promptTerms: "earthy natural colours, ochre and olive",
+            palette: [(40, 30, 20), (110, 84, 46), (150, 140, 70), (214, 196, 150)]),
+        Colour(
+            id: "neon", promptTerms: "neon glow on dark background",
+            palette: [(6, 4, 20), (60, 0, 120), (0, 240, 255), (255, 40, 200)]),
     ]
 
     public struct AspectRatio: Sendable {
@@ -68,8 +75,9 @@ public enum Catalog {
     public static func prompt(_ raw: String, what: String) throws -> String {
         let prompt = raw.trimmingWhitespace().description
         guard !prompt.isEmpty, prompt.count <= maxPromptCharacters else {
-            throw HTTPError(.badRequest, code: "invalid_prompt",
-                            message: "Describe the \(what) in 1 to \(maxPromptCharacters) characters.")
+            throw HTTPError(
+                .badRequest, code: "invalid_prompt",
+                message: "Describe the \(what) in 1 to \(maxPromptCharacters) characters.")
         }
         return prompt
     }
@@ -77,8 +85,9 @@ public enum Catalog {
     public static func style(_ id: String?) throws -> Style {
         let key = (id ?? "none").lowercased()
         guard let style = styles.first(where: { $0.id == key }) else {
-            throw HTTPError(.badRequest, code: "invalid_style",
-                            message: "Unknown style '\(key)'; choose one of \(styles.map(\.id).joined(separator: ", ")).")
+            throw HTTPError(
+                .badRequest, code: "invalid_style",
+                message: "Unknown style '\(key)'; choose one of \(styles.map(\.id).joined(separator: ", ")).")
         }
         return style
     }
@@ -86,8 +95,9 @@ public enum Catalog {
     public static func colour(_ id: String?) throws -> Colour {
         let key = (id ?? "auto").lowercased()
         guard let colour = colours.first(where: { $0.id == key }) else {
-            throw HTTPError(.badRequest, code: "invalid_colour",
-                            message: "Unknown colour '\(key)'; choose one of \(colours.map(\.id).joined(separator: ", ")).")
+            throw HTTPError(
+                .badRequest, code: "invalid_colour",
+                message: "Unknown colour '\(key)'; choose one of \(colours.map(\.id).joined(separator: ", ")).")
         }
         return colour
     }
@@ -95,8 +105,9 @@ public enum Catalog {
     public static func aspectRatio(_ id: String?) throws -> AspectRatio {
         let key = id ?? "1:1"
         guard let ratio = aspectRatios.first(where: { $0.id == key }) else {
-            throw HTTPError(.badRequest, code: "invalid_aspect_ratio",
-                            message: "Unknown aspect ratio '\(key)'; choose one of \(aspectRatios.map(\.id).joined(separator: ", ")).")
+            throw HTTPError(
+                .badRequest, code: "invalid_aspect_ratio",
+                message: "Unknown aspect ratio '\(key)'; choose one of \(aspectRatios.map(\.id).joined(separator: ", ")).")
         }
         return ratio
     }

@@ -221,11 +221,14 @@ public struct PageCursor: Sendable {
     public static func parse(_ token: String?) throws -> PageCursor? {
         guard let token, !token.isEmpty else { return nil }
         guard let bytes = Encoding.fromBase64URL(token), let text = String(validating: bytes, as: UTF8.self),
-              let bar = text.firstIndex(of: "|"), let date = PostgresTimestamp.parse(String(text[..<bar])) else {
+            let bar = text.firstIndex(of: "|"), let date = PostgresTimestamp.parse(String(text[..<bar]))
+        else {
             throw HTTPError(.badRequest, code: "invalid_cursor", message: "The cursor is not one this API gave out.")
         }
         let id = String(text[text.index(after: bar)...])
-        guard UUIDText.isValid(id) else { throw HTTPError(.badRequest, code: "invalid_cursor", message: "The cursor is not one this API gave out.") }
+        guard UUIDText.isValid(id) else {
+            throw HTTPError(.badRequest, code: "invalid_cursor", message: "The cursor is not one this API gave out.")
+        }
         return PageCursor(createdAt: date, id: id)
     }
 

@@ -20,7 +20,8 @@ public struct GenerationRequest: Decodable, Sendable {
         if let seed, !(0...4_294_967_295).contains(seed) {
             throw HTTPError(.badRequest, code: "invalid_seed", message: "seed must be a whole number from 0 to 4294967295.")
         }
-        return ValidatedGeneration(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed ?? Int64(Random.uniform(UInt32.max)))
+        return ValidatedGeneration(
+            prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed ?? Int64(Random.uniform(UInt32.max)))
     }
 }
 

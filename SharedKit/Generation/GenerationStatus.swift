@@ -23,13 +23,15 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// (an upscale of an inpaint of an upload is still a composite with someone's picture). A chain cut by a
     /// deleted ancestor counts as far as it is known.
     public static func comesFromUpload(_ imageID: String, _ db: PostgresConnection) throws -> Bool {
-        try db.query("""
+        try db.query(
+            """
             WITH RECURSIVE chain (kind, source_image_id, depth) AS (
                 SELECT kind, source_image_id, 0 FROM images WHERE id = \(imageID)
                 UNION ALL
                 SELECT i.kind, i.source_image_id, c.depth + 1 FROM images i JOIN chain c ON i.id = c.source_image_id WHERE c.depth < 100
             )
             SELECT coalesce(bool_or(kind = \(Self.uploaded.rawValue)), false) AS from_upload FROM chain
-            """).first?.get("from_upload", as: Bool.self) ?? false
+            """
+        ).first?.get("from_upload", as: Bool.self) ?? false
     }
 }

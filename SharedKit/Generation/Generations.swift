@@ -41,11 +41,14 @@ public struct Generations {
     }
 
     /// Reserves the quota and records the job in one transaction: a refused reservation leaves no job.
-    public func create<Input: Codable & Sendable>(userID: String, task: Task, provider: String, input: Input, cost: Int,
-                                                  sourceImageID: String? = nil, status: GenerationStatus = .running) throws -> String {
+    public func create<Input: Codable & Sendable>(
+        userID: String, task: Task, provider: String, input: Input, cost: Int,
+        sourceImageID: String? = nil, status: GenerationStatus = .running
+    ) throws -> String {
         try db.transaction {
             let reservation = try ledger.reserve(userID: userID, cost: cost)
-            let row = try db.query("""
+            let row = try db.query(
+                """
                 INSERT INTO generations (user_id, task, provider, status, input, cost, quota_period_start, source_image_id, started_at)
                 VALUES (\(userID), \(task.rawValue), \(provider), \(status.rawValue), \(PostgresJSON(input)), \(cost),
                         \(reservation.periodStart), \(sourceImageID), CASE WHEN \(status.rawValue) = 'running' THEN now() END)
@@ -56,7 +59,8 @@ public struct Generations {
     }
 
     public func markSucceeded(_ id: String) throws {
-        try db.execute("""
+        try db.execute(
+            """
             UPDATE generations SET status = 'succeeded', error = NULL, pending_outputs = NULL,
                    completed_at = now(), updated_at = now(), started_at = COALESCE(started_at, now())
             WHERE id = \(id) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
@@ -66,11 +70,13 @@ public struct Generations {
     /// Ends the job as failed (or canceled) with a message for the user, and refunds it once.
     public func markFailed(_ id: String, error: String, status: GenerationStatus = .failed) throws {
         let refundedTask = try db.transaction { () -> String? in
-            let task = try db.query("""
+            let task = try db.query(
+                """
                 UPDATE generations SET status = \(status.rawValue), error = \(error), completed_at = now(), updated_at = now()
                 WHERE id = \(id) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
                 RETURNING task
-                """).first?.get("task", as: String.self)
+                """
+            ).first?.get("task", as: String.self)
             return try ledger.refund(generationID: id) ? task ?? "unknown" : nil
         }
         if let refundedTask {

@@ -11,31 +11,39 @@ public enum PromptEnhancer {
     }
 
     static let rules: [Rule] = [
-        Rule(keywords: ["portrait", "face", "woman", "man", "girl", "boy", "person", "child", "people"],
-             detail: "expressive eyes, natural skin texture", lighting: "soft key light with gentle rim light",
-             composition: "85mm lens, head-and-shoulders framing, blurred background"),
-        Rule(keywords: ["cat", "dog", "bird", "fox", "horse", "animal", "owl", "wolf", "lion", "tiger"],
-             detail: "fine fur texture, alert expression", lighting: "soft natural daylight",
-             composition: "eye-level close-up, shallow depth of field"),
-        Rule(keywords: ["food", "cake", "coffee", "dish", "fruit", "bread", "pizza", "tea"],
-             detail: "appetising texture, fresh garnish", lighting: "diffused window light from the side",
-             composition: "45-degree overhead angle, clean tabletop"),
-        Rule(keywords: ["space", "planet", "galaxy", "star", "nebula", "moon", "astronaut", "rocket"],
-             detail: "glowing nebula clouds, distant stars", lighting: "dramatic rim light from a nearby star",
-             composition: "vast sense of scale, centred subject"),
-        Rule(keywords: ["car", "robot", "machine", "ship", "train", "vehicle", "spaceship"],
-             detail: "precise mechanical detail, subtle wear", lighting: "studio lighting with specular highlights",
-             composition: "three-quarter view, dynamic angle"),
-        Rule(keywords: ["mountain", "landscape", "valley", "forest", "lake", "sea", "ocean", "beach", "desert", "field", "river"],
-             detail: "layered depth, atmospheric haze", lighting: "golden hour sunlight",
-             composition: "wide-angle vista, rule of thirds, leading lines"),
-        Rule(keywords: ["city", "street", "building", "skyline", "town", "architecture", "bridge"],
-             detail: "intricate architectural detail, reflections on wet pavement", lighting: "blue hour with warm window light",
-             composition: "low-angle perspective, strong vertical lines"),
+        Rule(
+            keywords: ["portrait", "face", "woman", "man", "girl", "boy", "person", "child", "people"],
+            detail: "expressive eyes, natural skin texture", lighting: "soft key light with gentle rim light",
+            composition: "85mm lens, head-and-shoulders framing, blurred background"),
+        Rule(
+            keywords: ["cat", "dog", "bird", "fox", "horse", "animal", "owl", "wolf", "lion", "tiger"],
+            detail: "fine fur texture, alert expression", lighting: "soft natural daylight",
+            composition: "eye-level close-up, shallow depth of field"),
+        Rule(
+            keywords: ["food", "cake", "coffee", "dish", "fruit", "bread", "pizza", "tea"],
+            detail: "appetising texture, fresh garnish", lighting: "diffused window light from the side",
+            composition: "45-degree overhead angle, clean tabletop"),
+        Rule(
+            keywords: ["space", "planet", "galaxy", "star", "nebula", "moon", "astronaut", "rocket"],
+            detail: "glowing nebula clouds, distant stars", lighting: "dramatic rim light from a nearby star",
+            composition: "vast sense of scale, centred subject"),
+        Rule(
+            keywords: ["car", "robot", "machine", "ship", "train", "vehicle", "spaceship"],
+            detail: "precise mechanical detail, subtle wear", lighting: "studio lighting with specular highlights",
+            composition: "three-quarter view, dynamic angle"),
+        Rule(
+            keywords: ["mountain", "landscape", "valley", "forest", "lake", "sea", "ocean", "beach", "desert", "field", "river"],
+            detail: "layered depth, atmospheric haze", lighting: "golden hour sunlight",
+            composition: "wide-angle vista, rule of thirds, leading lines"),
+        Rule(
+            keywords: ["city", "street", "building", "skyline", "town", "architecture", "bridge"],
+            detail: "intricate architectural detail, reflections on wet pavement", lighting: "blue hour with warm window light",
+            composition: "low-angle perspective, strong vertical lines"),
     ]
 
-    static let fallback = Rule(keywords: [], detail: "rich detail, clear focal point", lighting: "balanced natural lighting",
-                               composition: "thoughtful composition, rule of thirds")
+    static let fallback = Rule(
+        keywords: [], detail: "rich detail, clear focal point", lighting: "balanced natural lighting",
+        composition: "thoughtful composition, rule of thirds")
 
     public static func enhance(_ prompt: String, style: Catalog.Style) -> String {
         let trimmed = prompt.trimmingWhitespace().description

@@ -88,41 +88,48 @@ public struct ShareLinks {
         case .video(let id): (imageID, videoID) = (nil, id)
         }
         func existing() throws -> Link? {
-            try db.query("""
+            try db.query(
+                """
                 UPDATE share_links SET show_username = \(showUsername)
                 WHERE user_id = \(userID) AND revoked_at IS NULL
                   AND (image_id = \(imageID) OR video_id = \(videoID))
                 RETURNING \(Link.columns)
-                """).records(Link.self).first
+                """
+            ).records(Link.self).first
         }
         if let link = try existing() { return (link, false) }
         // The item must be the user's and finished; a concurrent share of the same item loses to the
         // partial unique index and answers the winner's link.
-        let inserted = try db.query("""
+        let inserted = try db.query(
+            """
             INSERT INTO share_links (user_id, image_id, video_id, show_username)
             SELECT \(userID), \(imageID)::uuid, \(videoID)::uuid, \(showUsername)
             WHERE EXISTS (SELECT 1 FROM images WHERE id = \(imageID) AND user_id = \(userID) AND storage_key IS NOT NULL)
                OR EXISTS (SELECT 1 FROM videos WHERE id = \(videoID) AND user_id = \(userID) AND storage_key IS NOT NULL)
             ON CONFLICT DO NOTHING
             RETURNING \(Link.columns)
-            """).records(Link.self).first
+            """
+        ).records(Link.self).first
         if let inserted { return (inserted, true) }
         return try existing().map { ($0, false) }
     }
 
     /// The user's live links, newest first (at most `listLimit`), and whether there are more.
     public func live(userID: String) throws -> (links: [Link], more: Bool) {
-        let links = try db.query("""
+        let links = try db.query(
+            """
             SELECT \(Link.columns) FROM share_links WHERE user_id = \(userID) AND revoked_at IS NULL
             ORDER BY created_at DESC, id DESC LIMIT \(Self.listLimit + 1)
-            """).records(Link.self)
+            """
+        ).records(Link.self)
         return (Array(links.prefix(Self.listLimit)), links.count > Self.listLimit)
     }
 
     /// Revokes the user's live link `id`; false when there is none.
     public func revoke(id: String, userID: String) throws -> Bool {
         guard UUIDText.isValid(id) else { return false }
-        return try db.execute("""
+        return try db.execute(
+            """
             UPDATE share_links SET revoked_at = now() WHERE id = \(id) AND user_id = \(userID) AND revoked_at IS NULL
             """) == 1
     }
@@ -164,10 +171,12 @@ public struct ShareLinks {
     /// Nil for a token that is not ours, a revoked link, or a deleted item (its link went with it).
     public func open(token: String, countView: Bool) throws -> Shared? {
         guard let id = id(fromToken: token) else { return nil }
-        let link: SQLQuery = countView
+        let link: SQLQuery =
+            countView
             ? "UPDATE share_links SET views = views + 1 WHERE id = \(id) AND revoked_at IS NULL RETURNING user_id, image_id, video_id, show_username"
             : "SELECT user_id, image_id, video_id, show_username FROM share_links WHERE id = \(id) AND revoked_at IS NULL"
-        return try db.query("""
+        return try db.query(
+            """
             WITH link AS (\(link))
             SELECT link.image_id, coalesce(i.storage_key, v.storage_key), v.poster_key, coalesce(i.prompt, v.prompt),
                    i.kind, coalesce(i.width, v.width), coalesce(i.height, v.height), coalesce(i.model, v.model),
@@ -176,6 +185,7 @@ public struct ShareLinks {
             LEFT JOIN images i ON i.id = link.image_id
             LEFT JOIN videos v ON v.id = link.video_id
             WHERE coalesce(i.storage_key, v.storage_key) IS NOT NULL
-            """).records(Shared.self).first
+            """
+        ).records(Shared.self).first
     }
 }

@@ -35,8 +35,10 @@ public struct HTTPClient: Sendable {
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
-    public func send(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
-                     basicAuth: (user: String, password: String)? = nil) throws -> Response {
+    public func send(
+        method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
+        basicAuth: (user: String, password: String)? = nil
+    ) throws -> Response {
         guard let handle = curl_easy_init() else { throw Failure(description: "curl_easy_init failed") }
         defer { curl_easy_cleanup(handle) }
         let sink = TransferSink(limit: maxResponseBytes)
@@ -73,7 +75,8 @@ public struct HTTPClient: Sendable {
         if let body {
             code = body.withUnsafeBytes { raw -> CURLcode in
                 atl_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, raw.count)
-                atl_curl_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+                atl_curl_setopt_pointer(
+                    handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
                 return curl_easy_perform(handle)
             }
         } else {
@@ -83,8 +86,9 @@ public struct HTTPClient: Sendable {
         guard code == CURLE_OK else {
             var requestBytes = 0
             atl_curl_getinfo_long(handle, CURLINFO_REQUEST_SIZE, &requestBytes)
-            throw Failure(description: "\(method) \(Self.redacted(url)): \(String(cString: curl_easy_strerror(code)))",
-                          notSent: requestBytes == 0)
+            throw Failure(
+                description: "\(method) \(Self.redacted(url)): \(String(cString: curl_easy_strerror(code)))",
+                notSent: requestBytes == 0)
         }
         var status = 0
         atl_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
@@ -126,4 +130,3 @@ final class TransferSink {
         headers.append((name, value))
     }
 }
-

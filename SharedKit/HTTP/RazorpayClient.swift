@@ -1,3 +1,5 @@
+public import SharedKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,7 +8,6 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-public import SharedKit
 
 /// Razorpay's subscriptions API over libcurl with Basic auth. A GET is retried after 429, 5xx and
 /// transport errors; a POST (a create or a cancel) only after 429 or when no byte of it left this machine:
@@ -60,7 +61,8 @@ public struct RazorpayClient: Sendable {
 
     /// Razorpay ids are ASCII letters, digits and underscores: only such a value goes into a URL.
     static func isID(_ text: String) -> Bool {
-        !text.isEmpty && text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+        !text.isEmpty
+            && text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
     }
 
     /// The plan (GET /v1/plans/{id}). `quick`: one attempt of at most two seconds (a public page waits).
@@ -107,9 +109,10 @@ public struct RazorpayClient: Sendable {
             attempt += 1
             let response: HTTPClient.Response
             do {
-                response = try http.send(method: method, url: base + path,
-                                         headers: body == nil ? [] : [("Content-Type", "application/json")], body: body,
-                                         basicAuth: (keyID, keySecret))
+                response = try http.send(
+                    method: method, url: base + path,
+                    headers: body == nil ? [] : [("Content-Type", "application/json")], body: body,
+                    basicAuth: (keyID, keySecret))
             } catch let failure as HTTPClient.Failure {
                 if idempotent || failure.notSent, attempt < attempts { usleep(UInt32(300_000 * attempt)); continue }
                 if !idempotent && !failure.notSent { throw Uncertain(description: "razorpay: \(failure)") }
@@ -126,8 +129,9 @@ public struct RazorpayClient: Sendable {
                 throw DependencyUnavailable(.provider, detail: "razorpay: HTTP \(response.status)")
             default:
                 let description = (try? JSON.decoder().decode(JSONValue.self, from: Data(response.body)))?["error"]?["description"]?.string
-                throw HTTPError(.badGateway, code: "payment_provider_error",
-                                message: "The payment provider refused this: \(description ?? "HTTP \(response.status)").")
+                throw HTTPError(
+                    .badGateway, code: "payment_provider_error",
+                    message: "The payment provider refused this: \(description ?? "HTTP \(response.status)").")
             }
         }
     }

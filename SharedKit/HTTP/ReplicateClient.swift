@@ -1,3 +1,5 @@
+public import SharedKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,7 +8,6 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-public import SharedKit
 
 /// Replicate's predictions API over libcurl; provider errors become messages a user understands.
 ///
@@ -63,7 +64,8 @@ public struct ReplicateClient: Sendable {
 
         init(_ config: Config) {
             image = config.string("REPLICATE_MODEL_IMAGE") ?? "black-forest-labs/flux-schnell"
-            upscale = config.string("REPLICATE_MODEL_UPSCALE")
+            upscale =
+                config.string("REPLICATE_MODEL_UPSCALE")
                 ?? "nightmareai/real-esrgan:f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa"
             inpaint = config.string("REPLICATE_MODEL_INPAINT") ?? "black-forest-labs/flux-fill-dev"
             video = config.string("REPLICATE_MODEL_VIDEO") ?? "minimax/video-01"
@@ -151,8 +153,9 @@ public struct ReplicateClient: Sendable {
         // The connection must outlast the wait Replicate is asked for, or every slow answer is a timeout.
         var patient = http
         patient.timeoutMs = max(http.timeoutMs, (waitSeconds + 5) * 1000)
-        var prediction = try send("POST", path, body: try JSON.encode(JSONValue.object(body)),
-                                  extraHeaders: [("Prefer", "wait=\(waitSeconds)")], client: patient)
+        var prediction = try send(
+            "POST", path, body: try JSON.encode(JSONValue.object(body)),
+            extraHeaders: [("Prefer", "wait=\(waitSeconds)")], client: patient)
         let deadline = Monotonic.now() + Int64(waitSeconds) * 1_000_000_000
         while !prediction.isTerminal, Monotonic.now() < deadline {
             usleep(500_000)
@@ -171,8 +174,10 @@ public struct ReplicateClient: Sendable {
         try send("POST", "/predictions/\(Self.escape(id))/cancel", body: nil)
     }
 
-    func send(_ method: String, _ path: String, body: [UInt8]?, extraHeaders: [(String, String)] = [],
-              client: HTTPClient? = nil, throttledThrows: Bool = false) throws -> Prediction {
+    func send(
+        _ method: String, _ path: String, body: [UInt8]?, extraHeaders: [(String, String)] = [],
+        client: HTTPClient? = nil, throttledThrows: Bool = false
+    ) throws -> Prediction {
         let response = try sendRaw(method, path, body: body, extraHeaders: extraHeaders, client: client, throttledThrows: throttledThrows)
         do {
             return try JSON.decoder().decode(Prediction.self, from: Data(response))
@@ -184,8 +189,10 @@ public struct ReplicateClient: Sendable {
     }
 
     /// One call with the retries its method allows (see the type's comment); the 2xx body.
-    func sendRaw(_ method: String, _ path: String, body: [UInt8]?, extraHeaders: [(String, String)],
-                 client: HTTPClient? = nil, throttledThrows: Bool = false) throws -> [UInt8] {
+    func sendRaw(
+        _ method: String, _ path: String, body: [UInt8]?, extraHeaders: [(String, String)],
+        client: HTTPClient? = nil, throttledThrows: Bool = false
+    ) throws -> [UInt8] {
         let http = client ?? self.http
         var headers = [("Authorization", "Bearer \(token)"), ("Accept", "application/json")] + extraHeaders
         if body != nil { headers.append(("Content-Type", "application/json")) }
@@ -207,7 +214,9 @@ public struct ReplicateClient: Sendable {
                 return response.body
             case 429:
                 // Refused before anything was created: safe to send again, after Retry-After.
-                if attempt < maxAttempts, wait(attempt, retryAfter: response.header("Retry-After").flatMap { Double($0) }, deadline: deadline) {
+                if attempt < maxAttempts,
+                    wait(attempt, retryAfter: response.header("Retry-After").flatMap { Double($0) }, deadline: deadline)
+                {
                     continue
                 }
                 if throttledThrows { throw Throttled(description: "HTTP 429 to \(method) \(path) after \(attempt) attempts") }
@@ -217,7 +226,8 @@ public struct ReplicateClient: Sendable {
                 if !idempotent { throw Uncertain(description: "HTTP \(response.status) to \(method) \(path)") }
                 throw DependencyUnavailable(.provider, detail: "HTTP \(response.status) after \(attempt) attempts")
             default:
-                throw DependencyUnavailable(.provider, detail: "HTTP \(response.status): \(String(decoding: response.body.prefix(300), as: UTF8.self))")
+                throw DependencyUnavailable(
+                    .provider, detail: "HTTP \(response.status): \(String(decoding: response.body.prefix(300), as: UTF8.self))")
             }
         }
     }
@@ -231,15 +241,18 @@ public struct ReplicateClient: Sendable {
     /// and says yes, or says no without sleeping when that would pass the deadline.
     func wait(_ attempt: Int, retryAfter: Double?, deadline: Int64) -> Bool {
         let given = retryAfter.flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }  // "-1" or "nan" is no advice
-        let seconds = min(given ?? (0.25 * Double(1 << attempt)) * (0.5 + Double(Random.uniform(1000)) / 1000),
-                          Self.maxRetryAfterSeconds)
+        let seconds = min(
+            given ?? (0.25 * Double(1 << attempt)) * (0.5 + Double(Random.uniform(1000)) / 1000),
+            Self.maxRetryAfterSeconds)
         guard Monotonic.now() + Int64(seconds * 1_000_000_000) < deadline else { return false }
         usleep(UInt32(seconds * 1_000_000))
         return true
     }
 
     static func escape(_ id: String) -> String {
-        String(id.unicodeScalars.filter { $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" }.map(Character.init))
+        String(
+            id.unicodeScalars.filter { $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" }.map(
+                Character.init))
     }
 
     /// The output files of a finished prediction: a string, or a list of strings (URLs or data URIs).

@@ -1,7 +1,8 @@
+public import SharedKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
-public import SharedKit
 
 /// Media in any S3-compatible bucket, path-style (`endpoint/bucket/key`, the default: every S3-compatible
 /// server takes it) or virtual-hosted-style (`bucket.endpoint-host/key`, `S3_ADDRESSING=virtual`, what AWS
@@ -63,7 +64,8 @@ public struct S3MediaStorage: MediaStorage {
         var headers = [("Host", host)]
         if let contentType { headers.append(("Content-Type", contentType)) }
         let payloadHash = body.map { Encoding.hex(Digest.sha256($0)) } ?? S3Signature.emptyPayloadHash
-        headers += signature.sign(method: method, path: path, headers: headers, payloadHash: payloadHash, amzDate: S3Signature.amzDate(now()))
+        headers += signature.sign(
+            method: method, path: path, headers: headers, payloadHash: payloadHash, amzDate: S3Signature.amzDate(now()))
         return try http.send(method: method, url: url, headers: headers, body: body)
     }
 
@@ -128,7 +130,8 @@ public struct S3MediaStorage: MediaStorage {
     /// A pre-signed GET URL (AWS Signature V4, query parameters, UNSIGNED-PAYLOAD).
     public func presignedGET(_ key: String) -> String {
         let (url, host, path) = location(key)
-        return url + "?" + signature.presignedQuery(method: "GET", host: host, path: path, amzDate: S3Signature.amzDate(now()), expires: presignSeconds)
+        return url + "?"
+            + signature.presignedQuery(method: "GET", host: host, path: path, amzDate: S3Signature.amzDate(now()), expires: presignSeconds)
     }
 }
 

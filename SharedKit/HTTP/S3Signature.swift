@@ -1,7 +1,8 @@
+import SharedKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import SharedKit
 
 /// AWS Signature Version 4 for S3, as AWS documents it ("Authenticating Requests: Using the Authorization
 /// Header" and "Using Query Parameters"), checked against AWS's published examples in the tests.
@@ -26,25 +27,38 @@ public struct S3Signature: Sendable {
     /// The headers to add to a request (`x-amz-date`, `x-amz-content-sha256`, `Authorization`), signing
     /// those plus `headers` (which must include `host`, exactly as sent).
     /// - Parameters: path is the URI path as sent (already encoded); query the canonical query string.
-    public func sign(method: String, path: String, query: String = "", headers: [(String, String)], payloadHash: String,
-                     amzDate: String) -> [(String, String)] {
+    public func sign(
+        method: String, path: String, query: String = "", headers: [(String, String)], payloadHash: String,
+        amzDate: String
+    ) -> [(String, String)] {
         let all = headers + [("x-amz-content-sha256", payloadHash), ("x-amz-date", amzDate)]
-        return [("x-amz-content-sha256", payloadHash), ("x-amz-date", amzDate),
-                ("Authorization", authorization(method: method, path: path, query: query, headers: all, payloadHash: payloadHash, amzDate: amzDate))]
+        return [
+            ("x-amz-content-sha256", payloadHash), ("x-amz-date", amzDate),
+            (
+                "Authorization",
+                authorization(method: method, path: path, query: query, headers: all, payloadHash: payloadHash, amzDate: amzDate)
+            ),
+        ]
     }
 
     /// The `Authorization` header's value for a request carrying exactly `headers`, all of them signed.
-    public func authorization(method: String, path: String, query: String, headers: [(String, String)], payloadHash: String,
-                              amzDate: String) -> String {
-        let canonicalHeaders = headers
+    public func authorization(
+        method: String, path: String, query: String, headers: [(String, String)], payloadHash: String,
+        amzDate: String
+    ) -> String {
+        let canonicalHeaders =
+            headers
             .map { (name: $0.0.lowercased(), value: Self.trimmed($0.1)) }
             .sorted { $0.name < $1.name }
         let signedHeaders = canonicalHeaders.map(\.name).joined(separator: ";")
-        let canonical = [method, path, query,
-                         canonicalHeaders.map { "\($0.name):\($0.value)\n" }.joined(),
-                         signedHeaders, payloadHash].joined(separator: "\n")
+        let canonical = [
+            method, path, query,
+            canonicalHeaders.map { "\($0.name):\($0.value)\n" }.joined(),
+            signedHeaders, payloadHash,
+        ].joined(separator: "\n")
         let day = String(amzDate.prefix(8))
-        return "AWS4-HMAC-SHA256 Credential=\(accessKey)/\(scope(day)),SignedHeaders=\(signedHeaders),Signature=\(signature(canonical, amzDate: amzDate))"
+        return
+            "AWS4-HMAC-SHA256 Credential=\(accessKey)/\(scope(day)),SignedHeaders=\(signedHeaders),Signature=\(signature(canonical, amzDate: amzDate))"
     }
 
     /// A pre-signed URL's query (everything but the scheme, host and path), signing the host header only.
@@ -82,7 +96,8 @@ public struct S3Signature: Sendable {
         var parts = tm()
         gmtime_r(&t, &parts)
         func pad(_ n: Int32, _ w: Int = 2) -> String { let s = String(n); return String(repeating: "0", count: max(0, w - s.count)) + s }
-        return "\(pad(parts.tm_year + 1900, 4))\(pad(parts.tm_mon + 1))\(pad(parts.tm_mday))T\(pad(parts.tm_hour))\(pad(parts.tm_min))\(pad(parts.tm_sec))Z"
+        return
+            "\(pad(parts.tm_year + 1900, 4))\(pad(parts.tm_mon + 1))\(pad(parts.tm_mday))T\(pad(parts.tm_hour))\(pad(parts.tm_min))\(pad(parts.tm_sec))Z"
     }
 
     /// RFC 3986 unreserved characters stay; everything else is %XX (and '/' too unless `slash`).

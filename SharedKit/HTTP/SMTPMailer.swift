@@ -97,17 +97,19 @@ public struct SMTPMailer: Mailer {
         let recipients = curl_slist_append(nil, "<\(MailMessage.address(message.to))>")
         defer { curl_slist_free_all(recipients) }
         // curl reads the message through `sourcePointer` during the session: `source` lives until it ends.
-        try withExtendedLifetime(source) { try session(failure: "SMTP delivery via \(server) failed") { handle in
-            atl_curl_setopt_string(handle, CURLOPT_MAIL_FROM, "<\(MailMessage.address(from))>")
-            atl_curl_setopt_slist(handle, CURLOPT_MAIL_RCPT, recipients)
-            atl_curl_setopt_long(handle, CURLOPT_UPLOAD, 1)
-            atl_curl_setopt_read_function(handle) { buffer, size, count, user in
-                let source = Unmanaged<UploadSource>.fromOpaque(user!).takeUnretainedValue()
-                return source.read(into: buffer!, capacity: size * count)
+        try withExtendedLifetime(source) {
+            try session(failure: "SMTP delivery via \(server) failed") { handle in
+                atl_curl_setopt_string(handle, CURLOPT_MAIL_FROM, "<\(MailMessage.address(from))>")
+                atl_curl_setopt_slist(handle, CURLOPT_MAIL_RCPT, recipients)
+                atl_curl_setopt_long(handle, CURLOPT_UPLOAD, 1)
+                atl_curl_setopt_read_function(handle) { buffer, size, count, user in
+                    let source = Unmanaged<UploadSource>.fromOpaque(user!).takeUnretainedValue()
+                    return source.read(into: buffer!, capacity: size * count)
+                }
+                atl_curl_setopt_pointer(handle, CURLOPT_READDATA, sourcePointer)
+                return curl_easy_perform(handle)
             }
-            atl_curl_setopt_pointer(handle, CURLOPT_READDATA, sourcePointer)
-            return curl_easy_perform(handle)
-        } }
+        }
     }
 }
 
@@ -140,8 +142,9 @@ public enum Mailers {
     /// The SMTP mailer `SMTP_URL`, `SMTP_TLS` and `SMTP_CA_FILE` describe, or nil without `SMTP_URL`.
     public static func smtp(_ config: Config) -> SMTPMailer? {
         guard let url = config.string("SMTP_URL") else { return nil }
-        return SMTPMailer(url: url, from: from(config), tls: config.string("SMTP_TLS").flatMap(SMTPMailer.TLS.init) ?? .auto,
-                          caFile: config.string("SMTP_CA_FILE"))
+        return SMTPMailer(
+            url: url, from: from(config), tls: config.string("SMTP_TLS").flatMap(SMTPMailer.TLS.init) ?? .auto,
+            caFile: config.string("SMTP_CA_FILE"))
     }
 
     static func from(_ config: Config) -> String { config.string("MAIL_FROM") ?? "Atelier <no-reply@atelier.local>" }

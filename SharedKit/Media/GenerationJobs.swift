@@ -1,5 +1,4 @@
 import Logging
-
 public import SharedKit
 
 /// The one flow every generation takes (images, videos, transforms): reserve the quota and record the job,
@@ -61,11 +60,14 @@ public struct GenerationJobs {
                 } catch {
                     for key in written { try? storage.delete(key: key) }
                     written = []
-                    context.logger.error("local job failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+                    context.logger.error(
+                        "local job failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
                     let storageDown = error is DependencyUnavailable
                     let what = task == .video ? "video" : "image"
-                    try generations.markFailed(generationID, error: storageDown
-                        ? "The \(what) could not be saved; your quota was refunded. Please try again." : failure)
+                    try generations.markFailed(
+                        generationID,
+                        error: storageDown
+                            ? "The \(what) could not be saved; your quota was refunded. Please try again." : failure)
                     return .failure(storageDown ? error : HTTPError(.internalServerError, code: "generation_failed", message: failure))
                 }
             }

@@ -185,7 +185,9 @@ final class VipsRef {
     }
 
     /// Runs an operation that makes a new image from this one.
-    func apply(_ operation: (UnsafeMutablePointer<VipsImage>, UnsafeMutablePointer<UnsafeMutablePointer<VipsImage>?>) -> Int32) throws -> VipsRef {
+    func apply(
+        _ operation: (UnsafeMutablePointer<VipsImage>, UnsafeMutablePointer<UnsafeMutablePointer<VipsImage>?>) -> Int32
+    ) throws -> VipsRef {
         var out: UnsafeMutablePointer<VipsImage>?
         guard operation(pointer, &out) == 0, let out else { throw Imaging.failure("image operation failed") }
         return VipsRef(owning: out)
@@ -202,4 +204,3 @@ final class VipsRef {
         RGBImage(width: Int(vips_image_get_width(pointer)), height: Int(vips_image_get_height(pointer)), pixels: try memory())
     }
 }
-

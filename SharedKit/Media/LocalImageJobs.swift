@@ -1,5 +1,4 @@
 import Logging
-
 public import SharedKit
 
 /// Images the embedded provider finishes inside the request: render or transform, encode, store the file
@@ -26,11 +25,13 @@ public struct LocalImageJobs {
         try storage.put(try Imaging.encode(image, as: .webp, quality: 92, mark: nil), key: key, contentType: "image/webp")
         do {
             try storage.put(try Imaging.thumbnail(image, mark: nil), key: thumbnailKey, contentType: "image/webp")
-            return try context.db.query("""
+            return try context.db.query(
+                """
                 INSERT INTO images (user_id, storage_key, thumbnail_key, kind, width, height, status, completed_at)
                 VALUES (\(userID), \(key), \(thumbnailKey), \(ImageKind.uploaded.rawValue), \(image.width), \(image.height), 'succeeded', now())
                 RETURNING \(ImageRecord.columns)
-                """).records(ImageRecord.self)[0]
+                """
+            ).records(ImageRecord.self)[0]
         } catch {
             try? storage.delete(key: key)
             try? storage.delete(key: thumbnailKey)
@@ -60,13 +61,15 @@ public struct LocalImageJobs {
             written.append(key)
             try storage.put(thumbnail, key: thumbnailKey, contentType: "image/webp")
             written.append(thumbnailKey)
-            return try context.db.query("""
+            return try context.db.query(
+                """
                 INSERT INTO images (user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id,
                                     width, height, model, seed, status, generation_id, completed_at)
                 VALUES (\(userID), \(key), \(thumbnailKey), \(prompt), \(style), \(colour), \(kind.rawValue), \(sourceImageID),
                         \(image.width), \(image.height), \(mark.model), \(seed), 'succeeded', \(generationID), now())
                 RETURNING \(ImageRecord.columns)
-                """).records(ImageRecord.self)[0]
+                """
+            ).records(ImageRecord.self)[0]
         }
         return Stored(generationID: done.generationID, image: done.output)
     }

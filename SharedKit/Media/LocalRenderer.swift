@@ -1,7 +1,8 @@
+public import SharedKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
-public import SharedKit
 
 /// The embedded provider's image maker: a procedural painting derived from the prompt, style, colour
 /// and seed. The same inputs give the same pixels; a different word, style or colour gives visibly
@@ -24,8 +25,10 @@ public struct LocalRenderer: Sendable {
         return (max(16, Int((w * scale).rounded())), max(16, Int((h * scale).rounded())))
     }
 
-    public func render(prompt: String, style: Catalog.Style, colour: Catalog.Colour, ratio: Catalog.AspectRatio, seed: Int64,
-                       phase: Double = 0) -> RGBImage {
+    public func render(
+        prompt: String, style: Catalog.Style, colour: Catalog.Colour, ratio: Catalog.AspectRatio, seed: Int64,
+        phase: Double = 0
+    ) -> RGBImage {
         let (width, height) = size(for: ratio)
         let scene = Scene(prompt: prompt, style: style.id, colour: colour, seed: seed)
         var pixels = [UInt8](repeating: 0, count: width * height * 3)
@@ -47,9 +50,14 @@ public struct LocalRenderer: Sendable {
     }
 
     /// A short loop: `count` frames of the same scene drifting.
-    public func frames(prompt: String, style: Catalog.Style, colour: Catalog.Colour, ratio: Catalog.AspectRatio, seed: Int64,
-                       count: Int) -> [RGBImage] {
-        (0..<count).map { render(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed, phase: 2 * Double.pi * Double($0) / Double(count)) }
+    public func frames(
+        prompt: String, style: Catalog.Style, colour: Catalog.Colour, ratio: Catalog.AspectRatio, seed: Int64,
+        count: Int
+    ) -> [RGBImage] {
+        (0..<count).map {
+            render(
+                prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed, phase: 2 * Double.pi * Double($0) / Double(count))
+        }
     }
 
     /// Fills the masked pixels (mask > 127) from their surroundings with a push-pull pyramid: known
@@ -95,7 +103,8 @@ public struct LocalRenderer: Sendable {
                     let f = y * fine.w + x
                     let missing = 1 - fine.weight[f]
                     if missing <= 0 { continue }
-                    let gx = min(Float(coarse.w - 1), max(0, (Float(x) - 0.5) / 2)), gy = min(Float(coarse.h - 1), max(0, (Float(y) - 0.5) / 2))
+                    let gx = min(Float(coarse.w - 1), max(0, (Float(x) - 0.5) / 2)),
+                        gy = min(Float(coarse.h - 1), max(0, (Float(y) - 0.5) / 2))
                     let x0 = Int(gx), y0 = Int(gy), x1 = min(x0 + 1, coarse.w - 1), y1 = min(y0 + 1, coarse.h - 1)
                     let fx = gx - Float(x0), fy = gy - Float(y0)
                     for c in 0..<3 {

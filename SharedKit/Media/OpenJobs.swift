@@ -1,10 +1,11 @@
+public import SharedKit
+import SharedKitHTTP
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-public import SharedKit
-import SharedKitHTTP
 
 /// Moving an open generation forward when its webhook never came: what maintenance-cron does for every
 /// job that waited too long, and what an admin does for one job from the stuck-job view.
@@ -56,10 +57,14 @@ public struct OpenJobs {
     /// The maintenance step for one open Replicate job: copy pending outputs, ask the provider about a job
     /// it knows, start a deferred one, or look for the prediction of a lost create answer.
     public func reconcile(_ generationID: String) throws -> Step {
-        guard let jobs = replicate, let row = try context.db.query("""
-            SELECT provider_id, pending_outputs IS NOT NULL AS pending, deferred_start::text AS deferred_start FROM generations
-            WHERE id = \(generationID) AND provider = 'replicate' AND status IN \(GenerationStatus.sql(GenerationStatus.open))
-            """).first else { return .none }
+        guard let jobs = replicate,
+            let row = try context.db.query(
+                """
+                SELECT provider_id, pending_outputs IS NOT NULL AS pending, deferred_start::text AS deferred_start FROM generations
+                WHERE id = \(generationID) AND provider = 'replicate' AND status IN \(GenerationStatus.sql(GenerationStatus.open))
+                """
+            ).first
+        else { return .none }
         if try row.get("pending") {
             return try jobs.copyPending(generationID) ? .copied : .copyFailed
         }
@@ -80,18 +85,23 @@ public struct OpenJobs {
     /// Cancels the job at the provider (best effort), fails it and refunds it once; its inpainting mask goes.
     public func timeOut(_ generationID: String, providerID: String?, maskKey: String?) throws {
         if let jobs = replicate, let providerID { _ = try? jobs.client.cancel(providerID) }
-        try Generations(context).markFailed(generationID, error: "The job took too long and was stopped; your quota was refunded.", status: .failed)
+        try Generations(context).markFailed(
+            generationID, error: "The job took too long and was stopped; your quota was refunded.", status: .failed)
         if let maskKey { try? context.media.delete(key: maskKey) }
     }
 
     /// One job by hand: reconcile it, then stop it if it is still open past its timeout.
     public func settle(_ generationID: String, timeouts: Timeouts) throws -> Step {
         let step = try reconcile(generationID)
-        guard let row = try context.db.query("""
-            SELECT provider_id, input->>'mask_key' AS mask_key, task,
-                   created_at < now() - make_interval(secs => CASE WHEN task = 'video' THEN \(timeouts.video)::integer ELSE \(timeouts.image)::integer END) AS overdue
-            FROM generations WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
-            """).first, try row.get("overdue", as: Bool.self) else { return step }
+        guard
+            let row = try context.db.query(
+                """
+                SELECT provider_id, input->>'mask_key' AS mask_key, task,
+                       created_at < now() - make_interval(secs => CASE WHEN task = 'video' THEN \(timeouts.video)::integer ELSE \(timeouts.image)::integer END) AS overdue
+                FROM generations WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
+                """
+            ).first, try row.get("overdue", as: Bool.self)
+        else { return step }
         try timeOut(generationID, providerID: try row.get("provider_id"), maskKey: try row.get("mask_key"))
         return .timedOut
     }

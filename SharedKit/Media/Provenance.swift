@@ -1,7 +1,8 @@
+public import SharedKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
-public import SharedKit
 
 /// The machine-readable mark every image and video Atelier makes carries (EU AI Act Art. 50(2)): IPTC's
 /// Digital Source Type, the generator and the creation time, as an XMP packet written into the file.
@@ -122,6 +123,7 @@ public struct Provenance: Sendable, Equatable {
         var parts = tm()
         gmtime_r(&time, &parts)
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+        return
+            "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
     }
 }

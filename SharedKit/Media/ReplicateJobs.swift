@@ -1,11 +1,12 @@
+import Logging
+public import SharedKit
+public import SharedKitHTTP
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import Logging
-public import SharedKit
-public import SharedKitHTTP
 
 /// Generations run by Replicate. A job is created with a webhook and answered 202; the webhook (or the
 /// reconciler, when a webhook never comes) moves it forward. Outputs are copied into our own storage at
@@ -47,7 +48,8 @@ public struct ReplicateJobs {
     public func start(generationID: String, model: String, input: [String: JSONValue]) throws {
         do {
             let prediction = try client.create(model: model, input: input, reference: generationID)
-            try context.db.execute("""
+            try context.db.execute(
+                """
                 UPDATE generations SET provider_id = \(prediction.id),
                        provider_status = \(prediction.status), provider_checked_at = now(),
                        status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
@@ -57,19 +59,26 @@ public struct ReplicateJobs {
                 """)
             if prediction.isTerminal { try apply(prediction) }
         } catch let uncertain as ReplicateClient.Uncertain {
-            context.logger.warning("replicate create uncertain; waiting for its webhook or the reconciler",
-                                   metadata: ["generation.id": .string(generationID), "error": .string(uncertain.description)])
+            context.logger.warning(
+                "replicate create uncertain; waiting for its webhook or the reconciler",
+                metadata: ["generation.id": .string(generationID), "error": .string(uncertain.description)])
         } catch let throttled as ReplicateClient.Throttled {
             // Refused, so nothing exists at Replicate: the job waits, queued, for maintenance-cron to start it.
-            context.logger.notice("replicate throttled; the job is started later", metadata: [
-                "generation.id": .string(generationID), "error": .string(throttled.description)])
-            try context.db.execute("""
+            context.logger.notice(
+                "replicate throttled; the job is started later",
+                metadata: [
+                    "generation.id": .string(generationID), "error": .string(throttled.description),
+                ])
+            try context.db.execute(
+                """
                 UPDATE generations SET deferred_start = \(DeferredStart(model: model, input: input).json)::jsonb, updated_at = now()
                 WHERE id = \(generationID) AND status = 'queued'
                 """)
         } catch {
-            context.logger.error("replicate create failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
-            try generations.markFailed(generationID, error: "The image provider is unavailable right now; your quota was refunded. Please try again.")
+            context.logger.error(
+                "replicate create failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+            try generations.markFailed(
+                generationID, error: "The image provider is unavailable right now; your quota was refunded. Please try again.")
             throw error is DependencyUnavailable ? error : DependencyUnavailable(.provider, detail: "\(error)")
         }
     }
@@ -89,7 +98,8 @@ public struct ReplicateJobs {
         public init?(json text: String) {
             let bytes = Array(text.utf8)
             guard let value = bytes.withUnsafeBufferPointer({ JSONValue.parse($0) }), let model = value["model"]?.string,
-                  case .object(let input)? = value["input"] else { return nil }
+                case .object(let input)? = value["input"]
+            else { return nil }
             self.init(model: model, input: input)
         }
 
@@ -104,20 +114,23 @@ public struct ReplicateJobs {
     public func startDeferred(generationID: String, _ deferred: DeferredStart) throws -> Bool {
         // Claimed before sending: if this process dies after Replicate took the job, nothing sends it
         // again; the prediction is adopted through its webhook URL like any lost answer.
-        let claimed = try context.db.execute("""
+        let claimed = try context.db.execute(
+            """
             UPDATE generations SET deferred_start = NULL, updated_at = now()
             WHERE id = \(generationID) AND status = 'queued' AND deferred_start IS NOT NULL
             """)
         guard claimed == 1 else { return true }
         func putBack() throws {
-            try context.db.execute("""
+            try context.db.execute(
+                """
                 UPDATE generations SET deferred_start = \(deferred.json)::jsonb, updated_at = now()
                 WHERE id = \(generationID) AND status = 'queued' AND provider_id IS NULL
                 """)
         }
         do {
             let prediction = try client.create(model: deferred.model, input: deferred.input, reference: generationID)
-            try context.db.execute("""
+            try context.db.execute(
+                """
                 UPDATE generations SET provider_id = \(prediction.id), deferred_start = NULL,
                        provider_status = \(prediction.status), provider_checked_at = now(),
                        status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
@@ -144,12 +157,14 @@ public struct ReplicateJobs {
     /// id if it is still waiting for one. The row (id, status), or nil when nothing matches.
     func adopt(_ prediction: ReplicateClient.Prediction) throws -> PostgresRow? {
         guard let generationID = prediction.generationReference else { return nil }
-        return try context.db.query("""
+        return try context.db.query(
+            """
             UPDATE generations SET provider_id = \(prediction.id), updated_at = now(),
                    provider_status = \(prediction.status), provider_checked_at = now()
             WHERE id = \(generationID) AND provider = 'replicate' AND provider_id IS NULL AND status IN \(GenerationStatus.sql(GenerationStatus.open))
             RETURNING id, status
-            """).first
+            """
+        ).first
     }
 
     /// Moves the generation of a prediction forward (never back). On success the outputs are recorded as
@@ -159,13 +174,17 @@ public struct ReplicateJobs {
     public func apply(_ prediction: ReplicateClient.Prediction, copyLater: Bool = false) throws -> Bool {
         // Finding an open job records what the provider said of it (the admins' stuck-job view shows it);
         // a late word about a finished job changes nothing.
-        guard let row = try context.db.query("""
-            UPDATE generations SET
-                   provider_status = CASE WHEN status IN \(GenerationStatus.sql(GenerationStatus.open)) THEN \(prediction.status) ELSE provider_status END,
-                   provider_checked_at = CASE WHEN status IN \(GenerationStatus.sql(GenerationStatus.open)) THEN now() ELSE provider_checked_at END
-            WHERE provider = 'replicate' AND provider_id = \(prediction.id)
-            RETURNING id, status
-            """).first ?? (try adopt(prediction)) else {
+        guard
+            let row = try context.db.query(
+                """
+                UPDATE generations SET
+                       provider_status = CASE WHEN status IN \(GenerationStatus.sql(GenerationStatus.open)) THEN \(prediction.status) ELSE provider_status END,
+                       provider_checked_at = CASE WHEN status IN \(GenerationStatus.sql(GenerationStatus.open)) THEN now() ELSE provider_checked_at END
+                WHERE provider = 'replicate' AND provider_id = \(prediction.id)
+                RETURNING id, status
+                """
+            ).first ?? (try adopt(prediction))
+        else {
             context.logger.notice("webhook for an unknown prediction", metadata: ["prediction.id": .string(prediction.id)])
             return false
         }
@@ -174,7 +193,8 @@ public struct ReplicateJobs {
         case "starting":
             return true
         case "processing":
-            try context.db.execute("""
+            try context.db.execute(
+                """
                 UPDATE generations SET status = 'running', started_at = COALESCE(started_at, now()), updated_at = now()
                 WHERE id = \(id) AND status = 'queued'
                 """)
@@ -184,7 +204,8 @@ public struct ReplicateJobs {
                 try generations.markFailed(id, error: "The provider returned no result; your quota was refunded.")
                 return true
             }
-            try context.db.execute("""
+            try context.db.execute(
+                """
                 UPDATE generations SET status = 'running', pending_outputs = \(PostgresJSON(files)),
                        started_at = COALESCE(started_at, now()), updated_at = now()
                 WHERE id = \(id) AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NULL
@@ -196,9 +217,11 @@ public struct ReplicateJobs {
             }
         default:
             let status: GenerationStatus = prediction.status == "failed" ? .failed : .canceled
-            try generations.markFailed(id, error: ReplicateClient.userMessage(for: prediction.error, status: prediction.status), status: status)
+            try generations.markFailed(
+                id, error: ReplicateClient.userMessage(for: prediction.error, status: prediction.status), status: status)
             if let maskKey = try context.db.query("SELECT input->>'mask_key' AS mask_key FROM generations WHERE id = \(id)").first?
-                .get("mask_key", as: String?.self) {
+                .get("mask_key", as: String?.self)
+            {
                 discard([maskKey])
             }
         }
@@ -209,10 +232,14 @@ public struct ReplicateJobs {
     /// left for the reconciler; after `maxCopyAttempts` the job fails and is refunded.
     @discardableResult
     public func copyPending(_ generationID: String) throws -> Bool {
-        guard let row = try context.db.query("""
-            SELECT user_id, task, input, pending_outputs, copy_attempts, source_image_id FROM generations
-            WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NOT NULL
-            """).first else { return false }
+        guard
+            let row = try context.db.query(
+                """
+                SELECT user_id, task, input, pending_outputs, copy_attempts, source_image_id FROM generations
+                WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NOT NULL
+                """
+            ).first
+        else { return false }
         let userID: String = try row.get("user_id")
         let task: String = try row.get("task")
         let job = try row.get("input", as: PostgresJSON<StoredJob>.self).value
@@ -221,21 +248,26 @@ public struct ReplicateJobs {
         let storage = context.media
         var sourceSize: (width: Int, height: Int)?
         var fromUpload = false
-        if let sourceImageID, let source = try context.db.query("""
-            SELECT width, height FROM images WHERE id = \(sourceImageID)
-            """).first {
+        if let sourceImageID,
+            let source = try context.db.query(
+                """
+                SELECT width, height FROM images WHERE id = \(sourceImageID)
+                """
+            ).first
+        {
             fromUpload = try ImageKind.comesFromUpload(sourceImageID, context.db)
             if task == "inpaint", let width: Int = try source.get("width"), let height: Int = try source.get("height") {
                 sourceSize = (width, height)
             }
         }
         let kindOfTask = Generations.Task(rawValue: task) ?? .image
-        let model = switch kindOfTask {
-        case .image: client.models.image
-        case .upscale: client.models.upscale
-        case .inpaint: client.models.inpaint
-        case .video: client.models.video
-        }
+        let model =
+            switch kindOfTask {
+            case .image: client.models.image
+            case .upscale: client.models.upscale
+            case .inpaint: client.models.inpaint
+            case .video: client.models.video
+            }
         let mark = Provenance.of(task: kindOfTask, model: model, fromUpload: fromUpload, at: context.now())
         var stored: [(key: String, thumbnail: String?, width: Int, height: Int)] = []
         do {
@@ -268,21 +300,24 @@ public struct ReplicateJobs {
                 }
             }
             let claimed = try context.db.transaction { () -> Bool in
-                let claim = try context.db.execute("""
+                let claim = try context.db.execute(
+                    """
                     UPDATE generations SET status = 'succeeded', pending_outputs = NULL, error = NULL, completed_at = now(), updated_at = now()
                     WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NOT NULL
                     """)
                 guard claim == 1 else { return false }
                 for output in stored {
                     if task == "video" {
-                        try context.db.execute("""
+                        try context.db.execute(
+                            """
                             INSERT INTO videos (user_id, storage_key, prompt, style, colour, model, seed, status, generation_id, completed_at)
                             VALUES (\(userID), \(output.key), \(job.prompt ?? ""), \(job.style), \(job.colour), \(model), \(job.seed),
                                     'succeeded', \(generationID), now())
                             """)
                     } else {
                         let kind: ImageKind = kindOfTask == .upscale ? .upscaled : kindOfTask == .inpaint ? .inpainted : .generated
-                        try context.db.execute("""
+                        try context.db.execute(
+                            """
                             INSERT INTO images (user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id,
                                                 width, height, model, seed, status, generation_id, completed_at)
                             VALUES (\(userID), \(output.key), \(output.thumbnail), \(job.prompt ?? ""), \(job.style), \(job.colour), \(kind.rawValue),
@@ -297,10 +332,14 @@ public struct ReplicateJobs {
             return claimed
         } catch {
             discard(stored.flatMap { [$0.key, $0.thumbnail].compactMap { $0 } })
-            context.logger.error("copying provider output failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
-            let attempts = try context.db.query("""
-                UPDATE generations SET copy_attempts = copy_attempts + 1, updated_at = now() WHERE id = \(generationID) RETURNING copy_attempts
-                """).first?.get("copy_attempts", as: Int.self) ?? 0
+            context.logger.error(
+                "copying provider output failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+            let attempts =
+                try context.db.query(
+                    """
+                    UPDATE generations SET copy_attempts = copy_attempts + 1, updated_at = now() WHERE id = \(generationID) RETURNING copy_attempts
+                    """
+                ).first?.get("copy_attempts", as: Int.self) ?? 0
             if attempts >= Self.maxCopyAttempts {
                 try generations.markFailed(generationID, error: "The result could not be saved; your quota was refunded. Please try again.")
                 discard([job.maskKey].compactMap { $0 })
@@ -317,7 +356,8 @@ public struct ReplicateJobs {
     func download(_ reference: String) throws -> [UInt8] {
         if reference.hasPrefix("data:") {
             guard let comma = reference.firstIndex(of: ","), reference[..<comma].hasSuffix(";base64"),
-                  let bytes = Encoding.fromBase64(String(reference[reference.index(after: comma)...])) else {
+                let bytes = Encoding.fromBase64(String(reference[reference.index(after: comma)...]))
+            else {
                 throw ImagingError(description: "unreadable data URI")
             }
             return bytes
@@ -332,7 +372,9 @@ public struct ReplicateJobs {
     }
 
     /// The provider input for a task, with style and colour folded into the prompt.
-    public func input(prompt: String, style: Catalog.Style, colour: Catalog.Colour, ratio: Catalog.AspectRatio, seed: Int64) -> [String: JSONValue] {
+    public func input(
+        prompt: String, style: Catalog.Style, colour: Catalog.Colour, ratio: Catalog.AspectRatio, seed: Int64
+    ) -> [String: JSONValue] {
         [
             "prompt": .string(Catalog.providerPrompt(prompt, style: style, colour: colour)),
             "aspect_ratio": .string(ratio.id),

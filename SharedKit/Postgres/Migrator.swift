@@ -31,8 +31,12 @@ public struct Migrator {
         defer { closedir(dir) }
         var migrations: [Migration] = []
         while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
-            guard name.hasSuffix(".sql"), let underscore = name.firstIndex(of: "_"), let version = Int(name[..<underscore]) else { continue }
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+            }
+            guard name.hasSuffix(".sql"), let underscore = name.firstIndex(of: "_"), let version = Int(name[..<underscore]) else {
+                continue
+            }
             guard let sql = readFile("\(folder)/\(name)") else { throw Failure(description: "cannot read \(folder)/\(name)") }
             migrations.append(Migration(version: version, name: String(name.dropLast(4)), sql: sql))
         }
@@ -50,7 +54,8 @@ public struct Migrator {
         for migration in migrations {
             let didApply = try db.transaction { () -> Bool in
                 try db.execute("SELECT pg_advisory_xact_lock(\(Self.lockKey))")
-                try db.execute("""
+                try db.execute(
+                    """
                     CREATE TABLE IF NOT EXISTS schema_migrations (
                         version integer PRIMARY KEY,
                         name text NOT NULL,

@@ -112,7 +112,9 @@ extension Bool: PostgresEncodable, PostgresDecodable {
         }
     }
     public static func decode(postgresBytes: UnsafeBufferPointer<UInt8>?) throws -> Bool {
-        guard let bytes = postgresBytes, bytes.count == 1 else { return try decode(postgresText: postgresBytes.map { String(decoding: $0, as: UTF8.self) }) }
+        guard let bytes = postgresBytes, bytes.count == 1 else {
+            return try decode(postgresText: postgresBytes.map { String(decoding: $0, as: UTF8.self) })
+        }
         switch bytes[0] {
         case UInt8(ascii: "t"): return true
         case UInt8(ascii: "f"): return false
@@ -177,7 +179,8 @@ public struct PostgresJSON<Value: Codable & Sendable>: PostgresEncodable, Postgr
 /// A one-dimensional `text[]` literal.
 extension Array: PostgresEncodable where Element == String {
     public var postgresText: String {
-        "{" + map { "\"" + $0.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\"" }
+        "{"
+            + map { "\"" + $0.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\"" }
             .joined(separator: ",") + "}"
     }
 }
@@ -223,12 +226,14 @@ public enum PostgresTimestamp {
             return value
         }
         guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
-              let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2) else { return nil }
+            let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2)
+        else { return nil }
         // Only times that exist: timegm would move 2027-13-45 to another day, and year 0 is no year.
         guard chars[4] == UInt8(ascii: "-"), chars[7] == UInt8(ascii: "-"), chars[13] == UInt8(ascii: ":"),
-              chars[16] == UInt8(ascii: ":"), chars[10] == UInt8(ascii: " ") || chars[10] == UInt8(ascii: "T"),
-              year >= 1, (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day),
-              hour < 24, minute < 60, second < 60 else { return nil }
+            chars[16] == UInt8(ascii: ":"), chars[10] == UInt8(ascii: " ") || chars[10] == UInt8(ascii: "T"),
+            year >= 1, (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day),
+            hour < 24, minute < 60, second < 60
+        else { return nil }
         var index = 19
         var fraction = 0.0
         if index < chars.count, chars[index] == UInt8(ascii: ".") {

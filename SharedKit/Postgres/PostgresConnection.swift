@@ -1,7 +1,8 @@
+import CPostgres
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import CPostgres
 
 /// One libpq connection, owned by one function process. It connects on first use, checks before each
 /// statement outside a transaction that the server has not closed it (a restart, `pg_terminate_backend`)
@@ -190,7 +191,10 @@ public final class PostgresConnection {
 
     private func connect() throws -> OpaquePointer {
         let keys = ["dbname", "options", "application_name"]
-        let values = [url, "-c TimeZone=UTC -c DateStyle=ISO -c client_min_messages=warning -c statement_timeout=\(max(timeoutMs * 20, 30_000))", "atelier"]
+        let values = [
+            url, "-c TimeZone=UTC -c DateStyle=ISO -c client_min_messages=warning -c statement_timeout=\(max(timeoutMs * 20, 30_000))",
+            "atelier",
+        ]
         let conn: OpaquePointer? = withCStrings(keys) { k in withCStrings(values) { v in PQconnectStartParams(k, v, 1) } }
         guard let conn else { throw DependencyUnavailable(.database, detail: "out of memory") }
         let deadline = Monotonic.now() + Int64(timeoutMs) * 1_000_000

@@ -1,7 +1,8 @@
+import CPostgres
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import CPostgres
 
 /// The `PGresult` of one statement, freed when the last row read from it goes. Values are read from it
 /// when asked for, so a column nobody reads costs nothing (the listings read each column once).
@@ -98,12 +99,16 @@ public struct PostgresRow: Sendable {
 
     /// The text of a column (nil for NULL).
     public func text(_ column: String) throws -> String? {
-        guard let position = storage.position(of: column) else { throw PostgresDecodingError(column: column, expected: "an existing column") }
+        guard let position = storage.position(of: column) else {
+            throw PostgresDecodingError(column: column, expected: "an existing column")
+        }
         return storage.withBytes(row: row, column: position) { $0.map { String(decoding: $0, as: UTF8.self) } }
     }
 
     public func get<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws -> T {
-        guard let position = storage.position(of: column) else { throw PostgresDecodingError(column: column, expected: "an existing column") }
+        guard let position = storage.position(of: column) else {
+            throw PostgresDecodingError(column: column, expected: "an existing column")
+        }
         do {
             return try storage.withBytes(row: row, column: position) { try T.decode(postgresBytes: $0) }
         } catch let error as PostgresDecodingError where error.column.isEmpty {

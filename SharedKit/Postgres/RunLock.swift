@@ -17,7 +17,8 @@ public struct RunLock {
 
     /// Runs `body` when the lease is free and returns its result; nil when another run holds it.
     public func run<T>(_ body: (RunLock) throws -> T) throws -> T? {
-        let taken = try db.execute("""
+        let taken = try db.execute(
+            """
             INSERT INTO cron_leases (name, holder, expires_at) VALUES (\(name), \(holder), now() + make_interval(secs => \(leaseSeconds)))
             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
             WHERE cron_leases.expires_at < now()
@@ -29,7 +30,8 @@ public struct RunLock {
 
     /// Pushes the lease's end `leaseSeconds` from now; a run calls it as it makes progress.
     public func extend() throws {
-        try db.execute("""
+        try db.execute(
+            """
             UPDATE cron_leases SET expires_at = now() + make_interval(secs => \(leaseSeconds)) WHERE name = \(name) AND holder = \(holder)
             """)
     }

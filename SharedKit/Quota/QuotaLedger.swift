@@ -23,7 +23,8 @@ public struct QuotaLedger {
 
     /// Charges `cost` units, or throws 429 `quota_exhausted` saying when the quota renews.
     public func reserve(userID: String, cost: Int) throws -> Reservation {
-        let rows = try db.query("""
+        let rows = try db.query(
+            """
             UPDATE users SET
                 quota_used = CASE WHEN premium_until > now() OR quota_period_start >= date_trunc('day', now())
                                   THEN quota_used + \(cost)::integer ELSE \(cost)::integer END,
@@ -65,11 +66,13 @@ public struct QuotaLedger {
     @discardableResult
     public func refund(generationID: String) throws -> Bool {
         try db.transaction {
-            let flipped = try db.execute("""
+            let flipped = try db.execute(
+                """
                 UPDATE generations SET refunded = true, updated_at = now() WHERE id = \(generationID) AND NOT refunded
                 """)
             guard flipped == 1 else { return false }
-            try db.execute("""
+            try db.execute(
+                """
                 UPDATE users u SET quota_used = GREATEST(u.quota_used - g.cost, 0)
                 FROM generations g
                 WHERE g.id = \(generationID) AND u.id = g.user_id AND u.quota_period_start = g.quota_period_start

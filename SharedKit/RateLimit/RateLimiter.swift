@@ -16,9 +16,10 @@ public struct RateLimiter {
 
         public init(config: Config) throws {
             func budget(_ name: String, _ env: String, _ perMinute: Int, _ burst: Int) throws -> Budget {
-                Budget(name: name,
-                       perMinute: try config.integer("RATE_\(env)_PER_MINUTE", default: perMinute, range: 1...1_000_000),
-                       burst: try config.integer("RATE_\(env)_BURST", default: burst, range: 1...1_000_000))
+                Budget(
+                    name: name,
+                    perMinute: try config.integer("RATE_\(env)_PER_MINUTE", default: perMinute, range: 1...1_000_000),
+                    burst: try config.integer("RATE_\(env)_BURST", default: burst, range: 1...1_000_000))
             }
             generateFree = try budget("generate", "GENERATE_FREE", 10, 5)
             generatePremium = try budget("generate", "GENERATE_PREMIUM", 60, 20)
@@ -35,7 +36,9 @@ public struct RateLimiter {
         public let retryAfterSeconds: Int
 
         public var headers: [(String, String)] {
-            var headers = [("RateLimit-Limit", String(limit)), ("RateLimit-Remaining", String(remaining)), ("RateLimit-Reset", String(resetSeconds))]
+            var headers = [
+                ("RateLimit-Limit", String(limit)), ("RateLimit-Remaining", String(remaining)), ("RateLimit-Reset", String(resetSeconds)),
+            ]
             if !allowed { headers.append(("Retry-After", String(retryAfterSeconds))) }
             return headers
         }
@@ -105,7 +108,8 @@ extension RateLimiter.Budget {
 extension RateLimiter.Decision {
     init?(reply: RedisReply, budget: RateLimiter.Budget) {
         guard let values = reply.array?.compactMap(\.integer), values.count == 4 else { return nil }
-        self.init(allowed: values[0] == 1, limit: budget.burst, remaining: values[1],
-                  resetSeconds: (values[2] + 999) / 1000, retryAfterSeconds: max(1, (values[3] + 999) / 1000))
+        self.init(
+            allowed: values[0] == 1, limit: budget.burst, remaining: values[1],
+            resetSeconds: (values[2] + 999) / 1000, retryAfterSeconds: max(1, (values[3] + 999) / 1000))
     }
 }

@@ -1,7 +1,8 @@
+import CRedis
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import CRedis
 
 /// One hiredis connection, owned by one function process: connects by URL on first use (password and
 /// database number honoured), bounds connect and every command by a timeout, and reconnects when it finds
@@ -70,12 +71,16 @@ public final class RedisConnection {
     }
 
     /// One command on `ctx`; a transport failure closes `owner`'s connection (when it is `ctx`).
-    private static func send(_ ctx: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]], owner: RedisConnection?) throws -> RedisReply {
+    private static func send(
+        _ ctx: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]], owner: RedisConnection?
+    ) throws -> RedisReply {
         var lengths = arguments.map { $0.count }
         var pointers: [UnsafeMutablePointer<CChar>?] = arguments.map { bytes in
             let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, bytes.count))
             bytes.withUnsafeBufferPointer { b in
-                if let base = b.baseAddress { p.withMemoryRebound(to: UInt8.self, capacity: bytes.count) { $0.update(from: base, count: bytes.count) } }
+                if let base = b.baseAddress {
+                    p.withMemoryRebound(to: UInt8.self, capacity: bytes.count) { $0.update(from: base, count: bytes.count) }
+                }
             }
             return p
         }
@@ -195,7 +200,8 @@ public final class RedisConnection {
                 defer { redisFree(sentinel) }
                 let reply = try Self.send(sentinel, ["SENTINEL", "get-master-addr-by-name", name].map { Array($0.utf8) }, owner: nil)
                 guard case .array(let parts) = reply, parts.count == 2, let host = parts[0].string,
-                      let port = parts[1].string.flatMap({ Int32($0) }) else {
+                    let port = parts[1].string.flatMap({ Int32($0) })
+                else {
                     problems.append("sentinel \(node.host):\(node.port) knows no master named \(name)")
                     continue
                 }
@@ -279,7 +285,8 @@ public final class RedisConnection {
             var nodes: [Endpoint.Node] = []
             for node in parts[0].split(separator: ",") {
                 guard let colon = node.lastIndex(of: ":"), let port = Int32(node[node.index(after: colon)...]),
-                      colon > node.startIndex else { return nil }
+                    colon > node.startIndex
+                else { return nil }
                 nodes.append(.init(host: String(node[..<colon]), port: port))
             }
             guard !nodes.isEmpty else { return nil }

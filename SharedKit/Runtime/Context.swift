@@ -1,7 +1,8 @@
+public import Logging
+
 #if canImport(Glibc)
 import Glibc
 #endif
-public import Logging
 
 /// What every handler gets besides the request: configuration, a logger carrying the request id, and
 /// this process's PostgreSQL and Redis connections (opened lazily, reopened when found broken).

@@ -1,7 +1,8 @@
+import Logging
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Logging
 
 /// Turns one request's CGI parameters and body stream into a response: routing, body cap, the handler,
 /// and error rendering. No I/O of its own, so tests drive it directly.
@@ -24,12 +25,14 @@ public struct Dispatcher: Sendable {
         }
         let millis = Double(Monotonic.now() - started) / 1_000_000
         context.metrics.request(route: route, method: request.method, status: response.status.code, seconds: millis / 1000)
-        context.logger.info("request", metadata: [
-            "http.method": .string(request.method),
-            "http.path": .string(request.path),
-            "http.status": .stringConvertible(response.status.code),
-            "duration_ms": .string(String(format3: millis)),
-        ])
+        context.logger.info(
+            "request",
+            metadata: [
+                "http.method": .string(request.method),
+                "http.path": .string(request.path),
+                "http.status": .stringConvertible(response.status.code),
+                "duration_ms": .string(String(format3: millis)),
+            ])
         return response
     }
 
@@ -98,7 +101,8 @@ public struct Dispatcher: Sendable {
     }
 
     private func tooLarge(_ cap: Int) -> HTTPError {
-        HTTPError(.payloadTooLarge, code: "body_too_large", message: "The request body is larger than the \(cap)-byte limit for this endpoint.")
+        HTTPError(
+            .payloadTooLarge, code: "body_too_large", message: "The request body is larger than the \(cap)-byte limit for this endpoint.")
     }
 }
 

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CFastCGI
 import CRedis  // where the importer finds timeval (hiredis includes sys/time.h first)
 import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Set from the SIGTERM handler; read by the accept loop between requests.
 nonisolated(unsafe) private var terminationRequested: sig_atomic_t = 0
@@ -188,18 +189,20 @@ public struct FunctionRuntime {
             }
         }
         let input = request.in
-        let response = dispatcher.respond(to: params, readBody: { limit in
-            var body = [UInt8](repeating: 0, count: limit)
-            var filled = 0
-            while filled < limit {
-                let n = body.withUnsafeMutableBytes { raw in
-                    FCGX_GetStr(raw.baseAddress!.assumingMemoryBound(to: CChar.self) + filled, Int32(limit - filled), input)
+        let response = dispatcher.respond(
+            to: params,
+            readBody: { limit in
+                var body = [UInt8](repeating: 0, count: limit)
+                var filled = 0
+                while filled < limit {
+                    let n = body.withUnsafeMutableBytes { raw in
+                        FCGX_GetStr(raw.baseAddress!.assumingMemoryBound(to: CChar.self) + filled, Int32(limit - filled), input)
+                    }
+                    if n <= 0 { break }
+                    filled += Int(n)
                 }
-                if n <= 0 { break }
-                filled += Int(n)
-            }
-            return Array(body[..<filled])
-        }, context: context)
+                return Array(body[..<filled])
+            }, context: context)
         var bytes = response.cgiBytes(includeBody: params["REQUEST_METHOD"] != "HEAD")
         let output = request.out
         _ = bytes.withUnsafeMutableBytes { raw in
@@ -209,16 +212,18 @@ public struct FunctionRuntime {
 
     private func serveCGI(_ dispatcher: Dispatcher, _ context: Context) {
         let params = Config.processEnvironment()
-        let response = dispatcher.respond(to: params, readBody: { limit in
-            var body = [UInt8](repeating: 0, count: limit)
-            var filled = 0
-            while filled < limit {
-                let n = body.withUnsafeMutableBytes { read(0, $0.baseAddress! + filled, limit - filled) }
-                if n <= 0 { break }
-                filled += n
-            }
-            return Array(body[..<filled])
-        }, context: context)
+        let response = dispatcher.respond(
+            to: params,
+            readBody: { limit in
+                var body = [UInt8](repeating: 0, count: limit)
+                var filled = 0
+                while filled < limit {
+                    let n = body.withUnsafeMutableBytes { read(0, $0.baseAddress! + filled, limit - filled) }
+                    if n <= 0 { break }
+                    filled += n
+                }
+                return Array(body[..<filled])
+            }, context: context)
         var bytes = response.cgiBytes(includeBody: params["REQUEST_METHOD"] != "HEAD")
         var written = 0
         while written < bytes.count {

@@ -60,7 +60,9 @@ public enum JSON {
         var i = 0
         while i + 5 < bytes.count {
             if bytes[i] == 0x5C {  // backslash: look at what it escapes, then skip it
-                if bytes[i + 1] == 0x75 || bytes[i + 1] == 0x55, bytes[i + 2] == 0x30, bytes[i + 3] == 0x30, bytes[i + 4] == 0x30, bytes[i + 5] == 0x30 {
+                if bytes[i + 1] == 0x75 || bytes[i + 1] == 0x55, bytes[i + 2] == 0x30, bytes[i + 3] == 0x30, bytes[i + 4] == 0x30,
+                    bytes[i + 5] == 0x30
+                {
                     return true
                 }
                 i += 2

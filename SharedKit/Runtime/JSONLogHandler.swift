@@ -1,7 +1,8 @@
+public import Logging
+
 #if canImport(Glibc)
 import Glibc
 #endif
-public import Logging
 
 /// One JSON object per line on stderr: under the supervisor it lands in the function's log file, under
 /// systemd in the journal. Keys are dotted (`request.id`), values are strings.

@@ -191,8 +191,9 @@ public struct JSONWriter {
                 return true
             }
             guard value.count >= 22, value[4] == UInt8(ascii: "-"), value[10] == UInt8(ascii: " "),
-                  value[value.count - 3] == UInt8(ascii: "+"), value[value.count - 2] == UInt8(ascii: "0"),
-                  value[value.count - 1] == UInt8(ascii: "0") else { return false }
+                value[value.count - 3] == UInt8(ascii: "+"), value[value.count - 2] == UInt8(ascii: "0"),
+                value[value.count - 1] == UInt8(ascii: "0")
+            else { return false }
             element()
             bytes.append(UInt8(ascii: "\""))
             bytes.append(contentsOf: UnsafeBufferPointer(rebasing: value[0..<10]))
@@ -292,8 +293,10 @@ public struct JSONWriter {
             case 0x0D: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
             case 0x09: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
             default:
-                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                                          hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
+                bytes.append(contentsOf: [
+                    UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
+                    hex[Int(byte >> 4)], hex[Int(byte & 0x0F)],
+                ])
             }
         }
         bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<count]))

@@ -20,8 +20,9 @@ public struct MultipartForm: Sendable {
 
     public static func parse(_ request: Request) throws -> MultipartForm {
         guard request.mediaType == "multipart/form-data", let boundary = boundary(request.header("content-type") ?? "") else {
-            throw HTTPError(.unsupportedMediaType, code: "unsupported_media_type",
-                            message: "Send this request as multipart/form-data.")
+            throw HTTPError(
+                .unsupportedMediaType, code: "unsupported_media_type",
+                message: "Send this request as multipart/form-data.")
         }
         guard let parts = split(request.body, boundary: Array(("--" + boundary).utf8)) else {
             throw HTTPError(.badRequest, code: "invalid_multipart", message: "The multipart body could not be read.")

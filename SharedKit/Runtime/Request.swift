@@ -112,8 +112,9 @@ public enum RequestID {
     public static func make() -> String { Random.hex(byteCount: 16) }
 
     static func isWellFormed(_ id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 64 && id.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || c == 0x2D
-        }
+        !id.isEmpty && id.utf8.count <= 64
+            && id.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || c == 0x2D
+            }
     }
 }

@@ -50,7 +50,8 @@ public struct Response: Sendable {
             let error: Detail
         }
         let body = Body(error: .init(code: error.code, message: error.message, requestId: requestID))
-        var response = (try? Response.json(body, status: error.status))
+        var response =
+            (try? Response.json(body, status: error.status))
             ?? Response(status: error.status, headers: [("Content-Type", "application/json")], body: Array("{}".utf8))
         response.headers.append(contentsOf: error.headers)
         return response

@@ -1,9 +1,10 @@
+import Logging
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import Logging
 
 /// Who is making a request: a browser session (the session cookie; a state-changing request must also
 /// carry the session's CSRF token in `X-CSRF-Token`) or a program (an API key in `Authorization: Bearer`,
@@ -46,7 +47,8 @@ extension Context {
     /// `budget` spent from its owner's bucket (one Redis round trip); 401 without one, 429 when spent.
     func chargedSession(_ request: Request, budget: KeyPath<RateLimiter.Budgets, RateLimiter.Budget>) throws -> SessionStore.Session {
         guard let token = request.cookies[sessionCookieName],
-              let (session, decision) = try sessions.find(token: token, charging: rateBudgets[keyPath: budget]) else {
+            let (session, decision) = try sessions.find(token: token, charging: rateBudgets[keyPath: budget])
+        else {
             throw Self.notAuthenticated
         }
         if let decision { try apply(decision) }
@@ -58,9 +60,10 @@ extension Context {
     func apply(_ decision: RateLimiter.Decision) throws {
         responseHeaders.append(contentsOf: decision.headers)
         guard decision.allowed else {
-            throw HTTPError(.tooManyRequests, code: "rate_limited",
-                            message: "Too many requests; wait \(decision.retryAfterSeconds) seconds and try again.",
-                            headers: [("Retry-After", String(decision.retryAfterSeconds))])
+            throw HTTPError(
+                .tooManyRequests, code: "rate_limited",
+                message: "Too many requests; wait \(decision.retryAfterSeconds) seconds and try again.",
+                headers: [("Retry-After", String(decision.retryAfterSeconds))])
         }
     }
 
@@ -84,8 +87,9 @@ extension Context {
     /// A browser session or an API key. API-key requests are counted per day for the usage page.
     public func authenticateAny(_ request: Request) throws -> Principal {
         if request.query["api_key"] != nil || request.query["key"] != nil || request.query["access_token"] != nil {
-            throw HTTPError(.unauthorized, code: "invalid_api_key",
-                            message: "API keys go in the Authorization header (Bearer), never in the URL.")
+            throw HTTPError(
+                .unauthorized, code: "invalid_api_key",
+                message: "API keys go in the Authorization header (Bearer), never in the URL.")
         }
         if let authorization = request.header("authorization") {
             guard authorization.lowercased().hasPrefix("bearer ") else {
@@ -117,7 +121,8 @@ extension Context {
     /// The request's session, or 401; for a state-changing request also the CSRF token, or 403.
     public func requireSession(_ request: Request) throws -> SessionStore.Session {
         if request.header("authorization") != nil {
-            throw HTTPError(.unauthorized, code: "session_required", message: "This needs a signed-in browser session; API keys cannot do it.")
+            throw HTTPError(
+                .unauthorized, code: "session_required", message: "This needs a signed-in browser session; API keys cannot do it.")
         }
         guard let session = try session(request) else {
             throw HTTPError(.unauthorized, code: "not_authenticated", message: "Log in to continue.")
@@ -131,8 +136,9 @@ extension Context {
         guard !Self.safeMethods.contains(request.method) else { return }
         let sent = request.header("x-csrf-token") ?? ""
         guard Digest.constantTimeEquals(Array(sent.utf8), Array(session.csrfToken.utf8)) else {
-            throw HTTPError(.forbidden, code: "csrf_failed",
-                            message: "This request is missing its security token; reload the page and try again.")
+            throw HTTPError(
+                .forbidden, code: "csrf_failed",
+                message: "This request is missing its security token; reload the page and try again.")
         }
     }
 

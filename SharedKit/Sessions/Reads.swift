@@ -62,7 +62,8 @@ extension Context {
         }
         let gate: SQLQuery = if case .admin = access { "u.is_admin" } else { "TRUE" }
         let listing = try query(session.userID)
-        let result = try db.query("""
+        let result = try db.query(
+            """
             SELECT \(User.qualifiedColumns), r.* FROM users u
             LEFT JOIN LATERAL (SELECT * FROM (\(listing)) q WHERE \(gate)) r ON TRUE
             WHERE u.id = \(session.userID)::uuid

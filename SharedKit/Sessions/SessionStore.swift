@@ -49,10 +49,12 @@ public struct SessionStore {
             id: Self.id(forToken: token), userID: userID, csrfToken: Random.token(byteCount: 32),
             createdAt: now(), isAdmin: isAdmin)
         let idle = isAdmin ? min(lifetimes.adminIdleSeconds, lifetimes.idleSeconds) : lifetimes.idleSeconds
-        try redis.run(Self.createScript, keys: [Self.key(session.id), Self.userKey(userID)], arguments: [
-            userID, session.csrfToken, String(session.createdAt), isAdmin ? "1" : "0", String(idle),
-            String(lifetimes.absoluteSeconds), session.id,
-        ])
+        try redis.run(
+            Self.createScript, keys: [Self.key(session.id), Self.userKey(userID)],
+            arguments: [
+                userID, session.csrfToken, String(session.createdAt), isAdmin ? "1" : "0", String(idle),
+                String(lifetimes.absoluteSeconds), session.id,
+            ])
         return Issued(token: token, session: session)
     }
 
@@ -67,12 +69,15 @@ public struct SessionStore {
     public func find(token: String, charging budget: RateLimiter.Budget?) throws -> (session: Session, decision: RateLimiter.Decision?)? {
         guard !token.isEmpty, token.utf8.count <= 128 else { return nil }
         let id = Self.id(forToken: token)
-        let reply = try redis.run(Self.findScript, keys: [Self.key(id)], arguments: [
-            String(lifetimes.idleSeconds), String(min(lifetimes.adminIdleSeconds, lifetimes.idleSeconds)),
-            String(now()), String(lifetimes.absoluteSeconds), id,
-        ] + (budget.map { [$0.name] + $0.scriptArguments } ?? []))
+        let reply = try redis.run(
+            Self.findScript, keys: [Self.key(id)],
+            arguments: [
+                String(lifetimes.idleSeconds), String(min(lifetimes.adminIdleSeconds, lifetimes.idleSeconds)),
+                String(now()), String(lifetimes.absoluteSeconds), id,
+            ] + (budget.map { [$0.name] + $0.scriptArguments } ?? []))
         guard let parts = reply.array, let fields = parts.first?.array, fields.count == 4,
-              let userID = fields[0].string, let csrf = fields[1].string, let created = fields[2].string.flatMap({ Int64($0) }) else {
+            let userID = fields[0].string, let csrf = fields[1].string, let created = fields[2].string.flatMap({ Int64($0) })
+        else {
             return nil
         }
         let session = Session(id: id, userID: userID, csrfToken: csrf, createdAt: created, isAdmin: fields[3].string == "1")
@@ -107,7 +112,8 @@ public struct SessionStore {
     }
 
     // KEYS: session key, user index. ARGV: user, csrf, created, admin, idle ttl, absolute ttl, session id.
-    static let createScript = RedisScript("""
+    static let createScript = RedisScript(
+        """
         redis.call('HSET', KEYS[1], 'user', ARGV[1], 'csrf', ARGV[2], 'created', ARGV[3], 'admin', ARGV[4])
         redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
         redis.call('SADD', KEYS[2], ARGV[7])
@@ -121,23 +127,25 @@ public struct SessionStore {
     // {{user, csrf, created, admin}, decision}.
     // The bucket's key is made here from the session's user, so it is not among KEYS: fine on one Redis
     // and under Sentinel, not on Redis Cluster (where it would have to be read first).
-    static let findScript = RedisScript(RateLimiter.gcra + """
-        local fields = redis.call('HMGET', KEYS[1], 'user', 'csrf', 'created', 'admin')
-        local user, created = fields[1], fields[3]
-        if not user or not created or not fields[2] then return {} end
-        if tonumber(ARGV[3]) - tonumber(created) >= tonumber(ARGV[4]) then
-            redis.call('DEL', KEYS[1])
-            redis.call('SREM', 'user_sessions:' .. user, ARGV[5])
-            return {}
-        end
-        if not fields[4] then fields[4] = '0' end
-        redis.call('EXPIRE', KEYS[1], tonumber(fields[4] == '1' and ARGV[2] or ARGV[1]))
-        if ARGV[6] == nil then return {fields} end
-        return {fields, gcra({'rl:' .. ARGV[6] .. ':u:' .. user}, tonumber(ARGV[7]), tonumber(ARGV[8]))}
-        """)
+    static let findScript = RedisScript(
+        RateLimiter.gcra + """
+            local fields = redis.call('HMGET', KEYS[1], 'user', 'csrf', 'created', 'admin')
+            local user, created = fields[1], fields[3]
+            if not user or not created or not fields[2] then return {} end
+            if tonumber(ARGV[3]) - tonumber(created) >= tonumber(ARGV[4]) then
+                redis.call('DEL', KEYS[1])
+                redis.call('SREM', 'user_sessions:' .. user, ARGV[5])
+                return {}
+            end
+            if not fields[4] then fields[4] = '0' end
+            redis.call('EXPIRE', KEYS[1], tonumber(fields[4] == '1' and ARGV[2] or ARGV[1]))
+            if ARGV[6] == nil then return {fields} end
+            return {fields, gcra({'rl:' .. ARGV[6] .. ':u:' .. user}, tonumber(ARGV[7]), tonumber(ARGV[8]))}
+            """)
 
     // KEYS: user index. ARGV: session id to keep ('' for none). Returns how many were ended.
-    static let revokeScript = RedisScript("""
+    static let revokeScript = RedisScript(
+        """
         local ended = 0
         for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
             if id ~= ARGV[1] then
@@ -148,7 +156,8 @@ public struct SessionStore {
         return ended
         """)
 
-    static let countScript = RedisScript("""
+    static let countScript = RedisScript(
+        """
         local live = 0
         for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
             if redis.call('EXISTS', 'session:' .. id) == 1 then live = live + 1 else redis.call('SREM', KEYS[1], id) end

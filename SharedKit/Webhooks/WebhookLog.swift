@@ -4,8 +4,10 @@ public enum WebhookLog {
     /// Runs `handler` and records what came of it: `accepted`, `duplicate` or a finer reason for a refusal
     /// (`stale_timestamp` …) when the handler sets its argument, else the refusal's error code
     /// (`invalid_signature`, `invalid_json`, `unknown_prediction` …), or the dependency that was down.
-    public static func recording(_ provider: String, _ context: Context,
-                                 _ handler: (inout String) throws -> Response) throws -> Response {
+    public static func recording(
+        _ provider: String, _ context: Context,
+        _ handler: (inout String) throws -> Response
+    ) throws -> Response {
         var outcome = "accepted"
         do {
             let response = try handler(&outcome)
@@ -25,7 +27,8 @@ public enum WebhookLog {
 
     static func record(_ provider: String, _ outcome: String, status: Int, _ context: Context) {
         context.metrics.count("atelier_webhook_deliveries_total", ["provider": provider, "outcome": outcome])
-        _ = try? context.db.execute("""
+        _ = try? context.db.execute(
+            """
             INSERT INTO webhook_deliveries (provider, outcome, status) VALUES (\(provider), \(outcome), \(status))
             """)
     }

@@ -1,20 +1,27 @@
+import Testing
+
+@testable import SharedKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Testing
-@testable import SharedKit
 
 @Suite struct AccountRulesTests {
     @Test func emailsAreNormalisedAndValidated() throws {
         #expect(try AccountRules.email("  Zoë.Smith@Example.COM ") == "zoë.smith@example.com")
-        for bad in ["", "no-at-sign", "a@b", "@example.com", "a@@example.com", "a b@example.com", "a@.example.com", "a@example..com", "<a>@example.com"] {
+        for bad in [
+            "", "no-at-sign", "a@b", "@example.com", "a@@example.com", "a b@example.com", "a@.example.com", "a@example..com",
+            "<a>@example.com",
+        ] {
             #expect(throws: HTTPError.self, "\(bad)") { try AccountRules.email(bad) }
         }
     }
 
     @Test func passwordPolicyNamesTheProblem() {
         func code(_ password: String, email: String = "someone@example.com") -> String? {
-            do { try AccountRules.password(password, email: email); return nil } catch let error as HTTPError { return error.code } catch { return "other" }
+            do { try AccountRules.password(password, email: email); return nil } catch let error as HTTPError { return error.code } catch {
+                return "other"
+            }
         }
         #expect(code("short1!") == "password_too_short")
         #expect(code(String(repeating: "a", count: 1025)) == "password_too_long")
@@ -37,7 +44,8 @@ import Testing
 @Suite struct MailMessageTests {
     @Test func renderedMessageIsRFC5322WithBothParts() {
         let message = AccountMail.verificationCode(to: "a@example.com", code: "012345", baseURL: "https://atelier.example")
-        let text = String(decoding: message.rendered(from: "Atelier <no-reply@atelier.example>", messageIDDomain: "atelier.example"), as: UTF8.self)
+        let text = String(
+            decoding: message.rendered(from: "Atelier <no-reply@atelier.example>", messageIDDomain: "atelier.example"), as: UTF8.self)
         #expect(text.contains("From: Atelier <no-reply@atelier.example>\r\n"))
         #expect(text.contains("To: a@example.com\r\n"))
         #expect(text.contains("Content-Type: multipart/alternative; boundary="))
@@ -201,7 +209,8 @@ import Testing
             try codes.issue(email: email, purpose: .verify, credentials: .init(passwordHash: "h\(n)", username: nil))
         }
         #expect(try db.query("SELECT count(*)::int AS n FROM email_codes WHERE email = \(email)").first?.get("n", as: Int.self) == 3)
-        #expect(try db.transaction { try codes.redeem(email: email, purpose: .verify, code: kept[3]) }
+        #expect(
+            try db.transaction { try codes.redeem(email: email, purpose: .verify, code: kept[3]) }
                 == .accepted(.init(passwordHash: "h3", username: nil)))
     }
 
@@ -221,10 +230,10 @@ import Testing
             #expect((1...900).contains(retry))
         }
         #expect(throws: Never.self) { try throttle.check(email: email, address: "192.0.2.2") }  // the owner, elsewhere
-        try redis.command("DEL", LoginThrottle.pairKey(email, "192.0.2.1"), LoginThrottle.accountKey(email), LoginThrottle.addressKey("192.0.2.1"))
+        try redis.command(
+            "DEL", LoginThrottle.pairKey(email, "192.0.2.1"), LoginThrottle.accountKey(email), LoginThrottle.addressKey("192.0.2.1"))
     }
 }
-
 
 private extension String {
     func padding(_ length: Int) -> String { String(repeating: self, count: length) }

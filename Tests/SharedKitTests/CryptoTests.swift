@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SharedKit
 @testable import SharedKitHTTP
 
@@ -55,9 +56,12 @@ import Testing
     }
 
     @Test func rejections() {
-        func failure(_ id: String?, _ ts: String?, _ sig: String?, now: Int64 = 1_614_265_330, body: [UInt8]? = nil) -> StandardWebhook.Failure? {
-            do { try hook.verify(id: id, timestamp: ts, signatures: sig, body: body ?? self.body, now: now); return nil }
-            catch let error as StandardWebhook.Failure { return error } catch { return nil }
+        func failure(
+            _ id: String?, _ ts: String?, _ sig: String?, now: Int64 = 1_614_265_330, body: [UInt8]? = nil
+        ) -> StandardWebhook.Failure? {
+            do { try hook.verify(id: id, timestamp: ts, signatures: sig, body: body ?? self.body, now: now); return nil } catch let error
+                as StandardWebhook.Failure
+            { return error } catch { return nil }
         }
         #expect(failure(nil, "1614265330", vector) == .missingHeaders)
         #expect(failure(id, nil, vector) == .missingHeaders)

@@ -1,9 +1,10 @@
+@testable import SharedKit
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-@testable import SharedKit
 
 /// Reads response bodies in tests: a flat decode to `[String: Any]` via `Decodable` values.
 enum JSONTestParser {
@@ -12,12 +13,19 @@ enum JSONTestParser {
 
         init(from decoder: any Decoder) throws {
             let container = try decoder.singleValueContainer()
-            if container.decodeNil() { self = .null }
-            else if let b = try? container.decode(Bool.self) { self = .bool(b) }
-            else if let n = try? container.decode(Double.self) { self = .number(n) }
-            else if let s = try? container.decode(String.self) { self = .string(s) }
-            else if let a = try? container.decode([Value].self) { self = .array(a) }
-            else { self = .object(try container.decode([String: Value].self)) }
+            if container.decodeNil() {
+                self = .null
+            } else if let b = try? container.decode(Bool.self) {
+                self = .bool(b)
+            } else if let n = try? container.decode(Double.self) {
+                self = .number(n)
+            } else if let s = try? container.decode(String.self) {
+                self = .string(s)
+            } else if let a = try? container.decode([Value].self) {
+                self = .array(a)
+            } else {
+                self = .object(try container.decode([String: Value].self))
+            }
         }
 
         var any: Any {

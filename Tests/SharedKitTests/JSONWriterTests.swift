@@ -1,10 +1,12 @@
+import Testing
+
+@testable import SharedKit
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import Testing
-@testable import SharedKit
 
 /// The typed writer must make the very bytes the API made with Foundation's encoder: the same escapes,
 /// numbers, times and key order. Each check compares with `JSON.encoder()` directly, or re-encodes the
@@ -51,12 +53,15 @@ import Testing
     static let awkward = "quote \" backslash \\ slash / tab \t newline \n cr \r bell \u{7} nul-free \u{1F} é 日本 🎨 \u{2028}"
 
     @Test(arguments: [
-        Sample(text: awkward, count: 0, big: nil, flag: true, ratio: 2.0, when: Date(timeIntervalSince1970: 0),
-               missing: nil, list: []),
-        Sample(text: "", count: -42, big: Int64.max, flag: false, ratio: 2.5, when: Date(timeIntervalSince1970: 1_796_058_726.999_999),
-               missing: "there", list: ["a", "b\"c", awkward]),
-        Sample(text: "x", count: Int.min + 1, big: -7, flag: true, ratio: 0.1, when: Date(timeIntervalSince1970: 4_102_444_799.5),
-               missing: nil, list: ["/"]),
+        Sample(
+            text: awkward, count: 0, big: nil, flag: true, ratio: 2.0, when: Date(timeIntervalSince1970: 0),
+            missing: nil, list: []),
+        Sample(
+            text: "", count: -42, big: Int64.max, flag: false, ratio: 2.5, when: Date(timeIntervalSince1970: 1_796_058_726.999_999),
+            missing: "there", list: ["a", "b\"c", awkward]),
+        Sample(
+            text: "x", count: Int.min + 1, big: -7, flag: true, ratio: 0.1, when: Date(timeIntervalSince1970: 4_102_444_799.5),
+            missing: nil, list: ["/"]),
     ])
     func primitivesMatchFoundation(sample: Sample) throws {
         let foundation = try JSON.encode(sample)
@@ -106,7 +111,8 @@ import Testing
         try expectCanonical(GenerationAnswer.made(generation, video: VideoView(video, storage: storage)))
 
         try expectCanonical([
-            APIKeys.Listed(id: "k", name: "ci \"deploy\"", prefix: "atl_abcd", createdAt: Self.created, lastUsedAt: nil, revokedAt: Self.created),
+            APIKeys.Listed(
+                id: "k", name: "ci \"deploy\"", prefix: "atl_abcd", createdAt: Self.created, lastUsedAt: nil, revokedAt: Self.created),
             APIKeys.Listed(id: "k2", name: "n", prefix: "atl_efgh", createdAt: Self.created, lastUsedAt: Self.created, revokedAt: nil),
         ])
         try expectCanonical(UserView.Premium(active: false, until: nil))
@@ -157,7 +163,8 @@ import Testing
     @Test(arguments: [true, false])
     func imageRowsMatchImageViews(prefixed: Bool) throws {
         let storage: any MediaStorage = prefixed ? FileMediaStorage(root: "/tmp/unused") : SignedStorage()
-        let result = try db.query("""
+        let result = try db.query(
+            """
             SELECT * FROM (VALUES
               ('0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f11'::uuid, '5d3c1a2b-0000-4000-8000-000000000001'::uuid, 'ab/x.webp', 'ab/t.webp',
                \(Self.awkward), 'watercolour', NULL, 'generated', NULL::uuid, 1024, 768, 'local', 4294967295::bigint, 'succeeded',
@@ -178,7 +185,8 @@ import Testing
     func videoRowsMatchVideoViews(prefixed: Bool) throws {
         let storage: any MediaStorage = prefixed ? FileMediaStorage(root: "/tmp/unused") : SignedStorage()
         // Two leading columns stand for the user's columns of a joined row.
-        let result = try db.query("""
+        let result = try db.query(
+            """
             SELECT 'u' AS a, 1 AS b, * FROM (VALUES
               ('0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f13'::uuid, '5d3c1a2b-0000-4000-8000-000000000001'::uuid, 'cd/v.webp', 'cd/p.webp', \(Self.awkward), NULL, 'teal',
                1280, 720, 3::real, 'atelier-local', 7::bigint, 'succeeded', NULL, NULL::uuid, '2026-11-30 16:52:06.5+00'::timestamptz),

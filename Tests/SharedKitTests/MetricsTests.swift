@@ -1,8 +1,10 @@
+import Testing
+
+@testable import SharedKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Testing
-@testable import SharedKit
 
 /// The metrics files: two processes' counts summed, a closed file folded into the retired counts once,
 /// and the exposition's grouping and order.

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SharedKit
 
 @Suite struct MultipartTests {
@@ -20,9 +21,10 @@ import Testing
         let boundary = String(repeating: "-", count: 200)
         let nearMiss = String(repeating: "-", count: 201) + "x"
         let content = String(repeating: nearMiss, count: 500)
-        let body = Array(("--\(boundary)\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
-            + "Content-Type: image/png\r\n\r\n\(content)\r\n--\(boundary)\r\n"
-            + "Content-Disposition: form-data; name=\"mode\"\r\n\r\nupscale\r\n--\(boundary)--\r\n").utf8)
+        let body = Array(
+            ("--\(boundary)\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
+                + "Content-Type: image/png\r\n\r\n\(content)\r\n--\(boundary)\r\n"
+                + "Content-Disposition: form-data; name=\"mode\"\r\n\r\nupscale\r\n--\(boundary)--\r\n").utf8)
         let parts = try #require(MultipartForm.split(body, boundary: Array("--\(boundary)".utf8)))
         #expect(parts.map(\.name) == ["image", "mode"])
         #expect(parts[0].body == Array(content.utf8))
@@ -62,8 +64,10 @@ import Testing
 
     @Test func lineBreaksAndDashesInsideABodyAreKept() throws {
         let value = "line one\r\nline two\r\n--not the boundary\r\n--b0undar\r\n\r\n"
-        let parts = try #require(MultipartForm.split(Self.form("b0undary", [("prompt", value), ("mode", "inpaint")]),
-                                                     boundary: Array("--b0undary".utf8)))
+        let parts = try #require(
+            MultipartForm.split(
+                Self.form("b0undary", [("prompt", value), ("mode", "inpaint")]),
+                boundary: Array("--b0undary".utf8)))
         #expect(parts.map(\.name) == ["prompt", "mode"])
         #expect(parts[0].body == Array(value.utf8))
         #expect(parts[1].body == Array("inpaint".utf8))

@@ -1,3 +1,7 @@
+import Testing
+
+@testable import SharedKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,8 +10,6 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import Testing
-@testable import SharedKit
 
 /// Against the real PostgreSQL `make test` starts.
 @Suite(.serialized) struct PostgresTests {
@@ -15,7 +17,9 @@ import Testing
     let table = "pg_test_\(Random.hex(byteCount: 4))"
 
     init() throws {
-        try db.execute("CREATE TABLE \(unsafeSQL: table) (id serial PRIMARY KEY, name text UNIQUE, note text, n integer, flag boolean, at timestamptz, doc jsonb)")
+        try db.execute(
+            "CREATE TABLE \(unsafeSQL: table) (id serial PRIMARY KEY, name text UNIQUE, note text, n integer, flag boolean, at timestamptz, doc jsonb)"
+        )
     }
 
     @Test func hostileAndUnicodeTextRoundTripsAsData() throws {
@@ -49,7 +53,8 @@ import Testing
 
     @Test func typedRowDecoding() throws {
         let at = Date(timeIntervalSince1970: 1_795_625_451.25)
-        try db.execute("""
+        try db.execute(
+            """
             INSERT INTO \(unsafeSQL: table) (name, n, flag, at, doc)
             VALUES ('typed', \(42), \(true), \(at), \(PostgresJSON(Item.Doc(tags: ["a", "b"]))))
             """)
@@ -143,8 +148,10 @@ import Testing
     @Test func statementsAreKeptPreparedPerConnectionWhenAsked() throws {
         let keeping = PostgresConnection(url: TestSupport.databaseURL, timeoutMs: 5000)
         func kept(_ conn: PostgresConnection) throws -> Int {
-            try conn.query("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement LIKE '%prepared-probe%' AND statement NOT LIKE '%pg_prepared%'")
-                .first!.get("n")
+            try conn.query(
+                "SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement LIKE '%prepared-probe%' AND statement NOT LIKE '%pg_prepared%'"
+            )
+            .first!.get("n")
         }
         for n in 1...3 {
             let row = try #require(try keeping.query("SELECT \(n)::int + 1 AS m, 'prepared-probe' AS tag").first)
@@ -171,8 +178,10 @@ import Testing
     @Test func onlyTimesThatExistParse() {
         #expect(PostgresTimestamp.parse("2028-02-29 23:59:59.5+00") != nil)
         #expect(PostgresTimestamp.parse("2027-12-31T00:00:00Z") != nil)
-        for impossible in ["2027-13-45T00:00:00Z", "2027-02-29 00:00:00+00", "0000-01-01T00:00:00Z", "2027-01-01T24:00:00Z",
-                           "2027-01-01T10:61:00Z", "2027-04-31 10:00:00+00", "2027/01/01 10:00:00"] {
+        for impossible in [
+            "2027-13-45T00:00:00Z", "2027-02-29 00:00:00+00", "0000-01-01T00:00:00Z", "2027-01-01T24:00:00Z",
+            "2027-01-01T10:61:00Z", "2027-04-31 10:00:00+00", "2027/01/01 10:00:00",
+        ] {
             #expect(PostgresTimestamp.parse(impossible) == nil, "\(impossible)")
         }
     }

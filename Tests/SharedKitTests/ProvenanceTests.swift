@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SharedKit
 @testable import SharedKitMedia
 
@@ -41,8 +42,8 @@ import Testing
         #expect(String(decoding: box.dropFirst(24), as: UTF8.self) == mark.xmp)
 
         #expect(mark.markingMP4(ftyp + [0, 0, 0, 99] + Array("mdat".utf8)) == nil)  // box runs past the end
-        #expect(mark.markingMP4(ftyp + [0, 0, 0]) == nil)                           // trailing bytes
-        #expect(mark.markingMP4(ftyp + [0, 0, 0, 4] + Array("free".utf8)) == nil)    // size below a header
+        #expect(mark.markingMP4(ftyp + [0, 0, 0]) == nil)  // trailing bytes
+        #expect(mark.markingMP4(ftyp + [0, 0, 0, 4] + Array("free".utf8)) == nil)  // size below a header
         // A last box of size 0 runs to the end of the file (ISO/IEC 14496-12): it gets its real size, so the
         // XMP box after it is a box of its own, not the tail of the media data.
         let open = try #require(mark.markingMP4(ftyp + [0, 0, 0, 0] + Array("mdat".utf8) + [9, 9]))

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SharedKit
 
 @Suite(.serialized) struct RedisTests {
@@ -45,8 +46,13 @@ import Testing
 
     @Test func sentinelURLsNameTheSentinelsTheMasterAndItsCredentials() throws {
         let endpoint = try #require(RedisConnection.parse("redis-sentinel://:pw@10.0.0.5:26379,10.0.0.6:26379,10.0.0.7:26380/atelier/2"))
-        #expect(endpoint.address == .sentinel(nodes: [.init(host: "10.0.0.5", port: 26379), .init(host: "10.0.0.6", port: 26379),
-                                                      .init(host: "10.0.0.7", port: 26380)], master: "atelier"))
+        #expect(
+            endpoint.address
+                == .sentinel(
+                    nodes: [
+                        .init(host: "10.0.0.5", port: 26379), .init(host: "10.0.0.6", port: 26379),
+                        .init(host: "10.0.0.7", port: 26380),
+                    ], master: "atelier"))
         #expect(endpoint.password == "pw")
         #expect(endpoint.database == 2)
         #expect(RedisConnection.parse("redis-sentinel://127.0.0.1:26379/atelier")?.database == 0)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SharedKit
 
 private struct Widget: Codable, Equatable {
@@ -10,15 +11,22 @@ private struct Widget: Codable, Equatable {
 private struct Unexpected: Error {}
 
 @Suite struct RouterTests {
-    let dispatcher = Dispatcher(router: Router()
-        .get("/api/v1/widgets/:id", { request, _ in
-            try .json(["id": try request.parameter("id"), "q": request.query("q") ?? "", "tags": (request.query["tag"] ?? []).joined(separator: "|")])
-        })
-        .delete("/api/v1/widgets/:id", { _, _ in .empty() })
-        .post("/api/v1/widgets", { request, _ in try .json(try request.decode(Widget.self), status: .created) })
-        .post("/api/v1/small", maxBodyBytes: 10, { request, _ in .text("\(request.body.count)") })
-        .get("/api/v1/cookies", { request, _ in try .json(request.cookies) })
-        .get("/api/v1/boom", { _, _ in throw Unexpected() })
+    let dispatcher = Dispatcher(
+        router: Router()
+            .get(
+                "/api/v1/widgets/:id",
+                { request, _ in
+                    try .json([
+                        "id": try request.parameter("id"), "q": request.query("q") ?? "",
+                        "tags": (request.query["tag"] ?? []).joined(separator: "|"),
+                    ])
+                }
+            )
+            .delete("/api/v1/widgets/:id", { _, _ in .empty() })
+            .post("/api/v1/widgets", { request, _ in try .json(try request.decode(Widget.self), status: .created) })
+            .post("/api/v1/small", maxBodyBytes: 10, { request, _ in .text("\(request.body.count)") })
+            .get("/api/v1/cookies", { request, _ in try .json(request.cookies) })
+            .get("/api/v1/boom", { _, _ in throw Unexpected() })
     )
 
     func send(_ method: String, _ uri: String, body: String = "", headers: [String: String] = [:]) throws -> (Response, [String: Any]) {
@@ -67,8 +75,9 @@ private struct Unexpected: Error {}
     }
 
     @Test func jsonBodyDecodes() throws {
-        let (response, body) = try send("POST", "/api/v1/widgets", body: #"{"name":"a","count":2,"aspect_ratio":"16:9"}"#,
-                                        headers: ["Content-Type": "application/json; charset=utf-8"])
+        let (response, body) = try send(
+            "POST", "/api/v1/widgets", body: #"{"name":"a","count":2,"aspect_ratio":"16:9"}"#,
+            headers: ["Content-Type": "application/json; charset=utf-8"])
         #expect(response.status == .created)
         #expect(body["aspect_ratio"] as? String == "16:9")
     }
@@ -80,7 +89,8 @@ private struct Unexpected: Error {}
     }
 
     @Test func wrongFieldTypeNamesTheField() throws {
-        let (response, body) = try send("POST", "/api/v1/widgets", body: #"{"name":"a","count":"two"}"#, headers: ["Content-Type": "application/json"])
+        let (response, body) = try send(
+            "POST", "/api/v1/widgets", body: #"{"name":"a","count":"two"}"#, headers: ["Content-Type": "application/json"])
         #expect(response.status == .badRequest)
         #expect(JSONTestParser.errorCode(body) == "invalid_field")
         #expect(JSONTestParser.errorMessage(body)?.contains("'count'") == true)
@@ -90,12 +100,14 @@ private struct Unexpected: Error {}
         #expect(JSONTestParser.errorCode(missing) == "missing_field")
         #expect(JSONTestParser.errorMessage(missing)?.contains("'name'") == true)
 
-        let (_, snake) = try send("POST", "/api/v1/widgets", body: #"{"name":"a","count":1,"aspect_ratio":5}"#, headers: ["Content-Type": "application/json"])
+        let (_, snake) = try send(
+            "POST", "/api/v1/widgets", body: #"{"name":"a","count":1,"aspect_ratio":5}"#, headers: ["Content-Type": "application/json"])
         #expect(JSONTestParser.errorMessage(snake)?.contains("'aspect_ratio'") == true)
     }
 
     @Test func unsupportedContentTypeIs415() throws {
-        let (response, body) = try send("POST", "/api/v1/widgets", body: "name=a", headers: ["Content-Type": "application/x-www-form-urlencoded"])
+        let (response, body) = try send(
+            "POST", "/api/v1/widgets", body: "name=a", headers: ["Content-Type": "application/x-www-form-urlencoded"])
         #expect(response.status == .unsupportedMediaType)
         #expect(JSONTestParser.errorCode(body) == "unsupported_media_type")
     }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SharedKit
 @testable import SharedKitHTTP
 
@@ -13,13 +14,16 @@ import Testing
     @Test func headerSigningMatchesAWSsGetObjectExample() {
         let signature = S3Signature(accessKey: Self.accessKey, secretKey: Self.secretKey, region: "us-east-1")
         #expect(S3Signature.amzDate(Self.may24of2013) == "20130524T000000Z")
-        let headers = signature.sign(method: "GET", path: "/test.txt",
-                                     headers: [("Host", "examplebucket.s3.amazonaws.com"), ("Range", "bytes=0-9")],
-                                     payloadHash: S3Signature.emptyPayloadHash, amzDate: "20130524T000000Z")
+        let headers = signature.sign(
+            method: "GET", path: "/test.txt",
+            headers: [("Host", "examplebucket.s3.amazonaws.com"), ("Range", "bytes=0-9")],
+            payloadHash: S3Signature.emptyPayloadHash, amzDate: "20130524T000000Z")
         #expect(S3Signature.emptyPayloadHash == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(headers.first { $0.0 == "x-amz-content-sha256" }?.1 == S3Signature.emptyPayloadHash)
-        #expect(headers.first { $0.0 == "Authorization" }?.1 ==
-            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+        #expect(
+            headers.first { $0.0 == "Authorization" }?.1
+                == "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        )
     }
 
     @Test func presignedURLMatchesAWSsQueryExample() throws {
@@ -28,16 +32,22 @@ import Testing
             "S3_ACCESS_KEY_ID": Self.accessKey, "S3_SECRET_ACCESS_KEY": Self.secretKey, "S3_PRESIGN_SECONDS": "86400",
         ])
         let storage = try #require(try S3MediaStorage(config: config, now: { Self.may24of2013 }))
-        #expect(storage.url(for: "test.txt") ==
-            "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404")
+        #expect(
+            storage.url(for: "test.txt")
+                == "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+        )
         #expect(storage.browserOrigin == "https://examplebucket.s3.amazonaws.com")
     }
 
     @Test func pathStyleAndVirtualHostedStyleLocations() throws {
         func storage(_ extra: [String: String]) throws -> S3MediaStorage {
-            try #require(try S3MediaStorage(config: try TestSupport.config([
-                "S3_BUCKET": "media", "S3_ENDPOINT": "http://127.0.0.1:9000/", "S3_ACCESS_KEY_ID": "k", "S3_SECRET_ACCESS_KEY": "s",
-            ].merging(extra) { _, new in new })))
+            try #require(
+                try S3MediaStorage(
+                    config: try TestSupport.config(
+                        [
+                            "S3_BUCKET": "media", "S3_ENDPOINT": "http://127.0.0.1:9000/", "S3_ACCESS_KEY_ID": "k",
+                            "S3_SECRET_ACCESS_KEY": "s",
+                        ].merging(extra) { _, new in new })))
         }
         let path = try storage([:])
         #expect(path.location("ab/cd ef.webp").url == "http://127.0.0.1:9000/media/ab/cd%20ef.webp")

@@ -1,11 +1,13 @@
+import Testing
+
+@testable import SharedKit
+@testable import SharedKitHTTP
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import Testing
-@testable import SharedKit
-@testable import SharedKitHTTP
 
 /// Against the strict S3 fake (Tests/e2e/fakes/s3.py: Signature V4 checked as AWS documents it), which
 /// `make test` starts (TEST_S3_ENDPOINT, TEST_S3_ACCESS_KEY, TEST_S3_SECRET_KEY).
@@ -24,13 +26,16 @@ import Testing
         #expect((200...299).contains(try storage.createBucket()))
     }
 
-    static func storage(endpoint: String, bucket: String, secret: String? = nil, _ extra: [String: String] = [:],
-                        now: @escaping @Sendable () -> Int64 = { WallClock.nowSeconds() }) throws -> S3MediaStorage {
-        let config = try TestSupport.config([
-            "S3_BUCKET": bucket, "S3_ENDPOINT": endpoint,
-            "S3_ACCESS_KEY_ID": TestSupport.environment("TEST_S3_ACCESS_KEY") ?? "",
-            "S3_SECRET_ACCESS_KEY": secret ?? TestSupport.environment("TEST_S3_SECRET_KEY") ?? "",
-        ].merging(extra) { _, new in new })
+    static func storage(
+        endpoint: String, bucket: String, secret: String? = nil, _ extra: [String: String] = [:],
+        now: @escaping @Sendable () -> Int64 = { WallClock.nowSeconds() }
+    ) throws -> S3MediaStorage {
+        let config = try TestSupport.config(
+            [
+                "S3_BUCKET": bucket, "S3_ENDPOINT": endpoint,
+                "S3_ACCESS_KEY_ID": TestSupport.environment("TEST_S3_ACCESS_KEY") ?? "",
+                "S3_SECRET_ACCESS_KEY": secret ?? TestSupport.environment("TEST_S3_SECRET_KEY") ?? "",
+            ].merging(extra) { _, new in new })
         return try #require(try S3MediaStorage(config: config, now: now))
     }
 
@@ -77,8 +82,9 @@ import Testing
         #expect(try storage.read(key: key) == Array("virtual".utf8))
         #expect(try HTTPClient().send(method: "GET", url: virtual.url(for: key)).status == 200)
         // Signed two days ago for one day: expired.
-        let stale = try Self.storage(endpoint: endpoint, bucket: bucket, ["S3_PRESIGN_SECONDS": "86400"],
-                                     now: { WallClock.nowSeconds() - 2 * 86_400 })
+        let stale = try Self.storage(
+            endpoint: endpoint, bucket: bucket, ["S3_PRESIGN_SECONDS": "86400"],
+            now: { WallClock.nowSeconds() - 2 * 86_400 })
         let expired = try HTTPClient().send(method: "GET", url: stale.url(for: key))
         #expect(expired.status == 403)
         #expect(String(decoding: expired.body, as: UTF8.self).contains("expired"))

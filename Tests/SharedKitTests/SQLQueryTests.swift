@@ -1,10 +1,12 @@
+import Testing
+
+@testable import SharedKit
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import Testing
-@testable import SharedKit
 
 @Suite struct SQLQueryTests {
     @Test func interpolatedValuesBecomeParameters() {

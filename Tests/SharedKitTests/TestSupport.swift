@@ -1,8 +1,10 @@
+import Logging
+
+@testable import SharedKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Logging
-@testable import SharedKit
 
 /// Shared helpers: a context for handlers, and the services `make test` starts.
 enum TestSupport {
