@@ -24,7 +24,7 @@ enum SharedPage {
     /// The image, or the video's file.
     static func file(_ request: Request, _ context: Context) throws -> Response {
         guard let shared = try links(context).open(token: try request.parameter("token"), countView: false) else { return gone() }
-        return try media(shared.storageKey, context)
+        return try media(shared.storageKey, request, context)
     }
 
     /// A video's poster (the preview image of link cards); 404 for an image.
@@ -32,18 +32,47 @@ enum SharedPage {
         guard let shared = try links(context).open(token: try request.parameter("token"), countView: false),
             let poster = shared.posterKey
         else { return gone() }
-        return try media(poster, context)
+        return try media(poster, request, context)
     }
 
-    /// With files on this host nginx sends the file (X-Accel-Redirect to an internal location) once access
-    /// was checked here; from a bucket the function reads the object and answers it. Either way the answer
-    /// is not kept by caches, so a revoked link stops at once.
-    static func media(_ key: String, _ context: Context) throws -> Response {
+    /// With files on this host nginx sends the file (X-Accel-Redirect to an internal location, ranges
+    /// included) once access was checked here; from a bucket the function reads the object, or the one byte
+    /// range asked for (players seek, and Safari plays video only through ranges). Either way the answer is
+    /// not kept by caches, so a revoked link stops at once.
+    static func media(_ key: String, _ request: Request, _ context: Context) throws -> Response {
         let headers = [("Cache-Control", "private, no-cache"), ("X-Robots-Tag", "noindex")]
         if let prefix = context.media.internalRedirectPrefix {
             return Response(status: .ok, headers: headers + [("X-Accel-Redirect", prefix + key)])
         }
-        return Response(status: .ok, headers: headers + [("Content-Type", contentType(of: key))], body: try context.media.read(key: key))
+        let type = [("Content-Type", contentType(of: key)), ("Accept-Ranges", "bytes")]
+        if let range = request.header("range").flatMap(singleByteRange), let ranged = try context.media.read(key: key, range: range) {
+            switch ranged.status {
+            case 206:
+                return Response(
+                    status: HTTPStatus(206, "Partial Content"), headers: headers + type + [("Content-Range", ranged.contentRange ?? "")],
+                    body: ranged.bytes)
+            case 416:
+                return Response(
+                    status: HTTPStatus(416, "Range Not Satisfiable"),
+                    headers: headers + (ranged.contentRange.map { [("Content-Range", $0)] } ?? []))
+            default:
+                return Response(status: .ok, headers: headers + type, body: ranged.bytes)
+            }
+        }
+        return Response(status: .ok, headers: headers + type, body: try context.media.read(key: key))
+    }
+
+    /// `bytes=first-last`, `bytes=first-` or `bytes=-suffix` with digits only, passed on as it came; anything
+    /// else (several ranges, other units) is ignored and the whole file answered, as RFC 9110 allows.
+    static func singleByteRange(_ header: String) -> String? {
+        let value = header.trimmingWhitespace()
+        guard value.utf8.count <= 64, value.hasPrefix("bytes=") else { return nil }
+        let spec = value.dropFirst(6).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard spec.count == 2, !(spec[0].isEmpty && spec[1].isEmpty),
+            spec.allSatisfy({ $0.allSatisfy { $0 >= "0" && $0 <= "9" } })
+        else { return nil }
+        if let first = Int(spec[0]), let last = Int(spec[1]), last < first { return nil }
+        return String(value)
     }
 
     static func contentType(of key: String) -> String {

@@ -59,10 +59,15 @@ public struct S3MediaStorage: MediaStorage {
     }
 
     /// One signed request: every header S3 is sent is signed, the payload's SHA-256 included.
-    func send(_ method: String, key: String?, body: [UInt8]? = nil, contentType: String? = nil) throws -> HTTPClient.Response {
+    func send(
+        _ method: String, key: String?, body: [UInt8]? = nil, contentType: String? = nil, range: String? = nil
+    ) throws
+        -> HTTPClient.Response
+    {
         let (url, host, path) = location(key)
         var headers = [("Host", host)]
         if let contentType { headers.append(("Content-Type", contentType)) }
+        if let range { headers.append(("Range", range)) }
         let payloadHash = body.map { Encoding.hex(Digest.sha256($0)) } ?? S3Signature.emptyPayloadHash
         headers += signature.sign(
             method: method, path: path, headers: headers, payloadHash: payloadHash, amzDate: S3Signature.amzDate(now()))
@@ -88,6 +93,21 @@ public struct S3MediaStorage: MediaStorage {
             throw DependencyUnavailable(.storage, detail: "s3 get \(key): HTTP \(response.status)\(Self.errorCode(response))")
         }
         return response.body
+    }
+
+    /// S3 serves the range itself (GetObject with `Range`: 206 and `Content-Range`, 416 past the end).
+    public func read(key: String, range: String) throws -> RangedRead? {
+        let response: HTTPClient.Response
+        do { response = try send("GET", key: key, range: range) } catch {
+            throw DependencyUnavailable(.storage, detail: "s3 get: \(error)")
+        }
+        switch response.status {
+        case 206: return RangedRead(status: 206, bytes: response.body, contentRange: response.header("Content-Range"))
+        case 200: return RangedRead(status: 200, bytes: response.body, contentRange: nil)
+        case 416: return RangedRead(status: 416, bytes: [], contentRange: response.header("Content-Range"))
+        default:
+            throw DependencyUnavailable(.storage, detail: "s3 get \(key): HTTP \(response.status)\(Self.errorCode(response))")
+        }
     }
 
     public func delete(key: String) throws {

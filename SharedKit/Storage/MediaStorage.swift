@@ -16,11 +16,29 @@ public protocol MediaStorage {
     /// (followed by the key) to have it served after the function checked access. Nil: the function
     /// reads the object and answers its bytes.
     var internalRedirectPrefix: String? { get }
+    /// The object for a request with `Range` (one `bytes=` range, already checked): nil when the storage
+    /// does not serve ranges itself (files: nginx does).
+    func read(key: String, range: String) throws -> RangedRead?
+}
+
+/// What a ranged read answered: 206 with the bytes and their `Content-Range`, 200 with the whole object
+/// (the range was ignored), or 416 when the range starts past the end.
+public struct RangedRead: Sendable {
+    public let status: Int
+    public let bytes: [UInt8]
+    public let contentRange: String?
+
+    public init(status: Int, bytes: [UInt8], contentRange: String?) {
+        self.status = status
+        self.bytes = bytes
+        self.contentRange = contentRange
+    }
 }
 
 extension MediaStorage {
     public var urlPrefix: String? { nil }
     public var internalRedirectPrefix: String? { nil }
+    public func read(key: String, range: String) throws -> RangedRead? { nil }
 
     /// A URL a provider on the internet can fetch: the storage's own when it is absolute (S3), else
     /// `publicBaseURL` followed by the site-relative one (/media/… served by nginx).

@@ -114,6 +114,8 @@ def test_a_shared_image_has_a_page_with_link_preview_tags_and_its_file(stack, us
     assert served.headers.get("Cache-Control") == "private, no-cache"
     assert served.headers.get("X-Robots-Tag") == "noindex"
     assert served.content == fetch(stack, image["url"]).content
+    ranged = requests.get(stack.api(f"/s/{token}/file"), headers={"Range": "bytes=0-9"}, timeout=30)
+    assert ranged.status_code == 206 and ranged.content == served.content[:10], ranged.status_code
     # The internal location nginx sends it from is not reachable from outside.
     key = image["url"][len("/media/"):]
     assert requests.get(stack.api(f"/_atelier/media/{key}"), timeout=30).status_code == 404
