@@ -112,28 +112,28 @@ enum SharedPage {
         let animatedWebP = shared.isVideo && !shared.storageKey.hasSuffix(".mp4")
 
         var meta = """
-            <title>\(escape(title)) · Atelier</title>
-            <meta name="description" content="\(escape(description))">
+            <title>\(Markup.escape(title)) · Atelier</title>
+            <meta name="description" content="\(Markup.escape(description))">
             <meta name="robots" content="noindex">
-            <link rel="canonical" href="\(escape(page))">
+            <link rel="canonical" href="\(Markup.escape(page))">
             <meta property="og:site_name" content="Atelier">
             <meta property="og:type" content="\(shared.isVideo ? "video.other" : "website")">
-            <meta property="og:title" content="\(escape(title))">
-            <meta property="og:description" content="\(escape(description))">
-            <meta property="og:url" content="\(escape(page))">
+            <meta property="og:title" content="\(Markup.escape(title))">
+            <meta property="og:description" content="\(Markup.escape(description))">
+            <meta property="og:url" content="\(Markup.escape(page))">
             """
         if let preview {
             let type = shared.isVideo && !animatedWebP ? "image/webp" : contentType(of: shared.storageKey)
-            meta += "\n<meta property=\"og:image\" content=\"\(escape(preview))\">"
+            meta += "\n<meta property=\"og:image\" content=\"\(Markup.escape(preview))\">"
             meta += "\n<meta property=\"og:image:type\" content=\"\(type)\">"
             if let width = shared.width, let height = shared.height, width > 0, height > 0 {
                 meta += "\n<meta property=\"og:image:width\" content=\"\(width)\">"
                 meta += "\n<meta property=\"og:image:height\" content=\"\(height)\">"
             }
-            meta += "\n<meta property=\"og:image:alt\" content=\"\(escape(title))\">"
+            meta += "\n<meta property=\"og:image:alt\" content=\"\(Markup.escape(title))\">"
         }
         if shared.isVideo, !animatedWebP {
-            meta += "\n<meta property=\"og:video\" content=\"\(escape(file))\">"
+            meta += "\n<meta property=\"og:video\" content=\"\(Markup.escape(file))\">"
             meta += "\n<meta property=\"og:video:type\" content=\"video/mp4\">"
             if let width = shared.width, let height = shared.height, width > 0, height > 0 {
                 meta += "\n<meta property=\"og:video:width\" content=\"\(width)\">"
@@ -143,10 +143,10 @@ enum SharedPage {
         meta += """
 
             <meta name="twitter:card" content="\(preview != nil ? "summary_large_image" : "summary")">
-            <meta name="twitter:title" content="\(escape(title))">
-            <meta name="twitter:description" content="\(escape(description))">
+            <meta name="twitter:title" content="\(Markup.escape(title))">
+            <meta name="twitter:description" content="\(Markup.escape(description))">
             """
-        if let preview { meta += "\n<meta name=\"twitter:image\" content=\"\(escape(preview))\">" }
+        if let preview { meta += "\n<meta name=\"twitter:image\" content=\"\(Markup.escape(preview))\">" }
 
         let size = (shared.width ?? 0) > 0 && (shared.height ?? 0) > 0 ? " width=\"\(shared.width!)\" height=\"\(shared.height!)\"" : ""
         let media: String
@@ -156,12 +156,12 @@ enum SharedPage {
                 "<video class=\"shared-media\" controls loop playsinline preload=\"metadata\"\(poster)\(size)><source src=\"/s/\(token)/file\" type=\"video/mp4\"></video>"
         } else {
             media =
-                "<img class=\"shared-media\" src=\"/s/\(token)/file\" alt=\"\(escape(shared.prompt.isEmpty ? title : shared.prompt))\"\(size)>"
+                "<img class=\"shared-media\" src=\"/s/\(token)/file\" alt=\"\(Markup.escape(shared.prompt.isEmpty ? title : shared.prompt))\"\(size)>"
         }
         var facts: [String] = []
         if madeByMachine { facts.append("<span class=\"badge\">AI-generated</span>") }
-        if let name = shared.username { facts.append("Shared by <strong>@\(escape(name))</strong>") }
-        let caption = shared.prompt.isEmpty ? "" : "<p class=\"shared-prompt\">\(escape(shared.prompt))</p>"
+        if let name = shared.username { facts.append("Shared by <strong>@\(Markup.escape(name))</strong>") }
+        let caption = shared.prompt.isEmpty ? "" : "<p class=\"shared-prompt\">\(Markup.escape(shared.prompt))</p>"
         return document(
             head: meta,
             body: """
@@ -203,21 +203,5 @@ enum SharedPage {
         let words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).joined(separator: " ")
         guard words.count > limit else { return words }
         return String(words.prefix(limit - 1)).trimmingWhitespace().description + "…"
-    }
-
-    static func escape(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for character in text {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(character)
-            }
-        }
-        return out
     }
 }

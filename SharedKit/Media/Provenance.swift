@@ -64,7 +64,7 @@ public struct Provenance: Sendable, Equatable {
                 xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
                 xmlns:xmp="http://ns.adobe.com/xap/1.0/"
                 Iptc4xmpExt:DigitalSourceType="\(sourceType.uri)"
-                xmp:CreatorTool="\(Self.escape(generator))"
+                xmp:CreatorTool="\(Markup.escape(generator))"
                 xmp:CreateDate="\(date)"
                 xmp:MetadataDate="\(date)"/>
              </rdf:RDF>
@@ -102,20 +102,6 @@ public struct Provenance: Sendable, Equatable {
         var box = withUnsafeBytes(of: total.bigEndian) { Array($0) }
         box += Array("uuid".utf8) + xmpUUID + packet
         return bytes + box
-    }
-
-    static func escape(_ text: String) -> String {
-        var out = ""
-        for character in text {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            default: out.append(character)
-            }
-        }
-        return out
     }
 
     static func iso8601(_ seconds: Int64) -> String {
