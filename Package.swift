@@ -64,7 +64,9 @@ let package = Package(
             exclude: ["HTTP", "Media"],
             swiftSettings: strict
         ),
-        .target(name: "SharedKitHTTP", dependencies: ["SharedKit", "CCurl"], path: "SharedKit/HTTP", swiftSettings: strict),
+        .target(
+            name: "SharedKitHTTP", dependencies: ["SharedKit", "CCurl", .product(name: "Logging", package: "swift-log")],
+            path: "SharedKit/HTTP", swiftSettings: strict),
         .target(
             name: "SharedKitMedia", dependencies: ["SharedKit", "SharedKitHTTP", "CVips", .product(name: "Logging", package: "swift-log")],
             path: "SharedKit/Media", swiftSettings: strict),

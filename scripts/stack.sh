@@ -217,7 +217,7 @@ write_env() {
     quote MIGRATIONS_DIR "$ROOT/Migrations"
     # Everything else the operator set (REPLICATE_*, RAZORPAY_*, SMTP_URL, quotas …) passes through.
     local name
-    for name in $(compgen -e | grep -E '^(REPLICATE_|RAZORPAY_|SMTP_URL|SMTP_TLS|SMTP_CA_FILE|MAIL_|S3_|QUOTA_|COST_|RATE_|SESSION_|ADMIN_SESSION_|RECONCILE_|GENERATION_|VIDEO_TIMEOUT|PLAN_|SUBSCRIPTION_|PREMIUM_|API_KEYS_|CODE_GUESSES_|CODE_SENDS_|DATABASE_PREPARED_STATEMENTS|LOG_LEVEL|DEPENDENCY_TIMEOUT_MS|METRICS_)'); do
+    for name in $(compgen -e | grep -E '^(REPLICATE_|OPENAI_|PROVIDERS|PROVIDER_|WEBHOOK_|RAZORPAY_|SMTP_URL|SMTP_TLS|SMTP_CA_FILE|MAIL_|S3_|QUOTA_|COST_|RATE_|SESSION_|ADMIN_SESSION_|RECONCILE_|GENERATION_|VIDEO_TIMEOUT|PLAN_|SUBSCRIPTION_|PREMIUM_|API_KEYS_|CODE_GUESSES_|CODE_SENDS_|DATABASE_PREPARED_STATEMENTS|LOG_LEVEL|DEPENDENCY_TIMEOUT_MS|METRICS_)'); do
       quote "$name" "${!name}"
     done
   } > "$RUN_DIR/env"
@@ -375,6 +375,8 @@ run() {
   [ -n "${SMTP_URL:-}" ] && outbox="sent through ${SMTP_URL%%://*}://${SMTP_URL##*@}"
   local images="embedded (rendered in-process; set REPLICATE_API_TOKEN for Replicate)"
   [ -n "${REPLICATE_API_TOKEN:-}" ] && images="Replicate (${REPLICATE_API_BASE:-https://api.replicate.com/v1}), webhooks to $PUBLIC_BASE_URL/hooks/replicate"
+  [ -n "${OPENAI_API_KEY:-}" ] && images="$images; OpenAI (${OPENAI_BASE_URL:-https://api.openai.com/v1})"
+  [ -n "${PROVIDERS:-}" ] && images="$images; in the order PROVIDERS=$PROVIDERS"
   local payments="not configured (set RAZORPAY_KEY_ID, RAZORPAY_KEY_SECRET, RAZORPAY_PLAN_ID …)"
   [ -n "${RAZORPAY_KEY_ID:-}" ] && payments="Razorpay (key ${RAZORPAY_KEY_ID})"
   local media="$MEDIA_DIR (served by nginx under /media/)"

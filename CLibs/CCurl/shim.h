@@ -16,3 +16,4 @@ static inline CURLcode atl_curl_setopt_header_function(CURL *h, size_t (*f)(char
     return curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, f);
 }
 static inline CURLcode atl_curl_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
+static inline CURLcode atl_curl_getinfo_string(CURL *h, CURLINFO i, const char **v) { return curl_easy_getinfo(h, i, v); }

@@ -41,31 +41,47 @@ enum Enhance {
         return text
     }
 
-    /// The language model when Replicate is configured; the embedded enhancer otherwise, and whenever
-    /// the model fails or answers with nothing usable.
+    /// A language model of the configured providers (in their order, cooling ones last); the embedded
+    /// enhancer when none is configured, and whenever every model fails or answers with nothing usable.
     static func suggestion(for prompt: String, style: Catalog.Style, _ context: Context) throws -> String {
-        guard let client = ReplicateClient(context.config) else { return PromptEnhancer.enhance(prompt, style: style) }
         let instruction = """
             Rewrite this image-generation prompt to be vivid and specific: keep its subject, add concrete detail, lighting, \
             composition\(style.promptTerms.isEmpty ? "" : " and this style: \(style.promptTerms)"). Answer with the prompt only, \
             one line, at most 80 words.
-
-            Prompt: \(prompt)
             """
-        do {
-            let prediction = try client.run(
-                model: client.models.enhance,
-                input: [
-                    "prompt": .string(instruction), "max_tokens": .number(200), "temperature": .number(0.6),
-                ], waitSeconds: 10)
-            let text = promptOnly(ReplicateClient.outputText(prediction.output))
-            if prediction.status == "succeeded", !text.isEmpty, text.count <= 2000 {
-                return text
+        let providers = try Providers(context.config)
+        for provider in providers.chain(for: .image, redis: context.redis, logger: context.logger) {
+            do {
+                let answer: String
+                switch provider {
+                case .local:
+                    continue
+                case .replicate:
+                    guard let client = ReplicateClient(context.config) else { continue }
+                    let prediction = try client.run(
+                        model: client.models.enhance,
+                        input: [
+                            "prompt": .string(instruction + "\n\nPrompt: \(prompt)"), "max_tokens": .number(200),
+                            "temperature": .number(0.6),
+                        ], waitSeconds: 10)
+                    guard prediction.status == "succeeded" else {
+                        context.logger.notice("enhancer model gave no answer", metadata: ["status": .string(prediction.status)])
+                        continue
+                    }
+                    answer = ReplicateClient.outputText(prediction.output)
+                case .openai:
+                    guard let client = OpenAIClient(context.config) else { continue }
+                    answer = try client.chat(
+                        model: client.models.enhance, instruction: instruction, message: "Prompt: \(prompt)", maxTokens: 200,
+                        temperature: 0.6)
+                }
+                let text = promptOnly(answer)
+                if !text.isEmpty, text.count <= 2000 { return text }
+                context.logger.notice("enhancer model gave no usable answer", metadata: ["provider": .string(provider.rawValue)])
+            } catch {
+                context.logger.notice(
+                    "enhancer model unavailable", metadata: ["provider": .string(provider.rawValue), "error": .string("\(error)")])
             }
-            context.logger.notice(
-                "enhancer model gave no usable answer; using the embedded enhancer", metadata: ["status": .string(prediction.status)])
-        } catch {
-            context.logger.notice("enhancer model unavailable; using the embedded enhancer", metadata: ["error": .string("\(error)")])
         }
         return PromptEnhancer.enhance(prompt, style: style)
     }

@@ -20,16 +20,27 @@ enum Images {
         let (prompt, style, colour, ratio, seed, job) = (asked.prompt, asked.style, asked.colour, asked.ratio, asked.seed, asked.job)
         let generations = Generations(context)
         let cost = try Generations.Costs(config: context.config).cost(of: .image)
-        if let replicate = ReplicateJobs(context) {
-            // A provider job: answered at once with the generation to follow; the webhook completes it.
-            return try GenerationJobs(context).submitToProvider(userID: user.id, task: .image, input: job, cost: cost) { generationID in
-                try replicate.start(
-                    generationID: generationID, model: replicate.client.models.image,
-                    input: replicate.input(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed))
-            }
+        let webhookURL = try asked.webhookURL(context.config)
+        let jobs = GenerationJobs(context)
+        let chain = try jobs.chain(for: .image)
+        if chain.first != .local {
+            // Provider jobs: answered at once with the generation to follow.
+            let providerPrompt = Catalog.providerPrompt(prompt, style: style, colour: colour)
+            return try jobs.submit(
+                userID: user.id, task: .image, input: job, cost: cost, webhookURL: webhookURL, chain: chain,
+                work: GenerationJobs.Work(
+                    replicate: { replicate in
+                        (
+                            replicate.client.models.image,
+                            replicate.input(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed)
+                        )
+                    },
+                    openai: .generate(prompt: providerPrompt, width: ratio.width, height: ratio.height),
+                    local: { LocalRenderer().render(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed) }))
         }
         let stored = try LocalImageJobs(context).run(
-            userID: user.id, task: .image, input: job, cost: cost, sourceImageID: nil, kind: .generated, prompt: prompt,
+            userID: user.id, task: .image, input: job, cost: cost, sourceImageID: nil, webhookURL: webhookURL, kind: .generated,
+            prompt: prompt,
             style: style.id, colour: colour.id, seed: seed
         ) {
             LocalRenderer().render(prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed)

@@ -15,7 +15,14 @@ enum Maintenance {
             let timeouts = try OpenJobs.Timeouts(context.config)
             // One run at a time; provider calls happen between short transactions, holding no row locks.
             let result = try RunLock(db: context.db, name: "maintenance-cron").run { lease in
-                try work(context, lease, reconcileAfter: reconcileAfter, timeouts: timeouts)
+                var summary = try work(context, lease, reconcileAfter: reconcileAfter, timeouts: timeouts)
+                // Completion webhooks that are due, the jobs just ended among them (first attempts the
+                // request that ended a job did not make, and retries); a month is kept for the user's list.
+                let outcomes = try WebhookDelivery(context).deliverDue(limit: 200) { try lease.extend() }
+                summary["webhooks_delivered"] = outcomes.filter { $0 == .delivered }.count
+                summary["webhooks_not_delivered"] = outcomes.filter { $0 != .delivered }.count
+                try context.db.execute("DELETE FROM completion_webhooks WHERE created_at < now() - interval '30 days'")
+                return summary
             }
             guard let summary = result else {
                 context.logger.info("maintenance skipped: another run holds the lock")

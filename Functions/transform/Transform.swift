@@ -42,6 +42,8 @@ enum Transform {
             prompt = try Catalog.prompt(form.field("prompt") ?? "", what: "what to paint into the masked area")
         }
 
+        let webhookURL = try CompletionWebhooks.url(form.field("webhook_url"), context.config)
+
         // A request the quota cannot cover is refused before the upload is decoded or stored.
         let task: Generations.Task = mode == "upscale" ? .upscale : .inpaint
         let cost = try Generations.Costs(config: context.config).cost(of: task)
@@ -70,7 +72,11 @@ enum Transform {
                 .badRequest, code: "missing_field", message: "Attach the image to transform as 'image', or name one with 'image_id'.")
         }
 
+        let jobs = GenerationJobs(context)
+        let chain = try jobs.chain(for: task)
+        let local = chain.first == .local
         var maskPNG: [UInt8]?
+        var maskValues: (width: Int, height: Int, values: [UInt8])?
         var result: RGBImage
         if mode == "upscale" {
             guard source.width * scale * source.height * scale <= maxPixels else {
@@ -98,19 +104,23 @@ enum Transform {
                     .badRequest, code: "mask_size_mismatch",
                     message: "The mask is \(mask.width)×\(mask.height) but the image is \(source.width)×\(source.height); they must match.")
             }
-            maskPNG = try Imaging.encodeGrey(width: mask.width, height: mask.height, values: mask.values)
-            result = ReplicateJobs(context) == nil ? LocalRenderer.inpaint(source, mask: mask.values) : source
+            maskValues = mask
+            result = local ? LocalRenderer.inpaint(source, mask: mask.values) : source
         }
 
-        let jobs = LocalImageJobs(context)
-        let sourceRecord = try existing ?? jobs.storeUpload(userID: user.id, image: source)
+        let localJobs = LocalImageJobs(context)
+        let sourceRecord = try existing ?? localJobs.storeUpload(userID: user.id, image: source)
         let generations = Generations(context)
         var job = JobInput(mode: mode, scale: mode == "upscale" ? scale : nil, prompt: prompt, sourceImageId: sourceRecord.id)
-        if let replicate = ReplicateJobs(context), let sourceKey = sourceRecord.storageKey {
-            // The provider fetches the source and the mask from our public media URLs (inline, the mask
+        if !local, let sourceKey = sourceRecord.storageKey {
+            // Replicate fetches the source and the mask from our public media URLs (inline, the mask
             // would come back inside every webhook). flux-fill answers about one megapixel unless asked to
             // match the input (up to 1440×1440); the copy brings the result back to the source's size.
+            // OpenAI is sent both in its edit request: the picture as PNG, the mask transparent where to paint.
             var maskURL = ""
+            if let maskValues, chain.contains(.replicate) {
+                maskPNG = try Imaging.encodeGrey(width: maskValues.width, height: maskValues.height, values: maskValues.values)
+            }
             if let maskPNG {
                 let maskKey = FileMediaStorage.newKey(extension: "png")
                 try context.media.put(maskPNG, key: maskKey, contentType: "image/png")
@@ -125,25 +135,31 @@ enum Transform {
                     "image": .string(imageURL), "mask": .string(maskURL), "megapixels": .string("match_input"),
                     "prompt": .string(prompt ?? ""), "output_format": .string("webp"), "num_outputs": .number(1),
                 ]
-            var started = false
+            var openai: OpenAIJobs.Work?
+            if let maskValues, let prompt, chain.contains(.openai) {
+                openai = .edit(prompt: prompt, image: try Imaging.encode(source, as: .png, mark: nil), mask: maskValues)
+            }
+            let upscale = mode == "upscale"
+            let localResult: () throws -> RGBImage =
+                upscale
+                ? { try Imaging.resize(source, scale: Double(scale)) }
+                : { LocalRenderer.inpaint(source, mask: maskValues?.values ?? []) }
+            // The job's end (or its failure to start anywhere) removes the stored mask.
             do {
-                return try GenerationJobs(context).submitToProvider(
-                    userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id
-                ) { generationID in
-                    try replicate.start(
-                        generationID: generationID,
-                        model: mode == "upscale" ? replicate.client.models.upscale : replicate.client.models.inpaint, input: input)
-                    started = true
-                }
-            } catch {
-                // Once the job is started the provider fetches the mask; the job's end removes it.
-                if !started, let maskKey = job.maskKey { try? context.media.delete(key: maskKey) }
-                throw error
+                return try jobs.submit(
+                    userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id, webhookURL: webhookURL,
+                    chain: chain,
+                    work: GenerationJobs.Work(
+                        replicate: { replicate in (replicate.client.models.model(for: task), input) }, openai: openai, local: localResult))
+            } catch let refused as HTTPError {
+                // Refused before the job existed (the quota ran out meanwhile): nothing will remove it.
+                if let maskKey = job.maskKey { try? context.media.delete(key: maskKey) }
+                throw refused
             }
         }
         let inpainted = result
-        let stored = try jobs.run(
-            userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id,
+        let stored = try localJobs.run(
+            userID: user.id, task: task, input: job, cost: cost, sourceImageID: sourceRecord.id, webhookURL: webhookURL,
             fromUpload: try ImageKind.comesFromUpload(sourceRecord.id, context.db),
             kind: mode == "upscale" ? .upscaled : .inpainted, prompt: prompt ?? sourceRecord.prompt, style: nil, colour: nil, seed: nil
         ) {

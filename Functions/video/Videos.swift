@@ -95,7 +95,9 @@ enum Videos {
         let generations = Generations(context)
         let jobs = GenerationJobs(context)
         let cost = try Generations.Costs(config: context.config).cost(of: .video)
-        if let replicate = ReplicateJobs(context) {
+        let webhookURL = try asked.webhookURL(context.config)
+        let chain = try jobs.chain(for: .video)
+        if chain.first != .local {
             let stored = VideoJob(
                 prompt: prompt, style: style.id, colour: colour.id, aspectRatio: ratio.id,
                 seed: capabilities.seed ? seed : nil)
@@ -103,13 +105,14 @@ enum Videos {
             if capabilities.model.hasPrefix("minimax/") { input["prompt_optimizer"] = .bool(true) }
             if let name = capabilities.ratioInput { input[name] = .string(ratio.id) }
             if let name = capabilities.seedInput { input[name] = .number(Double(seed)) }
-            return try jobs.submitToProvider(userID: user.id, task: .video, input: stored, cost: cost) { generationID in
-                try replicate.start(generationID: generationID, model: replicate.client.models.video, input: input)
-            }
+            return try jobs.submit(
+                userID: user.id, task: .video, input: stored, cost: cost, webhookURL: webhookURL, chain: chain,
+                work: GenerationJobs.Work(replicate: { replicate in (replicate.client.models.video, input) }))
         }
         let storage = context.media
         let done = try jobs.runLocally(
-            userID: user.id, task: .video, input: job, cost: cost, failure: "The video could not be made; your quota was refunded."
+            userID: user.id, task: .video, input: job, cost: cost, webhookURL: webhookURL,
+            failure: "The video could not be made; your quota was refunded."
         ) { generationID, written -> VideoRecord in
             let frames = LocalRenderer(longSide: 480).frames(
                 prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed, count: frameCount)
@@ -124,10 +127,10 @@ enum Videos {
             written.append(posterKey)
             return try context.db.query(
                 """
-                INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed,
-                                    status, generation_id, completed_at)
+                INSERT INTO videos (user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, provider,
+                                    seed, status, generation_id, completed_at)
                 VALUES (\(user.id), \(key), \(posterKey), \(prompt), \(style.id), \(colour.id), \(frames[0].width), \(frames[0].height),
-                        \(Double(frameCount * frameDelayMs) / 1000), \(mark.model), \(seed), 'succeeded', \(generationID), now())
+                        \(Double(frameCount * frameDelayMs) / 1000), \(mark.model), 'local', \(seed), 'succeeded', \(generationID), now())
                 RETURNING \(VideoRecord.columns)
                 """
             ).records(VideoRecord.self)[0]

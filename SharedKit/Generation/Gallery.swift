@@ -24,10 +24,11 @@ public struct ImageRecord: Decodable, PostgresRecord, Sendable {
     public let generationId: String?
     public let createdAt: Date
     public let completedAt: Date?
+    public let provider: String?
 
     public static let columns: SQLQuery = """
         id, user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id, width, height, model, seed, \
-        status, error, generation_id, created_at, completed_at
+        status, error, generation_id, created_at, completed_at, provider
         """
 }
 
@@ -48,7 +49,7 @@ extension ImageRecord {
             prompt: try row.next(), style: try row.next(), colour: try row.next(), kind: try row.next(),
             sourceImageId: try row.next(), width: try row.next(), height: try row.next(), model: try row.next(),
             seed: try row.next(), status: try row.next(), error: try row.next(), generationId: try row.next(),
-            createdAt: try row.next(), completedAt: try row.next())
+            createdAt: try row.next(), completedAt: try row.next(), provider: try row.next())
     }
 }
 
@@ -63,6 +64,7 @@ public struct ImageView: JSONWritable, Sendable {
     public let height: Int?
     public let seed: Int64?
     public let model: String?
+    public let provider: String?
     public let url: String?
     public let thumbnailUrl: String?
     public let sourceImageId: String?
@@ -80,6 +82,7 @@ public struct ImageView: JSONWritable, Sendable {
         height = record.height
         seed = record.seed
         model = record.model
+        provider = record.provider
         url = record.storageKey.map { storage.url(for: $0) }
         thumbnailUrl = record.thumbnailKey.map { storage.url(for: $0) }
         sourceImageId = record.sourceImageId
@@ -98,6 +101,7 @@ public struct ImageView: JSONWritable, Sendable {
             o.field("kind", kind)
             o.field("model", model)
             o.field("prompt", prompt)
+            o.field("provider", provider)
             o.field("seed", seed)
             o.field("source_image_id", sourceImageId)
             o.field("status", status)
@@ -170,6 +174,7 @@ public enum ImageRowLayout: MediaRowLayout {
         o.key("kind"); o.text(row, c + 7)
         o.key("model"); o.text(row, c + 11)
         o.key("prompt"); o.text(row, c + 4)
+        o.key("provider"); o.text(row, c + 18)
         o.key("seed"); o.integer(row, c + 12)
         o.key("source_image_id"); o.text(row, c + 8)
         o.key("status"); o.text(row, c + 13)

@@ -6,6 +6,8 @@ public struct GenerationRequest: Decodable, Sendable {
     public let colour: String?
     public let aspectRatio: String?
     public let seed: Int64?
+    /// Where to POST the generation when it ends (`CompletionWebhooks`).
+    public let webhookUrl: String?
 
     /// The request checked against the catalog; a missing seed is drawn at random.
     public func validated(what: String, ratios allowed: [String]? = nil, defaultRatio: String = "1:1") throws -> ValidatedGeneration {
@@ -21,7 +23,8 @@ public struct GenerationRequest: Decodable, Sendable {
             throw HTTPError(.badRequest, code: "invalid_seed", message: "seed must be a whole number from 0 to 4294967295.")
         }
         return ValidatedGeneration(
-            prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed ?? Int64(Random.uniform(UInt32.max)))
+            prompt: prompt, style: style, colour: colour, ratio: ratio, seed: seed ?? Int64(Random.uniform(UInt32.max)),
+            webhookUrl: webhookUrl)
     }
 }
 
@@ -31,6 +34,12 @@ public struct ValidatedGeneration: Sendable {
     public let colour: Catalog.Colour
     public let ratio: Catalog.AspectRatio
     public let seed: Int64
+    let webhookUrl: String?
+
+    /// The completion webhook's URL, checked (nil when none was given).
+    public func webhookURL(_ config: Config) throws -> String? {
+        try CompletionWebhooks.url(webhookUrl, config)
+    }
 
     /// What the generation row keeps as its input.
     public var job: GenerationJob {

@@ -42,20 +42,31 @@ public struct Generations {
 
     /// Reserves the quota and records the job in one transaction: a refused reservation leaves no job.
     public func create<Input: Codable & Sendable>(
-        userID: String, task: Task, provider: String, input: Input, cost: Int,
-        sourceImageID: String? = nil, status: GenerationStatus = .running
+        userID: String, task: Task, provider: ProviderName, model: String?, input: Input, cost: Int,
+        sourceImageID: String? = nil, status: GenerationStatus = .running, webhookURL: String? = nil
     ) throws -> String {
         try db.transaction {
             let reservation = try ledger.reserve(userID: userID, cost: cost)
             let row = try db.query(
                 """
-                INSERT INTO generations (user_id, task, provider, status, input, cost, quota_period_start, source_image_id, started_at)
-                VALUES (\(userID), \(task.rawValue), \(provider), \(status.rawValue), \(PostgresJSON(input)), \(cost),
-                        \(reservation.periodStart), \(sourceImageID), CASE WHEN \(status.rawValue) = 'running' THEN now() END)
+                INSERT INTO generations (user_id, task, provider, model, status, input, cost, quota_period_start, source_image_id,
+                                         started_at, webhook_url)
+                VALUES (\(userID), \(task.rawValue), \(provider.rawValue), \(model), \(status.rawValue), \(PostgresJSON(input)), \(cost),
+                        \(reservation.periodStart), \(sourceImageID), CASE WHEN \(status.rawValue) = 'running' THEN now() END, \(webhookURL))
                 RETURNING id
                 """)
             return try row.first!.get("id")
         }
+    }
+
+    /// The provider (and model) a job is handed to, before it is sent: a webhook that comes back at once
+    /// finds it as that provider's.
+    public func assign(_ id: String, to provider: ProviderName, model: String) throws {
+        try db.execute(
+            """
+            UPDATE generations SET provider = \(provider.rawValue), model = \(model), updated_at = now()
+            WHERE id = \(id) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
+            """)
     }
 
     public func markSucceeded(_ id: String) throws {
@@ -88,6 +99,9 @@ public struct Generations {
     public struct View: JSONWritable, Sendable {
         public let id: String
         public let task: String
+        public let provider: String
+        public let model: String?
+        public let webhookUrl: String?
         public let status: String
         public let error: String?
         public let cost: Int
@@ -106,11 +120,14 @@ public struct Generations {
                 o.field("error", error)
                 o.field("id", id)
                 o.field("image_ids", imageIds)
+                o.field("model", model)
+                o.field("provider", provider)
                 o.field("refunded", refunded)
                 o.field("started_at", startedAt)
                 o.field("status", status)
                 o.field("task", task)
                 o.field("video_ids", videoIds)
+                o.field("webhook_url", webhookUrl)
             }
         }
     }
@@ -133,7 +150,7 @@ public struct Generations {
     /// One job of a user in the columns of `View`, for `Context.read` (the id must be a valid UUID).
     public static func viewQuery(id: String, userID: String) -> SQLQuery {
         """
-        SELECT g.id, g.task, g.status, g.error, g.cost, g.refunded,
+        SELECT g.id, g.task, g.provider, g.model, g.webhook_url, g.status, g.error, g.cost, g.refunded,
                COALESCE((SELECT json_agg(i.id ORDER BY i.created_at) FROM images i WHERE i.generation_id = g.id), '[]') AS image_ids,
                COALESCE((SELECT json_agg(v.id ORDER BY v.created_at) FROM videos v WHERE v.generation_id = g.id), '[]') AS video_ids,
                g.created_at, g.started_at, g.completed_at
@@ -146,7 +163,8 @@ extension Generations.View: PostgresRecord {
     /// The columns of `viewQuery` in order.
     public init(_ row: inout PostgresRow.Reader) throws {
         self.init(
-            id: try row.next(), task: try row.next(), status: try row.next(), error: try row.next(), cost: try row.next(),
+            id: try row.next(), task: try row.next(), provider: try row.next(), model: try row.next(), webhookUrl: try row.next(),
+            status: try row.next(), error: try row.next(), cost: try row.next(),
             refunded: try row.next(), imageIds: try row.next(PostgresJSON<[String]>.self).value,
             videoIds: try row.next(PostgresJSON<[String]>.self).value, createdAt: try row.next(), startedAt: try row.next(),
             completedAt: try row.next())

@@ -21,10 +21,11 @@ public struct VideoRecord: Decodable, PostgresRecord, Sendable {
     public let error: String?
     public let generationId: String?
     public let createdAt: Date
+    public let provider: String?
 
     public static let columns: SQLQuery = """
         id, user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed, status, error, \
-        generation_id, created_at
+        generation_id, created_at, provider
         """
 }
 
@@ -39,7 +40,8 @@ extension VideoRecord {
             id: try row.next(), userId: try row.next(), storageKey: try row.next(), posterKey: try row.next(),
             prompt: try row.next(), style: try row.next(), colour: try row.next(), width: try row.next(),
             height: try row.next(), durationSeconds: try row.next(), model: try row.next(), seed: try row.next(),
-            status: try row.next(), error: try row.next(), generationId: try row.next(), createdAt: try row.next())
+            status: try row.next(), error: try row.next(), generationId: try row.next(), createdAt: try row.next(),
+            provider: try row.next())
     }
 }
 
@@ -66,6 +68,7 @@ public struct VideoView: JSONWritable, Sendable {
             o.field("model", record.model)
             o.field("poster_url", posterUrl)
             o.field("prompt", record.prompt)
+            o.field("provider", record.provider)
             o.field("seed", record.seed)
             o.field("status", record.status)
             o.field("style", record.style)
@@ -89,6 +92,7 @@ public enum VideoRowLayout: MediaRowLayout {
         o.key("model"); o.text(row, c + 10)
         o.key("poster_url"); urls.write(row, c + 3, to: &o)
         o.key("prompt"); o.text(row, c + 4)
+        o.key("provider"); o.text(row, c + 16)
         o.key("seed"); o.integer(row, c + 11)
         o.key("status"); o.text(row, c + 12)
         o.key("style"); o.text(row, c + 5)

@@ -9,6 +9,8 @@ public struct HTTPClient: Sendable {
         public let status: Int
         public let headers: [(String, String)]
         public let body: [UInt8]
+        /// The address connected to (curl's CURLINFO_PRIMARY_IP).
+        public var remoteAddress: String = ""
 
         public func header(_ name: String) -> String? {
             headers.last { $0.0.lowercased() == name.lowercased() }?.1
@@ -25,6 +27,13 @@ public struct HTTPClient: Sendable {
     public var connectTimeoutMs: Int
     public var timeoutMs: Int
     public var maxResponseBytes: Int
+    /// `host:port:address` entries: connect to these addresses for these names, without resolving them
+    /// (an address checked before is the one connected to).
+    public var resolve: [String] = []
+    /// Never through a proxy from the environment (`https_proxy`…).
+    public var noProxy = false
+    /// The schemes allowed (curl's CURLOPT_PROTOCOLS_STR).
+    public var protocols = "http,https"
 
     public init(connectTimeoutMs: Int = 3000, timeoutMs: Int = 15000, maxResponseBytes: Int = 50 * 1024 * 1024) {
         self.connectTimeoutMs = connectTimeoutMs
@@ -54,8 +63,13 @@ public struct HTTPClient: Sendable {
         atl_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
         atl_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)
         atl_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMs)
-        atl_curl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
+        atl_curl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, protocols)
         atl_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, list)
+        var resolveList: UnsafeMutablePointer<curl_slist>?
+        for entry in resolve { resolveList = curl_slist_append(resolveList, entry) }
+        defer { curl_slist_free_all(resolveList) }
+        if resolveList != nil { atl_curl_setopt_slist(handle, CURLOPT_RESOLVE, resolveList) }
+        if noProxy { atl_curl_setopt_string(handle, CURLOPT_PROXY, "") }
         atl_curl_setopt_write_function(handle) { data, size, count, user in
             let sink = Unmanaged<TransferSink>.fromOpaque(user!).takeUnretainedValue()
             return sink.append(UnsafeRawBufferPointer(start: data, count: size * count)) ? size * count : 0
@@ -92,7 +106,11 @@ public struct HTTPClient: Sendable {
         }
         var status = 0
         atl_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-        return Response(status: status, headers: sink.headers, body: sink.body)
+        var remote: UnsafePointer<CChar>?
+        atl_curl_getinfo_string(handle, CURLINFO_PRIMARY_IP, &remote)
+        var response = Response(status: status, headers: sink.headers, body: sink.body)
+        if let remote { response.remoteAddress = String(cString: remote) }
+        return response
     }
 
     /// The URL without its query (which may carry signatures) for error messages and logs.

@@ -71,6 +71,15 @@ public struct ReplicateClient: Sendable {
             video = config.string("REPLICATE_MODEL_VIDEO") ?? "minimax/video-01"
             enhance = config.string("REPLICATE_MODEL_ENHANCE") ?? "meta/meta-llama-3-8b-instruct"
         }
+
+        public func model(for task: Generations.Task) -> String {
+            switch task {
+            case .image: image
+            case .upscale: upscale
+            case .inpaint: inpaint
+            case .video: video
+            }
+        }
     }
 
     let token: String

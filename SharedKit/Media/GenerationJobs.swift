@@ -1,9 +1,15 @@
 import Logging
 public import SharedKit
+import SharedKitHTTP
 
 /// The one flow every generation takes (images, videos, transforms): reserve the quota and record the job,
-/// then either hand it to the provider (answered 202 with the generation to follow, completed by the
-/// provider's webhook) or make it with the embedded renderer inside one transaction (answered 201).
+/// then either hand it to the providers (answered 202 with the generation to follow) or make it with the
+/// embedded renderer inside one transaction (answered 201).
+///
+/// Handed to providers, the job goes down the list `Providers` gives for its task: the first that takes
+/// it keeps it (Replicate's webhook completes it; OpenAI's answer carries the image, made after the
+/// response because it takes tens of seconds). A provider that fails cools down and the next is tried;
+/// when none is left the job fails and is refunded once. The quota is charged once, whoever makes it.
 ///
 /// An embedded job that fails to make or store its output is committed as failed and refunded; if
 /// PostgreSQL itself goes away midway nothing was committed at all (no charge, no job) and the files
@@ -17,19 +23,128 @@ public struct GenerationJobs {
         self.generations = Generations(context)
     }
 
-    /// A provider job: recorded as queued with its quota reserved, then `start`ed with its generation id;
-    /// 202 with the generation and its `Location`. A start that throws leaves the job to the reconciler
-    /// (or refunds it, as `ReplicateJobs.start` decides) and the error is the answer.
-    public func submitToProvider<Input: Codable & Sendable>(
-        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String? = nil,
-        start: (_ generationID: String) throws -> Void
+    /// What each provider is to be asked for this job (nil: this job cannot go there).
+    public struct Work {
+        /// Replicate: the model and the model's input.
+        public var replicate: ((ReplicateJobs) -> (model: String, input: [String: JSONValue]))?
+        /// OpenAI's Images API.
+        public var openai: OpenAIJobs.Work?
+        /// The embedded renderer, when it closes the list and every provider before it failed.
+        public var local: (() throws -> RGBImage)?
+
+        public init(
+            replicate: ((ReplicateJobs) -> (model: String, input: [String: JSONValue]))? = nil, openai: OpenAIJobs.Work? = nil,
+            local: (() throws -> RGBImage)? = nil
+        ) {
+            self.replicate = replicate
+            self.openai = openai
+            self.local = local
+        }
+    }
+
+    /// The providers for a task, in the order to try them now.
+    public func chain(for task: Generations.Task) throws -> [ProviderName] {
+        try Providers(context.config).chain(for: task, redis: context.redis, logger: context.logger)
+    }
+
+    /// A provider job: recorded as queued with its quota reserved and handed down `chain`; 202 with the
+    /// generation and its `Location`. When no provider takes it the job is failed and refunded, and the
+    /// answer is 503.
+    public func submit<Input: Codable & Sendable>(
+        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String? = nil, webhookURL: String? = nil,
+        chain: [ProviderName], work: Work
     ) throws -> Response {
         let generationID = try generations.create(
-            userID: userID, task: task, provider: "replicate", input: input, cost: cost, sourceImageID: sourceImageID, status: .queued)
-        try start(generationID)
+            userID: userID, task: task, provider: chain.first ?? .local, model: nil, input: input, cost: cost, sourceImageID: sourceImageID,
+            status: .queued, webhookURL: webhookURL)
+        // Queued after the provider's work that follows the response, if any.
+        defer { if webhookURL != nil { deliverWebhookSoon(generationID) } }
+        try hand(generationID, to: chain[...], work: work, inRequest: true)
         var response = Response.json(GenerationAnswer.queued(try generations.made(id: generationID, userID: userID)), status: .accepted)
         response.setHeader("Location", "/api/v1/generations/\(generationID)")
         return response
+    }
+
+    /// Offers the job to each provider of `chain` in turn until one takes it. In the request, OpenAI's
+    /// work (and the rest of the list, should it fail) is left for after the response. Throws 503 once
+    /// the job was failed and refunded because no provider took it.
+    func hand(_ generationID: String, to chain: ArraySlice<ProviderName>, work: Work, inRequest: Bool) throws {
+        let providers = try Providers(context.config)
+        var rest = chain
+        var lastFailure = "no provider can do this task"
+        func failed(_ name: ProviderName, _ reason: String) {
+            lastFailure = "\(name.rawValue): \(reason)"
+            providers.coolDown(name, reason: reason, redis: context.redis, logger: context.logger)
+        }
+        while let provider = rest.popFirst() {
+            switch provider {
+            case .replicate:
+                guard let jobs = ReplicateJobs(context), let make = work.replicate else { continue }
+                let (model, input) = make(jobs)
+                try generations.assign(generationID, to: .replicate, model: model)
+                do {
+                    try jobs.start(generationID: generationID, model: model, input: input)
+                    return
+                } catch let throttled as ReplicateClient.Throttled {
+                    guard !rest.isEmpty else {
+                        try jobs.deferStart(generationID: generationID, model: model, input: input)
+                        return
+                    }
+                    failed(.replicate, throttled.description)
+                } catch let unavailable as DependencyUnavailable where unavailable.dependency == .provider {
+                    failed(.replicate, unavailable.detail)
+                }
+            case .openai:
+                guard let jobs = OpenAIJobs(context), let job = work.openai else { continue }
+                try generations.assign(generationID, to: .openai, model: jobs.model(for: job))
+                if inRequest {
+                    let remaining = rest
+                    context.afterResponse.append { try self.hand(generationID, to: [.openai] + remaining, work: work, inRequest: false) }
+                    return
+                }
+                do {
+                    try jobs.make(generationID, job)
+                    return
+                } catch let refused as OpenAIClient.Refused {
+                    context.logger.notice(
+                        "openai refused the job", metadata: ["generation.id": .string(generationID), "error": .string(refused.description)])
+                    try giveUp(generationID, message: OpenAIClient.refusalMessage)
+                    return
+                } catch let unavailable as OpenAIClient.Unavailable {
+                    failed(.openai, unavailable.description)
+                }
+            case .local:
+                guard let make = work.local else { continue }
+                try generations.assign(generationID, to: .local, model: LocalRenderer.model)
+                let image = try make()
+                if try !ProviderOutputs(context).record(
+                    generationID, pending: false, outputs: [{ try Imaging.encode(image, as: .png, mark: nil) }])
+                {
+                    context.logger.notice(
+                        "the job ended before the embedded renderer's image", metadata: ["generation.id": .string(generationID)])
+                }
+                return
+            }
+        }
+        context.logger.error("no provider took the job", metadata: ["generation.id": .string(generationID), "error": .string(lastFailure)])
+        try giveUp(generationID, message: "The image provider is unavailable right now; your quota was refunded. Please try again.")
+        throw DependencyUnavailable(.provider, detail: lastFailure)
+    }
+
+    /// After the response: the job's completion webhook if it has ended by then (later, maintenance-cron).
+    func deliverWebhookSoon(_ generationID: String) {
+        let context = context
+        context.afterResponse.append { try WebhookDelivery(context).deliverDue(generationID: generationID, limit: 1) }
+    }
+
+    /// Fails the job (refunding it once) and removes its stored mask.
+    func giveUp(_ generationID: String, message: String) throws {
+        try generations.markFailed(generationID, error: message)
+        if let maskKey = try context.db.query("SELECT input->>'mask_key' AS mask_key FROM generations WHERE id = \(generationID)").first?
+            .get("mask_key", as: String?.self)
+        {
+            try? context.media.delete(key: maskKey)
+        }
     }
 
     /// An embedded job as one transaction: `make` renders, stores its files (naming each key in `written`
@@ -37,15 +152,16 @@ public struct GenerationJobs {
     /// refunded (with `failure` as its message) and the files removed; a storage outage is answered 503,
     /// anything else 500 `generation_failed`.
     public func runLocally<Input: Codable & Sendable, Output>(
-        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String? = nil, failure: String,
-        make: (_ generationID: String, _ written: inout [String]) throws -> Output
+        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String? = nil, webhookURL: String? = nil,
+        failure: String, make: (_ generationID: String, _ written: inout [String]) throws -> Output
     ) throws -> (generationID: String, output: Output) {
         let storage = context.media
         var written: [String] = []
         do {
             let outcome: Result<(String, Output), any Error> = try context.db.transaction {
                 let generationID = try generations.create(
-                    userID: userID, task: task, provider: "local", input: input, cost: cost, sourceImageID: sourceImageID)
+                    userID: userID, task: task, provider: .local, model: LocalRenderer.model, input: input, cost: cost,
+                    sourceImageID: sourceImageID, webhookURL: webhookURL)
                 do {
                     // In a savepoint: an SQL error while recording the output rolls back to here, so the job
                     // can still be failed and refunded in this transaction.
@@ -72,6 +188,7 @@ public struct GenerationJobs {
                 }
             }
             let (generationID, output) = try outcome.get()
+            if webhookURL != nil { deliverWebhookSoon(generationID) }
             return (generationID, output)
         } catch let error as DependencyUnavailable where error.dependency == .database {
             for key in written { try? storage.delete(key: key) }

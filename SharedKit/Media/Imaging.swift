@@ -50,9 +50,21 @@ public enum Imaging {
 
     /// A one-band PNG (masks for providers).
     public static func encodeGrey(width: Int, height: Int, values: [UInt8]) throws -> [UInt8] {
+        try encodePNG(width: width, height: height, bands: 1, values: values)
+    }
+
+    /// A mask as OpenAI's image edits take it: a grey-and-alpha PNG, fully transparent where `values`
+    /// (a one-band mask) is white, that is where the picture is to be repainted, and opaque elsewhere.
+    public static func encodeTransparencyMask(width: Int, height: Int, values: [UInt8]) throws -> [UInt8] {
+        var interleaved = [UInt8](repeating: 0, count: values.count * 2)
+        for (index, value) in values.enumerated() { interleaved[index * 2 + 1] = value >= 128 ? 0 : 255 }
+        return try encodePNG(width: width, height: height, bands: 2, values: interleaved)
+    }
+
+    static func encodePNG(width: Int, height: Int, bands: Int, values: [UInt8]) throws -> [UInt8] {
         Vips.initialise()
         let made = values.withUnsafeBytes {
-            vips_image_new_from_memory_copy($0.baseAddress, $0.count, Int32(width), Int32(height), 1, VIPS_FORMAT_UCHAR)
+            vips_image_new_from_memory_copy($0.baseAddress, $0.count, Int32(width), Int32(height), Int32(bands), VIPS_FORMAT_UCHAR)
         }
         guard let made else { throw failure("cannot wrap mask") }
         return try save(VipsRef(owning: made), .png, quality: 0, mark: nil)

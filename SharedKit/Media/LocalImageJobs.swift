@@ -43,13 +43,14 @@ public struct LocalImageJobs {
     /// thumbnail with the AI-content mark, and record it. `fromUpload`: the source is a picture the user
     /// uploaded (the result is marked as a composite).
     public func run<Input: Codable & Sendable>(
-        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String?, fromUpload: Bool = false, kind: ImageKind,
+        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String?, webhookURL: String? = nil,
+        fromUpload: Bool = false, kind: ImageKind,
         prompt: String, style: String?, colour: String?, seed: Int64?, make: () throws -> RGBImage
     ) throws -> Stored {
         let mark = Provenance.of(task: task, model: LocalRenderer.model, fromUpload: fromUpload, at: context.now())
         let storage = context.media
         let done = try GenerationJobs(context).runLocally(
-            userID: userID, task: task, input: input, cost: cost, sourceImageID: sourceImageID,
+            userID: userID, task: task, input: input, cost: cost, sourceImageID: sourceImageID, webhookURL: webhookURL,
             failure: "The image could not be made; your quota was refunded."
         ) { generationID, written -> ImageRecord in
             let image = try make()
@@ -64,9 +65,9 @@ public struct LocalImageJobs {
             return try context.db.query(
                 """
                 INSERT INTO images (user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id,
-                                    width, height, model, seed, status, generation_id, completed_at)
+                                    width, height, model, provider, seed, status, generation_id, completed_at)
                 VALUES (\(userID), \(key), \(thumbnailKey), \(prompt), \(style), \(colour), \(kind.rawValue), \(sourceImageID),
-                        \(image.width), \(image.height), \(mark.model), \(seed), 'succeeded', \(generationID), now())
+                        \(image.width), \(image.height), \(mark.model), 'local', \(seed), 'succeeded', \(generationID), now())
                 RETURNING \(ImageRecord.columns)
                 """
             ).records(ImageRecord.self)[0]

@@ -39,48 +39,50 @@ public struct ReplicateJobs {
         self.generations = Generations(context)
     }
 
-    /// Creates the prediction for a generation already recorded (and its quota reserved). If the provider
-    /// refused it or could not be reached, the generation fails and is refunded, and the caller gets a 503.
-    /// If the answer was lost after the request went out (a timeout, a 5xx), the prediction may exist and
-    /// be billed: the generation stays queued without a provider id, nothing is sent again, and the
-    /// webhook (whose URL names the generation) or the reconciler (`adopt`) finds it; a job never found
-    /// times out and is refunded like any other.
+    /// Creates the prediction for a generation already recorded (its quota reserved, its provider and
+    /// model set). Throws `ReplicateClient.Throttled` or `DependencyUnavailable(.provider)` when provably
+    /// nothing was created (the caller tries another provider, defers the start, or fails and refunds the
+    /// job). If the answer was lost after the request went out (a timeout, a 5xx), the prediction may
+    /// exist and be billed: the generation stays queued without a provider id, nothing is sent again, and
+    /// the webhook (whose URL names the generation) or the reconciler (`adopt`) finds it; a job never
+    /// found times out and is refunded like any other.
     public func start(generationID: String, model: String, input: [String: JSONValue]) throws {
+        let prediction: ReplicateClient.Prediction
         do {
-            let prediction = try client.create(model: model, input: input, reference: generationID)
-            try context.db.execute(
-                """
-                UPDATE generations SET provider_id = \(prediction.id),
-                       provider_status = \(prediction.status), provider_checked_at = now(),
-                       status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
-                       started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
-                       updated_at = now()
-                WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
-                """)
-            if prediction.isTerminal { try apply(prediction) }
+            prediction = try client.create(model: model, input: input, reference: generationID)
         } catch let uncertain as ReplicateClient.Uncertain {
             context.logger.warning(
                 "replicate create uncertain; waiting for its webhook or the reconciler",
                 metadata: ["generation.id": .string(generationID), "error": .string(uncertain.description)])
+            return
         } catch let throttled as ReplicateClient.Throttled {
-            // Refused, so nothing exists at Replicate: the job waits, queued, for maintenance-cron to start it.
-            context.logger.notice(
-                "replicate throttled; the job is started later",
-                metadata: [
-                    "generation.id": .string(generationID), "error": .string(throttled.description),
-                ])
-            try context.db.execute(
-                """
-                UPDATE generations SET deferred_start = \(DeferredStart(model: model, input: input).json)::jsonb, updated_at = now()
-                WHERE id = \(generationID) AND status = 'queued'
-                """)
+            throw throttled
+        } catch let unavailable as DependencyUnavailable {
+            throw unavailable
         } catch {
-            context.logger.error(
-                "replicate create failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
-            try generations.markFailed(
-                generationID, error: "The image provider is unavailable right now; your quota was refunded. Please try again.")
-            throw error is DependencyUnavailable ? error : DependencyUnavailable(.provider, detail: "\(error)")
+            throw DependencyUnavailable(.provider, detail: "\(error)")
         }
+        try context.db.execute(
+            """
+            UPDATE generations SET provider_id = \(prediction.id),
+                   provider_status = \(prediction.status), provider_checked_at = now(),
+                   status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
+                   started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
+                   updated_at = now()
+            WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
+            """)
+        if prediction.isTerminal { try apply(prediction) }
+    }
+
+    /// A job Replicate throttled with no other provider to go to: it waits, queued, for maintenance-cron
+    /// to start it (`startDeferred`).
+    public func deferStart(generationID: String, model: String, input: [String: JSONValue]) throws {
+        context.logger.notice("replicate throttled; the job is started later", metadata: ["generation.id": .string(generationID)])
+        try context.db.execute(
+            """
+            UPDATE generations SET deferred_start = \(DeferredStart(model: model, input: input).json)::jsonb, updated_at = now()
+            WHERE id = \(generationID) AND status = 'queued'
+            """)
     }
 
     /// What a throttled job sends once Replicate takes it. Kept as JSON written and read as is: the model's
@@ -189,6 +191,13 @@ public struct ReplicateJobs {
             return false
         }
         let id: String = try row.get("id")
+        // Its completion webhook once the job has ended: queued as this returns, so after a copy left for later.
+        let context = context
+        defer {
+            if prediction.isTerminal {
+                context.afterResponse.append { try WebhookDelivery(context).deliverDue(generationID: id, limit: 1) }
+            }
+        }
         switch prediction.status {
         case "starting":
             return true
@@ -235,103 +244,20 @@ public struct ReplicateJobs {
         guard
             let row = try context.db.query(
                 """
-                SELECT user_id, task, input, pending_outputs, copy_attempts, source_image_id FROM generations
+                SELECT pending_outputs, input->>'mask_key' AS mask_key FROM generations
                 WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NOT NULL
                 """
             ).first
         else { return false }
-        let userID: String = try row.get("user_id")
-        let task: String = try row.get("task")
-        let job = try row.get("input", as: PostgresJSON<StoredJob>.self).value
         let files = try row.get("pending_outputs", as: PostgresJSON<[String]>.self).value
-        let sourceImageID: String? = try row.get("source_image_id")
-        let storage = context.media
-        var sourceSize: (width: Int, height: Int)?
-        var fromUpload = false
-        if let sourceImageID,
-            let source = try context.db.query(
-                """
-                SELECT width, height FROM images WHERE id = \(sourceImageID)
-                """
-            ).first
-        {
-            fromUpload = try ImageKind.comesFromUpload(sourceImageID, context.db)
-            if task == "inpaint", let width: Int = try source.get("width"), let height: Int = try source.get("height") {
-                sourceSize = (width, height)
-            }
-        }
-        let kindOfTask = Generations.Task(rawValue: task) ?? .image
-        let model =
-            switch kindOfTask {
-            case .image: client.models.image
-            case .upscale: client.models.upscale
-            case .inpaint: client.models.inpaint
-            case .video: client.models.video
-            }
-        let mark = Provenance.of(task: kindOfTask, model: model, fromUpload: fromUpload, at: context.now())
-        var stored: [(key: String, thumbnail: String?, width: Int, height: Int)] = []
+        let maskKey: String? = try row.get("mask_key")
         do {
-            for file in files {
-                let bytes = try download(file)
-                if task == "video" {
-                    guard bytes.count > 12, Array(bytes[4..<8]) == Array("ftyp".utf8) else {
-                        throw ImagingError(description: "the video output is not an MP4 file")
-                    }
-                    guard let marked = mark.markingMP4(bytes) else {
-                        throw ImagingError(description: "the video output is not a well-formed MP4 file")
-                    }
-                    let key = FileMediaStorage.newKey(extension: "mp4")
-                    try storage.put(marked, key: key, contentType: "video/mp4")
-                    stored.append((key, nil, 0, 0))
-                } else {
-                    guard let probe = ImageProbe.probe(bytes), probe.pixels <= 100_000_000 else {
-                        throw ImagingError(description: "the output is not a PNG, JPEG or WebP image")
-                    }
-                    var image = try Imaging.decode(bytes)
-                    if task == "inpaint", let size = sourceSize {
-                        // Inpainting keeps the picture's size, whatever the model answered.
-                        image = try Imaging.resize(image, width: size.width, height: size.height)
-                    }
-                    let key = FileMediaStorage.newKey(extension: "webp")
-                    let thumbnailKey = FileMediaStorage.newKey(extension: "webp")
-                    try storage.put(try Imaging.encode(image, as: .webp, quality: 92, mark: mark), key: key, contentType: "image/webp")
-                    try storage.put(try Imaging.thumbnail(image, mark: mark), key: thumbnailKey, contentType: "image/webp")
-                    stored.append((key, thumbnailKey, image.width, image.height))
-                }
-            }
-            let claimed = try context.db.transaction { () -> Bool in
-                let claim = try context.db.execute(
-                    """
-                    UPDATE generations SET status = 'succeeded', pending_outputs = NULL, error = NULL, completed_at = now(), updated_at = now()
-                    WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NOT NULL
-                    """)
-                guard claim == 1 else { return false }
-                for output in stored {
-                    if task == "video" {
-                        try context.db.execute(
-                            """
-                            INSERT INTO videos (user_id, storage_key, prompt, style, colour, model, seed, status, generation_id, completed_at)
-                            VALUES (\(userID), \(output.key), \(job.prompt ?? ""), \(job.style), \(job.colour), \(model), \(job.seed),
-                                    'succeeded', \(generationID), now())
-                            """)
-                    } else {
-                        let kind: ImageKind = kindOfTask == .upscale ? .upscaled : kindOfTask == .inpaint ? .inpainted : .generated
-                        try context.db.execute(
-                            """
-                            INSERT INTO images (user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id,
-                                                width, height, model, seed, status, generation_id, completed_at)
-                            VALUES (\(userID), \(output.key), \(output.thumbnail), \(job.prompt ?? ""), \(job.style), \(job.colour), \(kind.rawValue),
-                                    \(sourceImageID), \(output.width), \(output.height), \(model), \(job.seed), 'succeeded', \(generationID), now())
-                            """)
-                    }
-                }
-                return true
-            }
-            if !claimed { discard(stored.flatMap { [$0.key, $0.thumbnail].compactMap { $0 } }) }
-            if claimed { discard([job.maskKey].compactMap { $0 }) }
-            return claimed
+            return try ProviderOutputs(context).record(
+                generationID, pending: true,
+                outputs: files.map { file in { try ProviderOutputs.download(file, maxBytes: Self.maxOutputBytes) } })
+        } catch let error as DependencyUnavailable where error.dependency == .database {
+            throw error
         } catch {
-            discard(stored.flatMap { [$0.key, $0.thumbnail].compactMap { $0 } })
             context.logger.error(
                 "copying provider output failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
             let attempts =
@@ -342,7 +268,7 @@ public struct ReplicateJobs {
                 ).first?.get("copy_attempts", as: Int.self) ?? 0
             if attempts >= Self.maxCopyAttempts {
                 try generations.markFailed(generationID, error: "The result could not be saved; your quota was refunded. Please try again.")
-                discard([job.maskKey].compactMap { $0 })
+                discard([maskKey].compactMap { $0 })
             }
             return false
         }
@@ -350,25 +276,6 @@ public struct ReplicateJobs {
 
     func discard(_ keys: [String]) {
         for key in keys { try? context.media.delete(key: key) }
-    }
-
-    /// An output: an HTTPS URL fetched with a size cap and timeouts, or a `data:` URI.
-    func download(_ reference: String) throws -> [UInt8] {
-        if reference.hasPrefix("data:") {
-            guard let comma = reference.firstIndex(of: ","), reference[..<comma].hasSuffix(";base64"),
-                let bytes = Encoding.fromBase64(String(reference[reference.index(after: comma)...]))
-            else {
-                throw ImagingError(description: "unreadable data URI")
-            }
-            return bytes
-        }
-        guard reference.hasPrefix("https://") || reference.hasPrefix("http://") else {
-            throw ImagingError(description: "unsupported output reference")
-        }
-        let response = try HTTPClient(connectTimeoutMs: 5000, timeoutMs: 60_000, maxResponseBytes: Self.maxOutputBytes)
-            .send(method: "GET", url: reference)
-        guard response.status == 200 else { throw ImagingError(description: "download answered HTTP \(response.status)") }
-        return response.body
     }
 
     /// The provider input for a task, with style and colour folded into the prompt.

@@ -87,7 +87,7 @@ import Foundation
             id: "0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f11", userId: "5d3c1a2b-0000-4000-8000-000000000001", storageKey: storageKey,
             thumbnailKey: storageKey.map { "thumb-" + $0 }, prompt: awkward, style: "watercolour", colour: nil, kind: "generated",
             sourceImageId: nil, width: 1024, height: 768, model: "local", seed: 4_294_967_295, status: "succeeded",
-            error: nil, generationId: "a1b2c3d4-0000-4000-8000-000000000002", createdAt: created, completedAt: nil)
+            error: nil, generationId: "a1b2c3d4-0000-4000-8000-000000000002", createdAt: created, completedAt: nil, provider: "openai")
     }
 
     @Test func listingsAreCanonical() throws {
@@ -99,11 +99,12 @@ import Foundation
         let video = VideoRecord(
             id: "0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f12", userId: "u", storageKey: "cd/v.webp", posterKey: nil, prompt: "a cat",
             style: nil, colour: "teal", width: 1280, height: 720, durationSeconds: 3.5, model: nil, seed: nil, status: "succeeded",
-            error: nil, generationId: nil, createdAt: Self.created)
+            error: nil, generationId: nil, createdAt: Self.created, provider: "replicate")
         try expectCanonical(Page(items: [VideoView(video, storage: storage)], nextCursor: nil))
 
         let generation = Generations.View(
-            id: "g", task: "image", status: "failed", error: "The model said no.", cost: 1, refunded: true, imageIds: ["i1", "i2"],
+            id: "g", task: "image", provider: "openai", model: "gpt-image-1", webhookUrl: "https://example.com/h", status: "failed",
+            error: "The model said no.", cost: 1, refunded: true, imageIds: ["i1", "i2"],
             videoIds: [], createdAt: Self.created, startedAt: nil, completedAt: Self.created)
         try expectCanonical(generation)
         try expectCanonical(GenerationAnswer.queued(generation))
@@ -168,12 +169,12 @@ import Foundation
             SELECT * FROM (VALUES
               ('0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f11'::uuid, '5d3c1a2b-0000-4000-8000-000000000001'::uuid, 'ab/x.webp', 'ab/t.webp',
                \(Self.awkward), 'watercolour', NULL, 'generated', NULL::uuid, 1024, 768, 'local', 4294967295::bigint, 'succeeded',
-               NULL, 'a1b2c3d4-0000-4000-8000-000000000002'::uuid, '2026-11-30 16:52:06.999999+00'::timestamptz, NULL::timestamptz),
+               NULL, 'a1b2c3d4-0000-4000-8000-000000000002'::uuid, '2026-11-30 16:52:06.999999+00'::timestamptz, NULL::timestamptz, 'openai'),
               ('0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f12', '5d3c1a2b-0000-4000-8000-000000000001', NULL, NULL,
                'plain', NULL, 'teal', 'inpainted', '0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f11', NULL, NULL, NULL, -3, 'failed',
-               'It broke "badly"', NULL, '1999-01-02 03:04:05+00', '2026-01-01 00:00:00+00')
+               'It broke "badly"', NULL, '1999-01-02 03:04:05+00', '2026-01-01 00:00:00+00', NULL)
             ) AS t(id, user_id, storage_key, thumbnail_key, prompt, style, colour, kind, source_image_id, width, height, model,
-                   seed, status, error, generation_id, created_at, completed_at)
+                   seed, status, error, generation_id, created_at, completed_at, provider)
             """)
         let views = try result.records(ImageRecord.self).map { ImageView($0, storage: storage) }
         let direct = JSONWriter.bytes(of: Page(items: ImageRows(result.rows[...], from: 0, storage: storage), nextCursor: "c"))
@@ -189,11 +190,11 @@ import Foundation
             """
             SELECT 'u' AS a, 1 AS b, * FROM (VALUES
               ('0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f13'::uuid, '5d3c1a2b-0000-4000-8000-000000000001'::uuid, 'cd/v.webp', 'cd/p.webp', \(Self.awkward), NULL, 'teal',
-               1280, 720, 3::real, 'atelier-local', 7::bigint, 'succeeded', NULL, NULL::uuid, '2026-11-30 16:52:06.5+00'::timestamptz),
+               1280, 720, 3::real, 'atelier-local', 7::bigint, 'succeeded', NULL, NULL::uuid, '2026-11-30 16:52:06.5+00'::timestamptz, 'local'),
               ('0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f14', '5d3c1a2b-0000-4000-8000-000000000001', NULL, NULL, 'b', 'noir', NULL,
-               NULL, NULL, 2.5::real, NULL, NULL, 'queued', 'x\ty', '0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f11', '2026-02-03 04:05:06.000001+00')
+               NULL, NULL, 2.5::real, NULL, NULL, 'queued', 'x\ty', '0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f11', '2026-02-03 04:05:06.000001+00', NULL)
             ) AS t(id, user_id, storage_key, poster_key, prompt, style, colour, width, height, duration_seconds, model, seed, status,
-                   error, generation_id, created_at)
+                   error, generation_id, created_at, provider)
             """)
         let views = try result.rows.map { row in
             var reader = PostgresRow.Reader(row: row, from: 2)

@@ -1,0 +1,77 @@
+import Logging
+public import SharedKit
+public import SharedKitHTTP
+
+/// Generations made by OpenAI's Images API (or a server speaking it): the answer carries the image, which
+/// is stored and recorded at once (`ProviderOutputs`), or the job fails over to the next provider.
+public struct OpenAIJobs {
+    /// What to ask: a new image, or a repaint of the masked part of one.
+    public enum Work: Sendable {
+        case generate(prompt: String, width: Int, height: Int)
+        /// `image`: PNG; `mask`: the one-band mask (white where to repaint) of the same size.
+        case edit(prompt: String, image: [UInt8], mask: (width: Int, height: Int, values: [UInt8]))
+    }
+
+    let context: Context
+    public let client: OpenAIClient
+
+    public init?(_ context: Context) {
+        guard let client = OpenAIClient(context.config) else { return nil }
+        self.context = context
+        self.client = client
+    }
+
+    public func model(for work: Work) -> String {
+        switch work {
+        case .generate: client.models.image
+        case .edit: client.models.inpaint
+        }
+    }
+
+    /// Asks for the image and records it. Throws `OpenAIClient.Unavailable` (try the next provider) or
+    /// `OpenAIClient.Refused` (the safety system said no); an image our storage cannot take fails the job.
+    public func make(_ generationID: String, _ work: Work) throws {
+        try context.db.execute(
+            """
+            UPDATE generations SET status = 'running', started_at = COALESCE(started_at, now()), updated_at = now()
+            WHERE id = \(generationID) AND status = 'queued'
+            """)
+        let model = model(for: work)
+        let outputs: [OpenAIClient.Output]
+        switch work {
+        case .generate(let prompt, let width, let height):
+            outputs = try client.generate(model: model, prompt: prompt, size: OpenAIClient.size(model: model, width: width, height: height))
+        case .edit(let prompt, let image, let mask):
+            guard image.count <= OpenAIClient.maxUploadBytes(model: model) else {
+                throw OpenAIClient.Unavailable(description: "the image is \(image.count) bytes, more than \(model) takes")
+            }
+            let maskPNG = try Imaging.encodeTransparencyMask(width: mask.width, height: mask.height, values: mask.values)
+            outputs = try client.edit(model: model, prompt: prompt, image: image, mask: maskPNG)
+        }
+        do {
+            let recorded = try ProviderOutputs(context).record(
+                generationID, pending: false,
+                outputs: outputs.map { output in
+                    {
+                        switch output {
+                        case .bytes(let bytes): return bytes
+                        case .url(let url): return try ProviderOutputs.download(url, maxBytes: ReplicateJobs.maxOutputBytes)
+                        }
+                    }
+                })
+            if !recorded {
+                context.logger.notice("the job ended before OpenAI's image came", metadata: ["generation.id": .string(generationID)])
+            }
+        } catch let error as DependencyUnavailable where error.dependency == .database {
+            throw error
+        } catch let error as DependencyUnavailable {
+            // Our storage, not the provider: no other provider would do better.
+            context.logger.error(
+                "storing openai's image failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+            try Generations(context).markFailed(
+                generationID, error: "The image could not be saved; your quota was refunded. Please try again.")
+        } catch {
+            throw OpenAIClient.Unavailable(description: "unusable image: \(error)")
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import Testing
+
+@testable import SharedKit
+@testable import SharedKitHTTP
+@testable import SharedKitMedia
+
+/// Completion webhooks: the signing scheme against the Standard Webhooks test vector, and every SSRF
+/// refusal with loopback NOT allowed (production's setting; the test stack allows loopback only).
+@Suite struct CompletionWebhookTests {
+    @Test func signsAsTheStandardWebhooksVectorSays() throws {
+        // standard-webhooks: libraries/python/tests/test_webhooks.py (test_sign_function)
+        let signer = try #require(StandardWebhook(secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+        #expect(
+            signer.signature(id: "msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp: "1614265330", body: Array(#"{"test": 2432232314}"#.utf8))
+                == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+    }
+
+    @Test func secretsAreStablePerUserAndVersion() {
+        let a1 = CompletionWebhooks.secret(userID: "5D3C1A2B-0000-4000-8000-000000000001", version: 1, appSecret: "s")
+        #expect(a1 == CompletionWebhooks.secret(userID: "5d3c1a2b-0000-4000-8000-000000000001", version: 1, appSecret: "s"))
+        #expect(a1 != CompletionWebhooks.secret(userID: "5d3c1a2b-0000-4000-8000-000000000001", version: 2, appSecret: "s"))
+        #expect(a1 != CompletionWebhooks.secret(userID: "5d3c1a2b-0000-4000-8000-000000000002", version: 1, appSecret: "s"))
+        #expect(a1 != CompletionWebhooks.secret(userID: "5d3c1a2b-0000-4000-8000-000000000001", version: 1, appSecret: "t"))
+        #expect(a1.hasPrefix("whsec_") && Encoding.fromBase64(String(a1.dropFirst(6)))?.count == 32)
+    }
+
+    static let refused = [
+        "http://example.com/hook",  // plain http
+        "http://127.0.0.1:8080/hook",
+        "https://127.0.0.1/hook",
+        "https://127.1.2.3/hook",
+        "https://localhost/hook",
+        "https://api.localhost/hook",
+        "https://[::1]/hook",
+        "https://10.1.2.3/hook",
+        "https://172.16.0.1/hook",
+        "https://172.31.255.255/hook",
+        "https://192.168.1.1/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://100.64.0.1/hook",
+        "https://0.0.0.0/hook",
+        "https://224.0.0.1/hook",
+        "https://255.255.255.255/hook",
+        "https://192.0.2.10/hook",
+        "https://198.18.0.1/hook",
+        "https://[::]/hook",
+        "https://[::ffff:169.254.169.254]/hook",
+        "https://[::ffff:7f00:1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "https://[::10.0.0.1]/hook",
+        "https://[64:ff9b::a9fe:a9fe]/hook",
+        "https://[64:ff9b:1::a00:1]/hook",
+        "https://[2002:a9fe:a9fe::1]/hook",
+        "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  // Teredo of 192.0.2.45
+        "https://[fd00:ec2::254]/hook",
+        "https://[fc00::1]/hook",
+        "https://[fe80::1]/hook",
+        "https://[fec0::1]/hook",
+        "https://[ff02::1]/hook",
+        "https://[2001:db8::1]/hook",
+        "https://2130706433/hook",
+        "https://0x7f000001/hook",
+        "https://0x7f.1/hook",
+        "https://017700000001/hook",
+        "https://127.1/hook",
+        "https://metadata.google.internal/computeMetadata/v1/",
+        "https://printer.local/hook",
+        "https://router.lan/hook",
+        "https://user:pass@example.com/hook",
+        "https://@example.com/hook",
+        "https://example.com/hook#x",
+        "https://exa mple.com/hook",
+        "https://example.com\\@10.0.0.1/hook",
+        "https:///hook",
+        "https://example.com:0/hook",
+        "https://example.com:99999/hook",
+        "ftp://example.com/hook",
+        "file:///etc/passwd",
+        "gopher://example.com/",
+        "example.com/hook",
+        "",
+    ]
+
+    @Test(arguments: refused)
+    func refusesAddressesInsideTheNetwork(url: String) {
+        #expect(throws: HTTPError.self) { try CompletionWebhooks.checkURL(url, allowLoopback: false) }
+    }
+
+    @Test(arguments: [
+        "https://example.com/hook", "https://hooks.example.com:8443/a/b?c=d", "https://93.184.216.34/hook",
+        "https://[2606:4700:4700::1111]/hook", "https://EXAMPLE.com./hook",
+    ])
+    func acceptsPublicHTTPS(url: String) throws {
+        _ = try CompletionWebhooks.checkURL(url, allowLoopback: false)
+    }
+
+    @Test func loopbackOnlyWhereAllowedAndOnlyLoopback() throws {
+        _ = try CompletionWebhooks.checkURL("http://127.0.0.1:9/hook", allowLoopback: true)
+        _ = try CompletionWebhooks.checkURL("http://localhost:9/hook", allowLoopback: true)
+        _ = try CompletionWebhooks.checkURL("http://[::1]:9/hook", allowLoopback: true)
+        for url in ["http://example.com/hook", "https://10.0.0.1/hook", "https://169.254.169.254/", "http://192.168.0.1/"] {
+            #expect(throws: HTTPError.self) { try CompletionWebhooks.checkURL(url, allowLoopback: true) }
+        }
+    }
+
+    /// What a delivery checks after resolving: a name that resolves to loopback is refused.
+    @Test func resolvedLoopbackIsRefused() throws {
+        let addresses = try #require(AddressPolicy.resolve("localhost"))
+        #expect(!addresses.isEmpty)
+        for address in addresses {
+            #expect(!AddressPolicy.allows(address, loopback: false))
+            #expect(AddressPolicy.allows(address, loopback: true))
+        }
+        #expect(AddressPolicy.resolve("no-such-host.invalid") == nil)
+    }
+
+    @Test func addressTextIsWhatCurlResolveTakes() {
+        #expect(AddressPolicy.text([93, 184, 216, 34]) == "93.184.216.34")
+        #expect(AddressPolicy.text(AddressPolicy.literal("2606:4700::1111")!) == "[2606:4700::1111]")
+    }
+
+    @Test func providerListsAreRead() throws {
+        func order(_ env: [String: String]) throws -> [ProviderName] {
+            var environment = [
+                "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://x", "PUBLIC_BASE_URL": "https://atelier.example",
+                "APP_SECRET": String(repeating: "s", count: 40),
+            ]
+            environment.merge(env) { $1 }
+            return try Providers(Config(environment: environment)).order
+        }
+        #expect(try order([:]) == [.local])
+        #expect(try order(["REPLICATE_API_TOKEN": "r"]) == [.replicate])
+        #expect(try order(["REPLICATE_API_TOKEN": "r", "OPENAI_API_KEY": "k"]) == [.replicate, .openai])
+        #expect(try order(["REPLICATE_API_TOKEN": "r", "OPENAI_API_KEY": "k", "PROVIDERS": "openai, replicate"]) == [.openai, .replicate])
+        #expect(try order(["OPENAI_API_KEY": "k", "PROVIDERS": "replicate,openai,local"]) == [.openai, .local])
+        #expect(throws: Config.Invalid.self) { try order(["PROVIDERS": "replicate,midjourney"]) }
+        #expect(throws: Config.Invalid.self) { try order(["PROVIDERS": "local,openai", "OPENAI_API_KEY": "k"]) }
+        #expect(throws: Config.Invalid.self) { try order(["PROVIDERS": "openai"]) }
+        #expect(!ProviderName.openai.can(.upscale) && !ProviderName.openai.can(.video) && ProviderName.openai.can(.inpaint))
+    }
+
+    @Test func openAISizesFollowEachModel() {
+        #expect(OpenAIClient.size(model: "gpt-image-1", width: 1344, height: 768) == "1536x1024")
+        #expect(OpenAIClient.size(model: "gpt-image-1", width: 768, height: 1344) == "1024x1536")
+        #expect(OpenAIClient.size(model: "gpt-image-1", width: 1024, height: 1024) == "1024x1024")
+        #expect(OpenAIClient.size(model: "dall-e-3", width: 1536, height: 640) == "1792x1024")
+        #expect(OpenAIClient.size(model: "dall-e-2", width: 1536, height: 640) == "1024x1024")
+        #expect(!OpenAIClient.asksForBase64("gpt-image-1") && OpenAIClient.asksForBase64("dall-e-3"))
+    }
+
+    @Test func openAIMasksAreTransparentWhereToPaint() throws {
+        let png = try Imaging.encodeTransparencyMask(width: 4, height: 1, values: [255, 0, 200, 10])
+        // PNG colour type 4: grey with alpha.
+        #expect(png[25] == 4)
+    }
+}
