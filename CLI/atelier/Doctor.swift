@@ -118,7 +118,20 @@ enum Doctor {
                         : "REPLICATE_WEBHOOK_SECRET does not have the form whsec_<base64>"),
                 ok: "has the whsec_ form")
         } else {
-            skip("replicate", "not configured: the embedded provider renders everything")
+            skip("replicate", "not configured")
+        }
+
+        // OpenAI (or a server speaking its API): the key, and the provider order.
+        if let openai = OpenAIClient(config) {
+            add("openai key", openai.accountProblem(), ok: "accepted")
+        } else {
+            skip("openai", "not configured")
+        }
+        do {
+            let providers = try Providers(config)
+            add("providers", nil, ok: providers.order.map(\.displayName).joined(separator: " → "))
+        } catch {
+            add("providers", "\(error)", ok: "")
         }
 
         // Razorpay: the keys and the plan, and that users are shown its price.

@@ -134,7 +134,7 @@ enum AdminUsers {
         let history = try context.db.query(
             """
             SELECT g.id, g.created_at, json_build_object(
-                'id', g.id, 'task', g.task, 'provider', g.provider, 'status', g.status, 'error', g.error, 'cost', g.cost,
+                'id', g.id, 'task', g.task, 'provider', g.provider, 'model', g.model, 'status', g.status, 'error', g.error, 'cost', g.cost,
                 'refunded', g.refunded, 'prompt', g.input->>'prompt', 'created_at', g.created_at, 'completed_at', g.completed_at,
                 'image_ids', COALESCE((SELECT json_agg(i.id) FROM images i WHERE i.generation_id = g.id), '[]'),
                 'video_ids', COALESCE((SELECT json_agg(v.id) FROM videos v WHERE v.generation_id = g.id), '[]'))::text AS j

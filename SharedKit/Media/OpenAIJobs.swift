@@ -30,12 +30,9 @@ public struct OpenAIJobs {
 
     /// Asks for the image and records it. Throws `OpenAIClient.Unavailable` (try the next provider) or
     /// `OpenAIClient.Refused` (the safety system said no); an image our storage cannot take fails the job.
+    /// The job stays queued until the image is recorded: should OpenAI fail, the next provider (Replicate
+    /// defers a throttled start only for a queued job) takes it as any new job.
     public func make(_ generationID: String, _ work: Work) throws {
-        try context.db.execute(
-            """
-            UPDATE generations SET status = 'running', started_at = COALESCE(started_at, now()), updated_at = now()
-            WHERE id = \(generationID) AND status = 'queued'
-            """)
         let model = model(for: work)
         let outputs: [OpenAIClient.Output]
         switch work {

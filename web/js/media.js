@@ -63,6 +63,8 @@ export function mediaElement(item, { thumbnail = false, alt } = {}) {
   return h('img', { src, alt: text, loading: 'lazy', decoding: 'async', width: item.width || null, height: item.height || null });
 }
 
+const PROVIDER_LABELS = { replicate: 'Replicate', openai: 'OpenAI', local: 'Atelier (embedded)' };
+
 function describe(item) {
   const facts = [];
   if (item.kind) facts.push(['Kind', KIND_LABELS[item.kind] || item.kind]);
@@ -72,6 +74,7 @@ function describe(item) {
   if (item.colour && item.colour !== 'auto') facts.push(['Colour', name(COLOURS, item.colour)]);
   if (item.duration_seconds) facts.push(['Length', `${item.duration_seconds} s`]);
   if (item.seed !== null && item.seed !== undefined) facts.push(['Seed', String(item.seed)]);
+  if (item.provider) facts.push(['Made by', `${PROVIDER_LABELS[item.provider] || item.provider}${item.model ? ` · ${item.model}` : ''}`]);
   if (item.created_at) facts.push(['Made', formatDateTime(item.created_at)]);
   return h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
 }

@@ -308,7 +308,8 @@ export async function keys({ root }) {
     h('div', { class: 'page-head' }, h('div', null, h('h1', null, 'API keys'),
       h('p', { class: 'muted' }, 'Programs use Atelier with a key: send it as ', h('code', null, 'Authorization: Bearer <key>'), '. Calls count against your own quota.'))),
     createCard,
-    h('section', { class: 'card', 'aria-labelledby': 'keys-title' }, h('h2', { id: 'keys-title' }, 'Your keys'), list)));
+    h('section', { class: 'card', 'aria-labelledby': 'keys-title' }, h('h2', { id: 'keys-title' }, 'Your keys'), list),
+    webhooksCard()));
 
   async function load() {
     try {
@@ -394,4 +395,88 @@ function showSecret(key) {
     actions: [h('button', { type: 'button', class: 'button secondary', onclick: () => dialog.close('done') }, 'Done')],
   });
   secret.select();
+}
+
+// ---- completion webhooks -------------------------------------------------------------------------------
+
+const DELIVERY_LABELS = { pending: 'Retrying', delivered: 'Delivered', failed: 'Failed' };
+
+/** The signing secret (revealed on demand, rotated with a confirmation) and the recent deliveries. */
+function webhooksCard() {
+  const secretSlot = h('div', { class: 'secret-row' }, h('p', { class: 'muted' }, 'Loading…'));
+  const deliveries = h('div', { class: 'deliveries-list' }, h('p', { class: 'muted' }, 'Loading deliveries…'));
+  const card = h('section', { class: 'card', 'aria-labelledby': 'webhooks-title', id: 'webhooks' },
+    h('h2', { id: 'webhooks-title' }, 'Completion webhooks'),
+    h('p', { class: 'muted' }, 'Add ', h('code', null, 'webhook_url'), ' to an image, transform or video request and Atelier POSTs the generation there when it ends, signed with this secret the ',
+      h('a', { href: 'https://www.standardwebhooks.com/', rel: 'noopener', target: '_blank' }, 'Standard Webhooks'), ' way (',
+      h('code', null, 'webhook-id'), ', ', h('code', null, 'webhook-timestamp'), ', ', h('code', null, 'webhook-signature'), '). Failed deliveries are retried for about a day.'),
+    h('h3', null, 'Signing secret'), secretSlot,
+    h('h3', null, 'Recent deliveries'), deliveries);
+
+  function showSecretRow(data) {
+    const input = h('input', { type: 'password', readonly: true, value: data.secret, class: 'secret', 'aria-label': 'Webhook signing secret', id: 'webhook-secret' });
+    const reveal = h('button', { type: 'button', class: 'button secondary small' }, 'Show');
+    reveal.addEventListener('click', () => {
+      const hidden = input.type === 'password';
+      input.type = hidden ? 'text' : 'password';
+      reveal.textContent = hidden ? 'Hide' : 'Show';
+    });
+    const copy = h('button', { type: 'button', class: 'button secondary small' }, 'Copy');
+    copy.addEventListener('click', async () => {
+      try { await navigator.clipboard.writeText(data.secret); copy.textContent = 'Copied'; } catch { input.type = 'text'; input.select(); }
+    });
+    const rotate = h('button', { type: 'button', class: 'button danger small' }, 'Rotate');
+    rotate.addEventListener('click', async () => {
+      const sure = await confirmDialog({
+        title: 'Rotate the signing secret?',
+        message: 'Deliveries are signed with the new secret from now on, and with the old one as well for 24 hours, so your receiver can switch without losing any.',
+        confirmLabel: 'Rotate',
+      });
+      if (!sure) return;
+      try {
+        showSecretRow(await busy(rotate, () => api.post('/api/v1/webhooks/secret/rotate'), 'Rotating…'));
+        toast('A new signing secret is in use.');
+      } catch (error) { toast(error.message, 'error'); }
+    });
+    const note = data.previous_valid_until
+      ? h('p', { class: 'muted small-print' }, `The previous secret also signs deliveries until ${formatDateTime(data.previous_valid_until)}.`) : null;
+    secretSlot.replaceChildren(input, reveal, copy, rotate, note);
+  }
+
+  async function loadDeliveries() {
+    try {
+      const { items } = await api.get('/api/v1/webhooks/deliveries?limit=20');
+      if (items.length === 0) { deliveries.replaceChildren(h('p', { class: 'muted' }, 'No deliveries yet.')); return; }
+      deliveries.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { class: 'table stacked deliveries-table' },
+        h('caption', { class: 'visually-hidden' }, 'Recent webhook deliveries'),
+        h('thead', null, h('tr', null, ['Event', 'URL', 'State', 'Attempts', 'Last answer', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', null, items.map((d) => {
+          const again = h('button', { type: 'button', class: 'button secondary small', 'aria-label': `Redeliver ${d.event}` }, 'Redeliver');
+          again.addEventListener('click', async () => {
+            try {
+              await busy(again, () => api.post(`/api/v1/webhooks/deliveries/${encodeURIComponent(d.id)}/redeliver`), 'Queuing…');
+              toast('Queued: it is sent again within a minute.');
+              loadDeliveries();
+            } catch (error) { toast(error.message, 'error'); }
+          });
+          const answer = d.last_error || (d.last_status ? `HTTP ${d.last_status}` : '—');
+          return h('tr', { dataset: { deliveryId: d.id } },
+            h('td', { 'data-label': 'Event' }, d.event.replace('generation.', ''), h('br'), h('span', { class: 'muted small-print' }, formatDateTime(d.created_at))),
+            h('td', { 'data-label': 'URL' }, h('code', { class: 'wrap' }, d.url)),
+            h('td', { 'data-label': 'State' }, h('span', { class: `badge ${d.status}` }, DELIVERY_LABELS[d.status] || d.status),
+              d.next_attempt_at ? h('span', { class: 'muted small-print' }, ` next ${formatDateTime(d.next_attempt_at)}`) : null),
+            h('td', { 'data-label': 'Attempts' }, String(d.attempts)),
+            h('td', { 'data-label': 'Last answer' }, answer),
+            h('td', null, again));
+        })))));
+    } catch (error) {
+      deliveries.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, error.message));
+    }
+  }
+
+  api.get('/api/v1/webhooks/secret').then(showSecretRow, (error) => {
+    secretSlot.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, error.message));
+  });
+  loadDeliveries();
+  return card;
 }

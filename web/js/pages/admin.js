@@ -440,7 +440,7 @@ export async function adminUser({ root, params, navigate }) {
     }
     const list = dataTable([
       { label: 'When', className: 'when', cell: (g) => formatDateTime(g.created_at) },
-      { label: 'Task', cell: (g) => [g.task, h('span', { class: 'muted sub' }, g.provider)] },
+      { label: 'Task', cell: (g) => [g.task, h('span', { class: 'muted sub' }, g.model ? `${g.provider} · ${g.model}` : g.provider)] },
       { label: 'Status', cell: (g) => [h('span', { class: ['status', `status-${g.status}`] }, g.status), g.refunded ? h('span', { class: 'badge' }, 'refunded') : null] },
       { label: 'Prompt', className: 'prompt-cell', cell: (g) => promptText(g.prompt) },
       { label: 'Cost', cell: (g) => String(g.cost ?? '') },
