@@ -116,14 +116,29 @@ public struct GenerationJobs {
             case .local:
                 guard let make = work.local else { continue }
                 try generations.assign(generationID, to: .local, model: LocalRenderer.model)
-                let image = try make()
-                if try !ProviderOutputs(context).record(
-                    generationID, pending: false, outputs: [{ try Imaging.encode(image, as: .png, mark: nil) }])
-                {
-                    context.logger.notice(
-                        "the job ended before the embedded renderer's image", metadata: ["generation.id": .string(generationID)])
+                do {
+                    let image = try make()
+                    if try !ProviderOutputs(context).record(
+                        generationID, pending: false, outputs: [{ try Imaging.encode(image, as: .png, mark: nil) }])
+                    {
+                        context.logger.notice(
+                            "the job ended before the embedded renderer's image", metadata: ["generation.id": .string(generationID)])
+                    }
+                    return
+                } catch let error as DependencyUnavailable where error.dependency == .database {
+                    throw error
+                } catch {
+                    // The last resort failed too: the job ends now, refunded, rather than at its timeout.
+                    context.logger.error(
+                        "the embedded renderer failed the job",
+                        metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+                    try giveUp(generationID, message: "The image could not be made; your quota was refunded. Please try again.")
+                    throw error is DependencyUnavailable
+                        ? error
+                        : HTTPError(
+                            .internalServerError, code: "generation_failed",
+                            message: "The image could not be made; your quota was refunded.")
                 }
-                return
             }
         }
         context.logger.error("no provider took the job", metadata: ["generation.id": .string(generationID), "error": .string(lastFailure)])

@@ -389,6 +389,39 @@ def test_a_member_shares_an_image_a_visitor_sees_it_and_revoking_stops_it(driver
     assert r.status_code == 404 and "This link is not available" in r.text
 
 
+def test_the_keys_page_shows_the_webhook_secret_and_deliveries_and_each_image_its_provider(driver, stack, signed_in, artifacts):
+    """A program's image with a webhook_url: its delivery is listed on the keys page (and redelivered from
+    there), the signing secret is hidden until asked for and is the API's; the viewer names who made it."""
+    from test_completion_webhooks import Receiver
+
+    receiver = Receiver()
+    try:
+        r = signed_in.post(stack.api("/api/v1/images"), json={"prompt": "a glass lighthouse", "webhook_url": receiver.url}, timeout=30)
+        assert r.status_code == 201, r.text
+        image_id = r.json()["image"]["id"]
+        wait(driver, 15).until(lambda d: receiver.received)
+        secret = signed_in.get(stack.api("/api/v1/webhooks/secret"), timeout=30).json()["secret"]
+        open_page(driver, stack, "/keys")
+        field = visible(driver, "#webhook-secret")
+        assert field.get_attribute("type") == "password"
+        press(driver, button(driver, "Show"))
+        assert field.get_attribute("type") == "text" and field.get_attribute("value") == secret
+        row = visible(driver, ".deliveries-table tbody tr")
+        assert "Delivered" in row.text and receiver.url in row.text, row.text
+        shot(driver, artifacts, "40-keys-webhooks")
+        press(driver, button(driver, "Redeliver"))
+        wait(driver).until(lambda d: "Retrying" in d.find_element(By.CSS_SELECTOR, ".deliveries-table tbody tr").text
+                           or len(receiver.received) > 1)
+        open_page(driver, stack, "/gallery")
+        press(driver, visible(driver, f'.gallery-grid .tile[data-id="{image_id}"] .tile-button'))
+        facts = visible(driver, "dialog[open] .facts")
+        assert "Made by" in facts.text and "Atelier (embedded) · atelier-local" in facts.text, facts.text
+        shot(driver, artifacts, "41-viewer-provider")
+        assert page_errors(driver) == []
+    finally:
+        receiver.stop()
+
+
 def test_every_page_fits_a_phone_and_a_desktop_without_sideways_scrolling(driver, stack, smtp, artifacts):
     """Each page at 375 and 1280 px: no horizontal scrolling; the phone menu opens and closes."""
     driver.delete_all_cookies()

@@ -243,3 +243,36 @@ def test_enhancement_falls_back_when_openai_fails(providers_stack, fakes, client
     assert r.status_code == 200, r.text
     assert r.json()["prompt"] == "A fox from Replicate"
     clear_cooldowns(providers_stack)
+
+
+@pytest.fixture(scope="module")
+def fallback_stack():
+    """OpenAI first, the embedded renderer closing the list."""
+    from fakes.openai import OpenAIFake
+
+    openai = OpenAIFake(api_key="sk-test-fallback", port=0).start()
+    extra = {"PROVIDERS": "openai,local", "OPENAI_API_KEY": openai.api_key, "OPENAI_BASE_URL": openai.base_url}
+    try:
+        with private_stack("fallback", extra, fake=openai) as stack:
+            stack.openai = openai
+            yield stack
+    finally:
+        openai.stop()
+
+
+def test_local_closes_the_list(fallback_stack, smtp):
+    with requests.Session() as http:
+        email, _, csrf = register_and_verify(fallback_stack, smtp, http)
+        client = Client(fallback_stack, http, email, csrf)
+        before = client.quota_used()
+        fallback_stack.openai.set_down(True)
+        try:
+            generation = submit_image(client, "a kite when the provider is down")
+            done = client.wait_generation(generation["id"], ("succeeded", "failed"), timeout=60)
+        finally:
+            fallback_stack.openai.set_down(False)
+        assert done["status"] == "succeeded", done
+        assert (done["provider"], done["model"]) == ("local", "atelier-local"), done
+        image = image_of(client, done)
+        assert image["provider"] == "local" and image["width"] * 9 == image["height"] * 16, image
+        assert client.quota_used() == before + done["cost"]

@@ -403,7 +403,7 @@ const DELIVERY_LABELS = { pending: 'Retrying', delivered: 'Delivered', failed: '
 
 /** The signing secret (revealed on demand, rotated with a confirmation) and the recent deliveries. */
 function webhooksCard() {
-  const secretSlot = h('div', { class: 'secret-row' }, h('p', { class: 'muted' }, 'Loading…'));
+  const secretSlot = h('div', { class: 'webhook-secret' }, h('p', { class: 'muted' }, 'Loading…'));
   const deliveries = h('div', { class: 'deliveries-list' }, h('p', { class: 'muted' }, 'Loading deliveries…'));
   const card = h('section', { class: 'card', 'aria-labelledby': 'webhooks-title', id: 'webhooks' },
     h('h2', { id: 'webhooks-title' }, 'Completion webhooks'),
@@ -440,7 +440,7 @@ function webhooksCard() {
     });
     const note = data.previous_valid_until
       ? h('p', { class: 'muted small-print' }, `The previous secret also signs deliveries until ${formatDateTime(data.previous_valid_until)}.`) : null;
-    secretSlot.replaceChildren(input, reveal, copy, rotate, note);
+    secretSlot.replaceChildren(h('div', { class: 'secret-row' }, input, reveal, copy, rotate), ...(note ? [note] : []));
   }
 
   async function loadDeliveries() {
