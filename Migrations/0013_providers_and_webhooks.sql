@@ -33,6 +33,8 @@ CREATE TABLE completion_webhooks (
     last_attempt_at  timestamptz,
     last_status      integer,
     last_error       text,
+    -- The claim of the attempt in flight: its result is written only while the claim is still this one.
+    lease            uuid,
     created_at       timestamptz NOT NULL DEFAULT now(),
     delivered_at     timestamptz
 );

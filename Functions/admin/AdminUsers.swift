@@ -36,7 +36,8 @@ enum AdminUsers {
     static func listed(_ user: User, _ context: Context) -> ListedUser {
         ListedUser(
             id: user.id, email: user.email, username: user.username, verified: user.verified, isAdmin: user.isAdmin,
-            premium: UserView(user).premium, quota: context.quota.state(for: user), createdAt: user.createdAt,
+            premium: UserView(user, now: context.date()).premium, quota: context.quota.state(for: user, now: context.date()),
+            createdAt: user.createdAt,
             lastLoginAt: user.lastLoginAt)
     }
 

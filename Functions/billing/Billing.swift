@@ -71,7 +71,7 @@ enum Billing {
                     SELECT row_to_json(s)::text AS j FROM (SELECT razorpay_subscription_id AS id, plan_id, status, current_start, current_end,
                            cancel_at_cycle_end, created_at FROM subscriptions WHERE user_id = \(user.id) ORDER BY created_at DESC LIMIT 1) s
                     """),
-                premium: UserView(user).premium,
+                premium: UserView(user, now: context.date()).premium,
                 payments: try json(
                     """
                     SELECT COALESCE(json_agg(p ORDER BY p.created_at DESC), '[]')::text AS j FROM (SELECT razorpay_payment_id AS id, amount, currency,
@@ -191,7 +191,7 @@ enum Billing {
         guard let updated = try Users(context.db).find(id: user.id) else {
             throw HTTPError(.notFound, code: "not_found", message: "No such account.")
         }
-        return try .json(Verified(status: "verified", premium: UserView(updated).premium))
+        return try .json(Verified(status: "verified", premium: UserView(updated, now: context.date()).premium))
     }
 
     /// Cancels at the end of the current cycle: premium lasts until the period end.

@@ -56,7 +56,7 @@ enum Webhooks {
         let previousUntil: Date? = try row.get("previous_until")
         return Secret(
             secret: CompletionWebhooks.secret(userID: userID, version: version, appSecret: context.config.appSecret), version: version,
-            rotatedAt: try row.get("rotated_at"), previousValidUntil: previousUntil.flatMap { $0 > Date() ? $0 : nil })
+            rotatedAt: try row.get("rotated_at"), previousValidUntil: previousUntil.flatMap { $0 > context.date() ? $0 : nil })
     }
 
     struct Delivery: JSONWritable, PostgresRecord, Sendable {
@@ -147,7 +147,7 @@ enum Webhooks {
         guard UUIDText.isValid(id),
             let delivery = try context.db.query(
                 """
-                UPDATE completion_webhooks SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
+                UPDATE completion_webhooks SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL, lease = NULL
                 WHERE id = \(id) AND user_id = \(user.id)
                 RETURNING \(Delivery.columns)
                 """

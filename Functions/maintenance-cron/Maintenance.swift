@@ -15,19 +15,24 @@ enum Maintenance {
             let timeouts = try OpenJobs.Timeouts(context.config)
             // One run at a time; provider calls happen between short transactions, holding no row locks.
             let result = try RunLock(db: context.db, name: "maintenance-cron").run { lease in
-                var summary = try work(context, lease, reconcileAfter: reconcileAfter, timeouts: timeouts)
-                // Completion webhooks that are due, the jobs just ended among them (first attempts the
-                // request that ended a job did not make, and retries); a month is kept for the user's list.
-                let outcomes = try WebhookDelivery(context).deliverDue(limit: 200) { try lease.extend() }
-                summary["webhooks_delivered"] = outcomes.filter { $0 == .delivered }.count
-                summary["webhooks_not_delivered"] = outcomes.filter { $0 != .delivered }.count
-                try context.db.execute("DELETE FROM completion_webhooks WHERE created_at < now() - interval '30 days'")
-                return summary
+                try work(context, lease, reconcileAfter: reconcileAfter, timeouts: timeouts)
             }
-            guard let summary = result else {
+            // Completion webhooks under a lock of their own: slow receivers never hold up refunds and
+            // reconciliation (due first attempts the ending request did not make, and retries; a month is
+            // kept for the users' lists).
+            let deliveries = try RunLock(db: context.db, name: "completion-webhooks").run { lease -> [String: Int] in
+                let outcomes = try WebhookDelivery(context).deliverDue(limit: 200) { try lease.extend() }
+                try context.db.execute("DELETE FROM completion_webhooks WHERE created_at < now() - interval '30 days'")
+                return [
+                    "webhooks_delivered": outcomes.filter { $0 == .delivered }.count,
+                    "webhooks_not_delivered": outcomes.filter { $0 != .delivered }.count,
+                ]
+            }
+            guard var summary = result else {
                 context.logger.info("maintenance skipped: another run holds the lock")
                 return 0
             }
+            summary.merge(deliveries ?? [:]) { $1 }
             context.logger.info("maintenance done", metadata: summary.mapValues { .stringConvertible($0) })
             print("maintenance: " + summary.keys.sorted().map { "\($0)=\(summary[$0]!)" }.joined(separator: " "))
             return 0
@@ -59,6 +64,20 @@ enum Maintenance {
             DELETE FROM users WHERE NOT verified AND created_at < now() - interval '1 day'
               AND NOT EXISTS (SELECT 1 FROM email_codes c WHERE c.email = users.email AND c.expires_at > now())
             """)
+        // OpenAI jobs whose worker went away (a redeploy, a crash) before the image came: nothing else would
+        // end them before their timeout, so they are failed and refunded once past OpenAI's own.
+        let openAIPatience = try context.config.integer("OPENAI_TIMEOUT_SECONDS", default: 120, range: 5...600) + 60
+        let abandoned = try context.db.query(
+            """
+            SELECT id FROM generations
+            WHERE provider = 'openai' AND status IN \(GenerationStatus.sql(GenerationStatus.open))
+              AND updated_at < now() - make_interval(secs => \(openAIPatience)) ORDER BY created_at LIMIT 100
+            """)
+        for row in abandoned.rows {
+            try GenerationJobs(context).giveUp(
+                try row.get("id"), message: "The provider did not finish the job; your quota was refunded. Please try again.")
+        }
+        summary["openai_abandoned"] = abandoned.rows.count
         let open = OpenJobs(context)
         guard open.replicate != nil else {
             // The embedded provider finishes inside the request; only orphans (a crash mid-request) remain.

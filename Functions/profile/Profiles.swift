@@ -65,7 +65,7 @@ enum Profiles {
     }
 
     static func view(_ user: User, _ context: Context) -> Profile {
-        let now = Date()
+        let now = context.date()
         let quota = context.quota.state(for: user, now: now)
         return Profile(
             id: user.id, email: user.email, username: user.username, verified: user.verified, isAdmin: user.isAdmin,
@@ -153,7 +153,7 @@ enum Profiles {
             """
         }
         let days = read.rows
-        let quota = context.quota.state(for: read.user)
+        let quota = context.quota.state(for: read.user, now: context.date())
         return .json(
             Usage(
                 days: days, total: days.reduce(0) { $0 + $1.count },

@@ -46,6 +46,6 @@ enum Sessions {
 
     static func current(_ request: Request, _ context: Context) throws -> Response {
         let (user, session) = try context.authenticate(request)
-        return try SessionResponse.current(for: user, session: session)
+        return try SessionResponse.current(for: user, session: session, now: context.date())
     }
 }

@@ -47,7 +47,7 @@ enum Transform {
         // A request the quota cannot cover is refused before the upload is decoded or stored.
         let task: Generations.Task = mode == "upscale" ? .upscale : .inpaint
         let cost = try Generations.Costs(config: context.config).cost(of: task)
-        try QuotaLedger(db: context.db, policy: context.quota).ensureAvailable(for: user, cost: cost)
+        try QuotaLedger(db: context.db, policy: context.quota, now: context.date()).ensureAvailable(for: user, cost: cost)
 
         // The source: an upload checked by content, or one of the user's images.
         let upload = form.part("image").flatMap { $0.body.isEmpty ? nil : $0 }

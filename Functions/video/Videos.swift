@@ -37,7 +37,9 @@ enum Videos {
         }
 
         static func configured(_ context: Context) -> Capabilities {
-            guard let client = ReplicateClient(context.config) else {
+            // Videos go to Replicate when it heads their provider list, else to the embedded renderer.
+            let first = (try? Providers(context.config))?.order.first { $0.can(.video) }
+            guard first == .replicate, let client = ReplicateClient(context.config) else {
                 return Capabilities(model: LocalRenderer.model, aspectRatios: ratios, seed: true, ratioInput: nil, seedInput: nil)
             }
             let model = client.models.video
@@ -72,7 +74,7 @@ enum Videos {
     }
 
     static func makeVideo(_ request: Request, _ context: Context, _ user: User) throws -> Response {
-        guard user.isPremium(at: Date()) else {
+        guard user.isPremium(at: context.date()) else {
             throw HTTPError(
                 .forbidden, code: "premium_required",
                 message: "Video is part of Atelier Premium; subscribe from your account page to make videos.")

@@ -87,7 +87,7 @@ public struct UserView: Encodable, Sendable {
 
     enum CodingKeys: String, CodingKey { case id, email, username, verified, isAdmin, premium, createdAt }
 
-    public init(_ user: User, now: Date = Date()) {
+    public init(_ user: User, now: Date) {
         id = user.id
         email = user.email
         username = user.username

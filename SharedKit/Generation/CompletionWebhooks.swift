@@ -29,6 +29,8 @@ public enum CompletionWebhooks {
             guard AddressPolicy.allows(address, loopback: allowLoopback) else {
                 throw refuse("points inside a private network (\(target.host)); use a public address")
             }
+        } else if !target.host.contains(".") && !(allowLoopback && target.isLoopbackName) {
+            throw refuse("must name a public host by its full name (\(target.host) is a name only a local network knows)")
         } else if AddressPolicy.looksNumeric(target.host) {
             throw refuse("names an address in a form other than a.b.c.d or IPv6 (\(target.host))")
         } else if target.isLoopbackName && !allowLoopback || target.isInternalName {
@@ -71,7 +73,7 @@ public struct WebhookTarget: Sendable {
         }
         let authority = rest.prefix { $0 != "/" && $0 != "?" }
         guard !authority.isEmpty, !authority.contains("@") else { return nil }
-        var host: Substring
+        let host: Substring
         var portText: Substring?
         if authority.hasPrefix("[") {
             guard let close = authority.firstIndex(of: "]") else { return nil }
@@ -87,8 +89,9 @@ public struct WebhookTarget: Sendable {
             host = pieces[0]
             portText = pieces.count == 2 ? pieces[1] : nil
         }
-        if host.hasSuffix(".") { host = host.dropLast() }
-        guard !host.isEmpty, host.utf8.count <= 253 else { return nil }
+        // A trailing dot is refused rather than dropped: the name checked and the name curl is given must
+        // be the same text.
+        guard !host.isEmpty, !host.hasSuffix("."), host.utf8.count <= 253 else { return nil }
         var port = scheme == "https" ? 443 : 80
         if let portText {
             guard let value = Int(portText), (1...65535).contains(value) else { return nil }

@@ -37,7 +37,7 @@ public struct Generations {
     public init(_ context: Context) {
         metrics = context.metrics
         db = context.db
-        ledger = QuotaLedger(db: context.db, policy: context.quota)
+        ledger = QuotaLedger(db: context.db, policy: context.quota, now: context.date())
     }
 
     /// Reserves the quota and records the job in one transaction: a refused reservation leaves no job.
@@ -61,12 +61,13 @@ public struct Generations {
 
     /// The provider (and model) a job is handed to, before it is sent: a webhook that comes back at once
     /// finds it as that provider's.
-    public func assign(_ id: String, to provider: ProviderName, model: String) throws {
+    /// False when the job is no longer open (timed out meanwhile): it must not be sent anywhere.
+    public func assign(_ id: String, to provider: ProviderName, model: String) throws -> Bool {
         try db.execute(
             """
             UPDATE generations SET provider = \(provider.rawValue), model = \(model), updated_at = now()
             WHERE id = \(id) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
-            """)
+            """) == 1
     }
 
     public func markSucceeded(_ id: String) throws {

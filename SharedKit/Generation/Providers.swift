@@ -68,12 +68,16 @@ public struct Providers: Sendable {
         }
     }
 
-    /// The providers to try for a task, in order: those not cooling down, then those that are.
+    /// The providers to try for a task, in order: those not cooling down, then those that are, then the
+    /// embedded renderer where the list ends with it (it never goes ahead of a provider). A task no listed
+    /// provider can do is the embedded renderer's (an OpenAI-only deployment upscales and makes videos
+    /// itself).
     public func chain(for task: Generations.Task, redis: RedisConnection, logger: Logger) -> [ProviderName] {
-        let able = order.filter { $0.can(task) }
-        guard able.count > 1 else { return able }
+        let able = order.filter { $0.can(task) && $0 != .local }
+        let local: [ProviderName] = able.isEmpty || order.contains(.local) ? [.local] : []
+        guard able.count > 1 else { return able + local }
         let cooling = coolingDown(able, redis: redis, logger: logger)
-        return able.filter { !cooling.contains($0) } + able.filter { cooling.contains($0) }
+        return able.filter { !cooling.contains($0) } + able.filter { cooling.contains($0) } + local
     }
 
     /// The providers among `names` cooling down now (none when Redis cannot say: every one is tried).

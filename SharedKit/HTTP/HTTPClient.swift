@@ -1,6 +1,10 @@
 import CCurl
 import SharedKit
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A blocking HTTP client over libcurl for the providers (Replicate, Razorpay), downloads and S3.
 /// Every transfer has a connect and a total timeout and a response size cap, so a slow or hostile peer
 /// costs a bounded error, never a hang.
@@ -9,8 +13,6 @@ public struct HTTPClient: Sendable {
         public let status: Int
         public let headers: [(String, String)]
         public let body: [UInt8]
-        /// The address connected to (curl's CURLINFO_PRIMARY_IP).
-        public var remoteAddress: String = ""
 
         public func header(_ name: String) -> String? {
             headers.last { $0.0.lowercased() == name.lowercased() }?.1
@@ -34,6 +36,17 @@ public struct HTTPClient: Sendable {
     public var noProxy = false
     /// The schemes allowed (curl's CURLOPT_PROTOCOLS_STR).
     public var protocols = "http,https"
+    /// Which addresses a connection may be opened to, checked on the socket itself whatever resolved the
+    /// name (curl's CURLOPT_OPENSOCKETFUNCTION): for URLs a user chose (completion webhooks).
+    public var addressGuard: AddressGuard = .any
+
+    public enum AddressGuard: Int32, Sendable {
+        case any = 0
+        /// Public unicast addresses only (`AddressPolicy.isPublic`).
+        case publicOnly = 1
+        /// Public ones and loopback (the test stack's receivers).
+        case publicOrLoopback = 2
+    }
 
     public init(connectTimeoutMs: Int = 3000, timeoutMs: Int = 15000, maxResponseBytes: Int = 50 * 1024 * 1024) {
         self.connectTimeoutMs = connectTimeoutMs
@@ -70,6 +83,22 @@ public struct HTTPClient: Sendable {
         defer { curl_slist_free_all(resolveList) }
         if resolveList != nil { atl_curl_setopt_slist(handle, CURLOPT_RESOLVE, resolveList) }
         if noProxy { atl_curl_setopt_string(handle, CURLOPT_PROXY, "") }
+        let guardMode = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        guardMode.initialize(to: addressGuard.rawValue)
+        defer { guardMode.deallocate() }
+        if addressGuard != .any {
+            atl_curl_setopt_opensocket_function(handle) { mode, _, address in
+                guard let mode, let address else { return -1 }
+                var bytes = [UInt8](repeating: 0, count: 16)
+                let count = Int(atl_curl_sockaddr_ip(address, &bytes))
+                guard count == 4 || count == 16,
+                    AddressPolicy.allows(
+                        Array(bytes.prefix(count)), loopback: mode.load(as: Int32.self) == AddressGuard.publicOrLoopback.rawValue)
+                else { return -1 }  // CURL_SOCKET_BAD: curl fails the transfer without connecting
+                return socket(address.pointee.family, address.pointee.socktype, address.pointee.protocol)
+            }
+            atl_curl_setopt_pointer(handle, CURLOPT_OPENSOCKETDATA, guardMode)
+        }
         atl_curl_setopt_write_function(handle) { data, size, count, user in
             let sink = Unmanaged<TransferSink>.fromOpaque(user!).takeUnretainedValue()
             return sink.append(UnsafeRawBufferPointer(start: data, count: size * count)) ? size * count : 0
@@ -106,11 +135,7 @@ public struct HTTPClient: Sendable {
         }
         var status = 0
         atl_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-        var remote: UnsafePointer<CChar>?
-        atl_curl_getinfo_string(handle, CURLINFO_PRIMARY_IP, &remote)
-        var response = Response(status: status, headers: sink.headers, body: sink.body)
-        if let remote { response.remoteAddress = String(cString: remote) }
-        return response
+        return Response(status: status, headers: sink.headers, body: sink.body)
     }
 
     /// The URL without its query (which may carry signatures) for error messages and logs.

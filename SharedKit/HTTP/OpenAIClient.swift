@@ -15,8 +15,9 @@ import Foundation
 /// Unlike Replicate it answers with the result: `POST /images/generations` and `POST /images/edits`
 /// return the image itself (base64; `gpt-image-*` models always so, the DALL·E ones when asked with
 /// `response_format=b64_json`; a `url` answer is fetched). Nothing waits at the provider after an
-/// answer, so a failed call is simply tried elsewhere: every failure is `Unavailable` (the job goes to
-/// the next provider) except a refusal by the safety system, which is `Refused` (the prompt is the
+/// answer, so a failed call is simply tried elsewhere: a provider-side failure is `Unavailable` (the job
+/// goes to the next provider and this one cools down), a request OpenAI does not take is `Rejected` (the
+/// next provider, no cool-down), and a refusal by the safety system is `Refused` (the prompt is the
 /// problem, and no other provider is asked to make it).
 public struct OpenAIClient: Sendable {
     /// Which model each task uses.
@@ -35,6 +36,16 @@ public struct OpenAIClient: Sendable {
     /// The provider could not make it (down, throttled past the retry budget, a 5xx, our key refused…):
     /// another provider may.
     public struct Unavailable: Error, CustomStringConvertible {
+        public let description: String
+
+        public init(description: String) {
+            self.description = description
+        }
+    }
+
+    /// The provider refused this job's request itself (a 4xx other than authentication and throttling: a
+    /// size or parameter it does not take): another provider may take the job, and this one stays healthy.
+    public struct Rejected: Error, CustomStringConvertible {
         public let description: String
 
         public init(description: String) {
@@ -189,7 +200,11 @@ public struct OpenAIClient: Sendable {
                 usleep(UInt32(wait * 1_000_000))
                 continue
             }
-            throw Unavailable(description: "HTTP \(response.status) to POST \(path)\(code.isEmpty ? "" : " (\(code))"): \(message)")
+            let problem = "HTTP \(response.status) to POST \(path)\(code.isEmpty ? "" : " (\(code))"): \(message)"
+            if (400...499).contains(response.status), ![401, 403, 408, 409, 429].contains(response.status) {
+                throw Rejected(description: problem)
+            }
+            throw Unavailable(description: problem)
         }
     }
 

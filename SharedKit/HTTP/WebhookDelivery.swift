@@ -39,7 +39,16 @@ public struct WebhookDelivery {
         while outcomes.count < limit {
             try beforeEach()
             guard let message = try claim(generationID: generationID) else { break }
-            outcomes.append(try attempt(message))
+            do {
+                outcomes.append(try attempt(message))
+            } catch let error as DependencyUnavailable where error.dependency == .database {
+                throw error
+            } catch {
+                // This message only (its lease lets it be tried again later); the others still go.
+                context.logger.error(
+                    "completion webhook attempt failed", metadata: ["webhook.id": .string(message.id), "error": .string("\(error)")])
+                outcomes.append(.retrying)
+            }
         }
         return outcomes
     }
@@ -53,6 +62,9 @@ public struct WebhookDelivery {
         let payload: String?
         let attempts: Int
         let createdAt: Date
+        /// This claim's token: the attempt's result is written only while the claim is still this one
+        /// (a redelivery meanwhile starts the message afresh).
+        let lease: String
     }
 
     /// Takes one due message for this attempt: its next attempt is pushed a few minutes on (a lease),
@@ -62,17 +74,17 @@ public struct WebhookDelivery {
         guard
             let row = try context.db.query(
                 """
-                UPDATE completion_webhooks SET next_attempt_at = now() + interval '5 minutes'
+                UPDATE completion_webhooks SET next_attempt_at = now() + interval '5 minutes', lease = gen_random_uuid()
                 WHERE id = (SELECT id FROM completion_webhooks WHERE status = 'pending' AND next_attempt_at <= now()\(only)
                             ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-                RETURNING id, user_id, generation_id, url, event, payload, attempts, created_at
+                RETURNING id, user_id, generation_id, url, event, payload, attempts, created_at, lease
                 """
             ).first
         else { return nil }
         return Message(
             id: try row.get("id"), userID: try row.get("user_id"), generationID: try row.get("generation_id"), url: try row.get("url"),
             event: try row.get("event"), payload: try row.get("payload"), attempts: try row.get("attempts"),
-            createdAt: try row.get("created_at"))
+            createdAt: try row.get("created_at"), lease: try row.get("lease"))
     }
 
     /// The body: `{"type": "generation.succeeded", "timestamp": …, "data": <the generation>}`, made at
@@ -116,8 +128,8 @@ public struct WebhookDelivery {
             UPDATE completion_webhooks SET attempts = \(attempt), last_attempt_at = now(), last_status = \(status),
                    last_error = \(problem.map { String($0.prefix(500)) }), status = \(outcome == .retrying ? "pending" : outcome.rawValue),
                    delivered_at = CASE WHEN \(outcome == .delivered) THEN now() END,
-                   next_attempt_at = now() + make_interval(secs => \(outcome == .retrying ? jittered : 0))
-            WHERE id = \(message.id)
+                   next_attempt_at = now() + make_interval(secs => \(outcome == .retrying ? jittered : 0)), lease = NULL
+            WHERE id = \(message.id) AND lease = \(message.lease)::uuid
             """)
         context.metrics.count("atelier_completion_webhook_attempts_total", ["outcome": outcome.rawValue])
         context.logger.info(
@@ -142,16 +154,18 @@ public struct WebhookDelivery {
         if let literal = AddressPolicy.literal(target.host) {
             addresses = [literal]
         } else {
-            guard !AddressPolicy.looksNumeric(target.host), !target.isInternalName else {
-                throw Refused(description: "\(target.host) is not a public name")
-            }
-            guard let resolved = AddressPolicy.resolve(target.host) else { throw Refused(description: "\(target.host) does not resolve") }
+            // One sentence for every refusal of a name: which internal names exist is not told.
+            let notPublic = Refused(description: "\(target.host) does not resolve to a public address")
+            guard !AddressPolicy.looksNumeric(target.host), !target.isInternalName, target.host.contains(".") || allowLoopback,
+                let resolved = AddressPolicy.resolve(target.host)
+            else { throw notPublic }
             addresses = resolved
+            // Every address must be public: a name with one private address among public ones would let
+            // the connection land inside.
+            guard addresses.allSatisfy({ AddressPolicy.allows($0, loopback: allowLoopback) }) else { throw notPublic }
         }
-        // Every address must be public: a name with one private address among public ones would let the
-        // connection land inside.
-        for address in addresses where !AddressPolicy.allows(address, loopback: allowLoopback) {
-            throw Refused(description: "\(target.host) resolves to \(AddressPolicy.text(address)), which is not a public address")
+        guard addresses.allSatisfy({ AddressPolicy.allows($0, loopback: allowLoopback) }) else {
+            throw Refused(description: "\(target.host) is not a public address")
         }
         if target.scheme == "http", !addresses.allSatisfy(AddressPolicy.isLoopback) {
             throw Refused(description: "plain http is allowed only to loopback")
@@ -160,6 +174,8 @@ public struct WebhookDelivery {
         var http = HTTPClient(connectTimeoutMs: 3000, timeoutMs: Self.timeoutMs, maxResponseBytes: Self.maxResponseBytes)
         http.noProxy = true
         http.protocols = allowLoopback ? "http,https" : "https"
+        // And on the socket itself: whatever curl resolves or is redirected to, it connects only there.
+        http.addressGuard = allowLoopback ? .publicOrLoopback : .publicOnly
         if AddressPolicy.literal(target.host) == nil { http.resolve = ["\(target.host):\(target.port):\(AddressPolicy.text(address))"] }
         let secrets = try signingSecrets(userID: message.userID)
         let id = "msg_" + String(message.id.filter { $0 != "-" })
@@ -173,11 +189,6 @@ public struct WebhookDelivery {
                 ("Content-Type", "application/json"), ("User-Agent", "Atelier-Webhooks/1"), ("webhook-id", id),
                 ("webhook-timestamp", timestamp), ("webhook-signature", signature),
             ], body: bytes)
-        // What was connected to must be what was checked.
-        let connected = response.remoteAddress
-        if !connected.isEmpty, let remote = AddressPolicy.literal(connected), !AddressPolicy.allows(remote, loopback: allowLoopback) {
-            throw Refused(description: "connected to \(connected), which is not a public address")
-        }
         return response
     }
 

@@ -70,7 +70,15 @@ public struct GenerationJobs {
     /// the job was failed and refunded because no provider took it.
     func hand(_ generationID: String, to chain: ArraySlice<ProviderName>, work: Work, inRequest: Bool) throws {
         let providers = try Providers(context.config)
-        var rest = chain
+        // Only the providers this job has work for (and that are configured here): "the last one" below
+        // means the last that could take it.
+        var rest: ArraySlice<ProviderName> = chain.filter { name in
+            switch name {
+            case .replicate: work.replicate != nil && ReplicateClient(context.config) != nil
+            case .openai: work.openai != nil && OpenAIClient(context.config) != nil
+            case .local: work.local != nil
+            }
+        }
         var lastFailure = "no provider can do this task"
         func failed(_ name: ProviderName, _ reason: String) {
             lastFailure = "\(name.rawValue): \(reason)"
@@ -81,7 +89,7 @@ public struct GenerationJobs {
             case .replicate:
                 guard let jobs = ReplicateJobs(context), let make = work.replicate else { continue }
                 let (model, input) = make(jobs)
-                try generations.assign(generationID, to: .replicate, model: model)
+                guard try generations.assign(generationID, to: .replicate, model: model) else { return }
                 do {
                     try jobs.start(generationID: generationID, model: model, input: input)
                     return
@@ -96,7 +104,7 @@ public struct GenerationJobs {
                 }
             case .openai:
                 guard let jobs = OpenAIJobs(context), let job = work.openai else { continue }
-                try generations.assign(generationID, to: .openai, model: jobs.model(for: job))
+                guard try generations.assign(generationID, to: .openai, model: jobs.model(for: job)) else { return }
                 if inRequest {
                     let remaining = rest
                     context.afterResponse.append { try self.hand(generationID, to: [.openai] + remaining, work: work, inRequest: false) }
@@ -112,10 +120,14 @@ public struct GenerationJobs {
                     return
                 } catch let unavailable as OpenAIClient.Unavailable {
                     failed(.openai, unavailable.description)
+                } catch let rejected as OpenAIClient.Rejected {
+                    // This job's own problem (its size, a parameter): the next provider may take it, and
+                    // OpenAI stays first for everyone else.
+                    lastFailure = "openai: \(rejected.description)"
                 }
             case .local:
                 guard let make = work.local else { continue }
-                try generations.assign(generationID, to: .local, model: LocalRenderer.model)
+                guard try generations.assign(generationID, to: .local, model: LocalRenderer.model) else { return }
                 do {
                     let image = try make()
                     if try !ProviderOutputs(context).record(
@@ -143,7 +155,11 @@ public struct GenerationJobs {
         }
         context.logger.error("no provider took the job", metadata: ["generation.id": .string(generationID), "error": .string(lastFailure)])
         try giveUp(generationID, message: "The image provider is unavailable right now; your quota was refunded. Please try again.")
-        throw DependencyUnavailable(.provider, detail: lastFailure)
+        throw HTTPError(
+            .serviceUnavailable, code: "provider_unavailable",
+            message:
+                "No image provider could take this job right now; it was recorded as failed (generation \(generationID)) and your quota refunded. Please try again shortly.",
+            headers: [("Retry-After", "5")])
     }
 
     /// After the response: the job's completion webhook if it has ended by then (later, maintenance-cron).
@@ -153,7 +169,7 @@ public struct GenerationJobs {
     }
 
     /// Fails the job (refunding it once) and removes its stored mask.
-    func giveUp(_ generationID: String, message: String) throws {
+    public func giveUp(_ generationID: String, message: String) throws {
         try generations.markFailed(generationID, error: message)
         if let maskKey = try context.db.query("SELECT input->>'mask_key' AS mask_key FROM generations WHERE id = \(generationID)").first?
             .get("mask_key", as: String?.self)
@@ -172,11 +188,13 @@ public struct GenerationJobs {
     ) throws -> (generationID: String, output: Output) {
         let storage = context.media
         var written: [String] = []
+        var committedID: String?
         do {
             let outcome: Result<(String, Output), any Error> = try context.db.transaction {
                 let generationID = try generations.create(
                     userID: userID, task: task, provider: .local, model: LocalRenderer.model, input: input, cost: cost,
                     sourceImageID: sourceImageID, webhookURL: webhookURL)
+                committedID = generationID
                 do {
                     // In a savepoint: an SQL error while recording the output rolls back to here, so the job
                     // can still be failed and refunded in this transaction.
@@ -202,8 +220,9 @@ public struct GenerationJobs {
                     return .failure(storageDown ? error : HTTPError(.internalServerError, code: "generation_failed", message: failure))
                 }
             }
+            // Succeeded or failed, the job ended: its webhook goes after the response.
+            if webhookURL != nil, let committedID { deliverWebhookSoon(committedID) }
             let (generationID, output) = try outcome.get()
-            if webhookURL != nil { deliverWebhookSoon(generationID) }
             return (generationID, output)
         } catch let error as DependencyUnavailable where error.dependency == .database {
             for key in written { try? storage.delete(key: key) }

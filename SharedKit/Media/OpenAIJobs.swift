@@ -28,7 +28,8 @@ public struct OpenAIJobs {
         }
     }
 
-    /// Asks for the image and records it. Throws `OpenAIClient.Unavailable` (try the next provider) or
+    /// Asks for the image and records it. Throws `OpenAIClient.Unavailable` (OpenAI cools down and the
+    /// next provider is tried), `OpenAIClient.Rejected` (this job's request: the next provider is tried) or
     /// `OpenAIClient.Refused` (the safety system said no); an image our storage cannot take fails the job.
     /// The job stays queued until the image is recorded: should OpenAI fail, the next provider (Replicate
     /// defers a throttled start only for a queued job) takes it as any new job.
@@ -40,7 +41,7 @@ public struct OpenAIJobs {
             outputs = try client.generate(model: model, prompt: prompt, size: OpenAIClient.size(model: model, width: width, height: height))
         case .edit(let prompt, let image, let mask):
             guard image.count <= OpenAIClient.maxUploadBytes(model: model) else {
-                throw OpenAIClient.Unavailable(description: "the image is \(image.count) bytes, more than \(model) takes")
+                throw OpenAIClient.Rejected(description: "the image is \(image.count) bytes, more than \(model) takes")
             }
             let maskPNG = try Imaging.encodeTransparencyMask(width: mask.width, height: mask.height, values: mask.values)
             outputs = try client.edit(model: model, prompt: prompt, image: image, mask: maskPNG)

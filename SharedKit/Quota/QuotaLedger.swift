@@ -15,8 +15,11 @@ public struct QuotaLedger {
 
     let db: PostgresConnection
     let policy: QuotaPolicy
+    /// The caller's clock (`Context.date()`), for the premium and period rules.
+    let now: Date
 
-    public init(db: PostgresConnection, policy: QuotaPolicy) {
+    public init(db: PostgresConnection, policy: QuotaPolicy, now: Date) {
+        self.now = now
         self.db = db
         self.policy = policy
     }
@@ -41,14 +44,14 @@ public struct QuotaLedger {
         guard let user = try Users(db).find(id: userID) else {
             throw HTTPError(.unauthorized, code: "not_authenticated", message: "Log in to continue.")
         }
-        throw exhausted(policy.state(for: user), cost: cost)
+        throw exhausted(policy.state(for: user, now: now), cost: cost)
     }
 
     /// Throws the refusal `reserve` would when the user's quota (as just read) cannot cover `cost`, before
     /// any work that only a charged request should do (storing and decoding an upload). It charges
     /// nothing: `reserve` still decides under concurrency.
     public func ensureAvailable(for user: User, cost: Int) throws {
-        let state = policy.state(for: user)
+        let state = policy.state(for: user, now: now)
         if state.used + cost > state.limit { throw exhausted(state, cost: cost) }
     }
 

@@ -35,7 +35,7 @@ public struct QuotaPolicy: Sendable {
         }
     }
 
-    public func state(for user: User, now: Date = Date()) -> State {
+    public func state(for user: User, now: Date) -> State {
         let premium = user.isPremium(at: now)
         let start: Date
         let renews: Date

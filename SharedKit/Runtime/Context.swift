@@ -3,6 +3,11 @@ public import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
 
 /// What every handler gets besides the request: configuration, a logger carrying the request id, and
 /// this process's PostgreSQL and Redis connections (opened lazily, reopened when found broken).
@@ -58,13 +63,20 @@ public final class Context {
 }
 
 extension Context {
+    /// The clock's time as a date, for rules that compare with stored dates (premium until, periods):
+    /// one source, `now`, for every time the code itself reads.
+    public func date() -> Date { Date(timeIntervalSince1970: TimeInterval(now())) }
+
     /// Runs the work queued for after the response; a failure is logged, never raised.
     func runAfterResponse() {
-        let work = afterResponse
-        afterResponse = []
-        for task in work {
-            do { try task() } catch {
-                logger.error("work after the response failed", metadata: ["error": .string("\(error)")])
+        // Work may queue more work (a provider job that ends queues its webhook): run until none is left.
+        while !afterResponse.isEmpty {
+            let work = afterResponse
+            afterResponse = []
+            for task in work {
+                do { try task() } catch {
+                    logger.error("work after the response failed", metadata: ["error": .string("\(error)")])
+                }
             }
         }
     }

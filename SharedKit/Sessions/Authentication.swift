@@ -28,7 +28,7 @@ extension Context {
         let principal = try authenticateAny(request)
         let budgets = rateBudgets
         var chosen = budgets[keyPath: budget]
-        if budget == \RateLimiter.Budgets.generateFree, principal.user.isPremium(at: Date()) { chosen = budgets.generatePremium }
+        if budget == \RateLimiter.Budgets.generateFree, principal.user.isPremium(at: date()) { chosen = budgets.generatePremium }
         var subjects = ["u:\(principal.user.id)"]
         if let key = principal.apiKeyID { subjects.append("k:\(key)") }
         let decision: RateLimiter.Decision

@@ -4,6 +4,10 @@ import Testing
 @testable import SharedKitHTTP
 @testable import SharedKitMedia
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Completion webhooks: the signing scheme against the Standard Webhooks test vector, and every SSRF
 /// refusal with loopback NOT allowed (production's setting; the test stack allows loopback only).
 @Suite struct CompletionWebhookTests {
@@ -66,6 +70,9 @@ import Testing
         "https://metadata.google.internal/computeMetadata/v1/",
         "https://printer.local/hook",
         "https://router.lan/hook",
+        "https://intranet/hook",  // a single label: a name only a local network (or search domain) knows
+        "https://redis/hook",
+        "https://example.com./hook",  // a trailing dot: the name checked and the name connected to must be one
         "https://user:pass@example.com/hook",
         "https://@example.com/hook",
         "https://example.com/hook#x",
@@ -88,7 +95,7 @@ import Testing
 
     @Test(arguments: [
         "https://example.com/hook", "https://hooks.example.com:8443/a/b?c=d", "https://93.184.216.34/hook",
-        "https://[2606:4700:4700::1111]/hook", "https://EXAMPLE.com./hook",
+        "https://[2606:4700:4700::1111]/hook", "https://EXAMPLE.com/hook",
     ])
     func acceptsPublicHTTPS(url: String) throws {
         _ = try CompletionWebhooks.checkURL(url, allowLoopback: false)
@@ -112,6 +119,41 @@ import Testing
             #expect(AddressPolicy.allows(address, loopback: true))
         }
         #expect(AddressPolicy.resolve("no-such-host.invalid") == nil)
+    }
+
+    /// The socket-level guard: whatever a name resolves to, curl opens no connection to a refused address
+    /// (a listener on loopback that never answers: allowed, the transfer times out; refused, it cannot
+    /// connect at all), by address and by name.
+    @Test func theSocketGuardRefusesWhatThePolicyRefuses() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        }
+        #expect(bound && listen(listener, 8) == 0)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        func failure(_ url: String, _ guardMode: HTTPClient.AddressGuard) -> String {
+            var http = HTTPClient(connectTimeoutMs: 1000, timeoutMs: 600, maxResponseBytes: 1024)
+            http.noProxy = true
+            http.addressGuard = guardMode
+            do {
+                _ = try http.send(method: "POST", url: url, body: [1])
+                return "answered"
+            } catch {
+                return "\(error)"
+            }
+        }
+        for url in ["http://127.0.0.1:\(port)/hook", "http://localhost:\(port)/hook"] {
+            #expect(failure(url, .publicOnly).contains("connect"), "\(url) was connected to")
+            #expect(failure(url, .publicOrLoopback).contains("imeout"), "\(url) was not connected to")
+        }
     }
 
     @Test func addressTextIsWhatCurlResolveTakes() {

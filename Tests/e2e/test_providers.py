@@ -151,10 +151,19 @@ def test_replicate_throttling_past_the_deadline_goes_to_openai(providers_stack, 
     clear_cooldowns(providers_stack)
 
 
+def spend_one(client):
+    """One image made (by OpenAI), so the quota is above zero and a refund too many would show."""
+    done = client.wait_generation(submit_image(client, "a first image")["id"], ("succeeded", "failed"), timeout=60)
+    assert done["status"] == "succeeded", done
+    used = client.quota_used()
+    assert used >= 1
+    return used
+
+
 def test_every_provider_down_refunds_once(providers_stack, fakes, client):
     openai, replicate = fakes
     clear_cooldowns(providers_stack)
-    before = client.quota_used()
+    before = spend_one(client)
     openai.fail_next(5, status=503)
     replicate.stop()  # down: its port refuses connections, so nothing can have been created there
     try:
@@ -176,7 +185,7 @@ def test_every_provider_down_refunds_once(providers_stack, fakes, client):
 def test_a_safety_refusal_fails_without_asking_another_provider(providers_stack, fakes, client):
     openai, replicate = fakes
     clear_cooldowns(providers_stack)
-    before = client.quota_used()
+    before = spend_one(client)
     creates = len(replicate.creates)
     openai.refuse_next_content_policy(1)
     done = client.wait_generation(submit_image(client, "something the filter refuses")["id"], ("succeeded", "failed"))
@@ -276,3 +285,16 @@ def test_local_closes_the_list(fallback_stack, smtp):
         image = image_of(client, done)
         assert image["provider"] == "local" and image["width"] * 9 == image["height"] * 16, image
         assert client.quota_used() == before + done["cost"]
+
+
+def test_a_request_openai_rejects_goes_on_without_cooling_openai_down(providers_stack, fakes, client):
+    """A 400 for this job's request (not a safety refusal) is this job's problem: the next provider takes
+    it, and OpenAI stays first for everyone else."""
+    openai, replicate = fakes
+    clear_cooldowns(providers_stack)
+    openai.fail_next(1, status=400)
+    done = client.wait_generation(submit_image(client, "a request OpenAI does not take")["id"], ("succeeded", "failed"), timeout=60)
+    assert done["status"] == "succeeded" and done["provider"] == "replicate", done
+    assert redis_cli(providers_stack, "EXISTS", "atelier:provider-cooldown:openai") == "0"
+    after = client.wait_generation(submit_image(client, "the next one")["id"], ("succeeded", "failed"), timeout=60)
+    assert after["provider"] == "openai", after
