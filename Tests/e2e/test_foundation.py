@@ -381,7 +381,7 @@ def test_a_request_nginx_cannot_read_is_a_json_400_not_a_500(stack):
     is nginx's own 400 in the API's error shape with the security headers; it was a 500 ("empty URI in
     redirect to named location")."""
     for line in (b"GET /../../etc/passwd HTTP/1.1", b"GET /api/v1/x\x01y HTTP/1.1", b"GET /api/v1/images%00 HTTP/1.1",
-                 b"GARBAGE"):
+                 b"GARBAGE", b"GET /api/v1/videos?q=" + b"%C3%B8" * 3000 + b" HTTP/1.1"):  # 18 KB: past nginx's buffers
         status, head, body = raw_exchange(stack, line + b"\r\nHost: atelier.test\r\nConnection: close\r\n\r\n")
         assert status == 400, (line, head)
         assert json.loads(body)["error"]["code"] == "bad_request", (line, body)
