@@ -66,15 +66,16 @@ enum Maintenance {
             """)
         // OpenAI jobs whose worker went away (a redeploy, a crash) before the image came: nothing else would
         // end them before their timeout, so they are failed and refunded once past OpenAI's own.
-        let openAIPatience = try context.config.integer("OPENAI_TIMEOUT_SECONDS", default: 120, range: 5...600) + 60
+        let openAIPatience = try OpenAIClient.timeoutSeconds(context.config) + 60
         let abandoned = try context.db.query(
             """
             SELECT id FROM generations
             WHERE provider = 'openai' AND status IN \(GenerationStatus.sql(GenerationStatus.open))
               AND updated_at < now() - make_interval(secs => \(openAIPatience)) ORDER BY created_at LIMIT 100
             """)
+        let jobs = GenerationJobs(context)
         for row in abandoned.rows {
-            try GenerationJobs(context).giveUp(
+            try jobs.giveUp(
                 try row.get("id"), message: "The provider did not finish the job; your quota was refunded. Please try again.")
         }
         summary["openai_abandoned"] = abandoned.rows.count

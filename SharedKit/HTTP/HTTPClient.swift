@@ -83,10 +83,13 @@ public struct HTTPClient: Sendable {
         defer { curl_slist_free_all(resolveList) }
         if resolveList != nil { atl_curl_setopt_slist(handle, CURLOPT_RESOLVE, resolveList) }
         if noProxy { atl_curl_setopt_string(handle, CURLOPT_PROXY, "") }
-        let guardMode = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
-        guardMode.initialize(to: addressGuard.rawValue)
-        defer { guardMode.deallocate() }
+        // Only transfers to addresses a user chose pay for the guard (S3, providers and downloads do not).
+        var guardMode: UnsafeMutablePointer<Int32>?
+        defer { guardMode?.deallocate() }
         if addressGuard != .any {
+            let mode = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+            mode.initialize(to: addressGuard.rawValue)
+            guardMode = mode
             atl_curl_setopt_opensocket_function(handle) { mode, _, address in
                 guard let mode, let address else { return -1 }
                 var bytes = [UInt8](repeating: 0, count: 16)
@@ -97,7 +100,7 @@ public struct HTTPClient: Sendable {
                 else { return -1 }  // CURL_SOCKET_BAD: curl fails the transfer without connecting
                 return socket(address.pointee.family, address.pointee.socktype, address.pointee.protocol)
             }
-            atl_curl_setopt_pointer(handle, CURLOPT_OPENSOCKETDATA, guardMode)
+            atl_curl_setopt_pointer(handle, CURLOPT_OPENSOCKETDATA, mode)
         }
         atl_curl_setopt_write_function(handle) { data, size, count, user in
             let sink = Unmanaged<TransferSink>.fromOpaque(user!).takeUnretainedValue()

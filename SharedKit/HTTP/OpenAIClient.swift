@@ -89,8 +89,13 @@ public struct OpenAIClient: Sendable {
         extraHeaders = headers
         models = Models(config)
         // Images take tens of seconds; the answer carries them base64 (a few MB).
-        let timeout = (try? config.integer("OPENAI_TIMEOUT_SECONDS", default: 120, range: 5...600)) ?? 120
+        let timeout = (try? Self.timeoutSeconds(config)) ?? 120
         http = HTTPClient(connectTimeoutMs: 3000, timeoutMs: timeout * 1000, maxResponseBytes: 64 * 1024 * 1024)
+    }
+
+    /// How long one call may take (`OPENAI_TIMEOUT_SECONDS`, 120).
+    public static func timeoutSeconds(_ config: Config) throws -> Int {
+        try config.integer("OPENAI_TIMEOUT_SECONDS", default: 120, range: 5...600)
     }
 
     /// The size to ask of a model for an aspect ratio: the model's own sizes (DALL·E 2 has only squares).

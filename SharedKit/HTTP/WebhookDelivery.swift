@@ -150,23 +150,20 @@ public struct WebhookDelivery {
     func send(_ message: Message, body: String) throws -> HTTPClient.Response {
         guard let target = WebhookTarget(message.url) else { throw Refused(description: "not a valid URL") }
         if target.scheme == "http", !allowLoopback { throw Refused(description: "plain http is not allowed") }
+        // One sentence for every refusal: which internal names exist, and where they point, is not told.
+        let notPublic = Refused(description: "\(target.host) is not a public address")
         let addresses: [AddressPolicy.Address]
         if let literal = AddressPolicy.literal(target.host) {
             addresses = [literal]
         } else {
-            // One sentence for every refusal of a name: which internal names exist is not told.
-            let notPublic = Refused(description: "\(target.host) does not resolve to a public address")
             guard !AddressPolicy.looksNumeric(target.host), !target.isInternalName, target.host.contains(".") || allowLoopback,
                 let resolved = AddressPolicy.resolve(target.host)
             else { throw notPublic }
             addresses = resolved
-            // Every address must be public: a name with one private address among public ones would let
-            // the connection land inside.
-            guard addresses.allSatisfy({ AddressPolicy.allows($0, loopback: allowLoopback) }) else { throw notPublic }
         }
-        guard addresses.allSatisfy({ AddressPolicy.allows($0, loopback: allowLoopback) }) else {
-            throw Refused(description: "\(target.host) is not a public address")
-        }
+        // Every address must be public: a name with one private address among public ones would let the
+        // connection land inside.
+        guard addresses.allSatisfy({ AddressPolicy.allows($0, loopback: allowLoopback) }) else { throw notPublic }
         if target.scheme == "http", !addresses.allSatisfy(AddressPolicy.isLoopback) {
             throw Refused(description: "plain http is allowed only to loopback")
         }

@@ -70,12 +70,14 @@ public struct GenerationJobs {
     /// the job was failed and refunded because no provider took it.
     func hand(_ generationID: String, to chain: ArraySlice<ProviderName>, work: Work, inRequest: Bool) throws {
         let providers = try Providers(context.config)
+        let replicate = work.replicate != nil ? ReplicateJobs(context) : nil
+        let openai = work.openai != nil ? OpenAIJobs(context) : nil
         // Only the providers this job has work for (and that are configured here): "the last one" below
         // means the last that could take it.
         var rest: ArraySlice<ProviderName> = chain.filter { name in
             switch name {
-            case .replicate: work.replicate != nil && ReplicateClient(context.config) != nil
-            case .openai: work.openai != nil && OpenAIClient(context.config) != nil
+            case .replicate: replicate != nil
+            case .openai: openai != nil
             case .local: work.local != nil
             }
         }
@@ -87,7 +89,7 @@ public struct GenerationJobs {
         while let provider = rest.popFirst() {
             switch provider {
             case .replicate:
-                guard let jobs = ReplicateJobs(context), let make = work.replicate else { continue }
+                guard let jobs = replicate, let make = work.replicate else { continue }
                 let (model, input) = make(jobs)
                 guard try generations.assign(generationID, to: .replicate, model: model) else { return }
                 do {
@@ -103,7 +105,7 @@ public struct GenerationJobs {
                     failed(.replicate, unavailable.detail)
                 }
             case .openai:
-                guard let jobs = OpenAIJobs(context), let job = work.openai else { continue }
+                guard let jobs = openai, let job = work.openai else { continue }
                 guard try generations.assign(generationID, to: .openai, model: jobs.model(for: job)) else { return }
                 if inRequest {
                     let remaining = rest

@@ -89,7 +89,6 @@ def image_of(client, generation):
 
 def test_openai_first_makes_the_image_and_is_recorded(providers_stack, fakes, client):
     openai, replicate = fakes
-    clear_cooldowns(providers_stack)
     before = client.quota_used()
     creates = len(replicate.creates)
     generation = submit_image(client, "a red kite over a green hill")
@@ -111,7 +110,6 @@ def test_openai_first_makes_the_image_and_is_recorded(providers_stack, fakes, cl
 
 def test_openai_down_fails_over_to_replicate_charging_once(providers_stack, fakes, client):
     openai, replicate = fakes
-    clear_cooldowns(providers_stack)
     before = client.quota_used()
     openai.fail_next(1, status=500)
     generation = submit_image(client, "a lantern in the fog")
@@ -140,7 +138,6 @@ def test_replicate_throttling_past_the_deadline_goes_to_openai(providers_stack, 
     """With Replicate first (as a job that OpenAI cannot take would have it), a Replicate that throttles
     for longer than the request can wait is skipped for OpenAI."""
     openai, replicate = fakes
-    clear_cooldowns(providers_stack)
     # OpenAI cools down for this job so Replicate is tried first, then OpenAI as the last resort.
     redis_cli(providers_stack, "SET", "atelier:provider-cooldown:openai", "test", "EX", "30")
     replicate.rate_limit_next(1, retry_after=60)
@@ -148,7 +145,6 @@ def test_replicate_throttling_past_the_deadline_goes_to_openai(providers_stack, 
     done = client.wait_generation(generation["id"], ("succeeded", "failed"), timeout=60)
     assert done["status"] == "succeeded" and done["provider"] == "openai", done
     assert redis_cli(providers_stack, "EXISTS", "atelier:provider-cooldown:replicate") == "1", "Replicate was not cooled down"
-    clear_cooldowns(providers_stack)
 
 
 def spend_one(client):
@@ -162,7 +158,6 @@ def spend_one(client):
 
 def test_every_provider_down_refunds_once(providers_stack, fakes, client):
     openai, replicate = fakes
-    clear_cooldowns(providers_stack)
     before = spend_one(client)
     openai.fail_next(5, status=503)
     replicate.stop()  # down: its port refuses connections, so nothing can have been created there
@@ -179,12 +174,10 @@ def test_every_provider_down_refunds_once(providers_stack, fakes, client):
         f"SELECT count(*) FROM generations WHERE id = '{done['id']}' AND refunded")
     assert refunds == "1"
     assert done["image_ids"] == []
-    clear_cooldowns(providers_stack)
 
 
 def test_a_safety_refusal_fails_without_asking_another_provider(providers_stack, fakes, client):
     openai, replicate = fakes
-    clear_cooldowns(providers_stack)
     before = spend_one(client)
     creates = len(replicate.creates)
     openai.refuse_next_content_policy(1)
@@ -197,7 +190,6 @@ def test_a_safety_refusal_fails_without_asking_another_provider(providers_stack,
 
 def test_inpaint_through_openai_sends_a_transparent_mask(providers_stack, fakes, client):
     openai, replicate = fakes
-    clear_cooldowns(providers_stack)
     picture = imagefiles.solid_png(96, 64, (10, 120, 200))
     mask = imagefiles.mask_png(96, 64, (10, 10, 40, 30))  # 30 × 20 white pixels to repaint
     r = client.api("POST", "/api/v1/images/transform",
@@ -221,7 +213,6 @@ def test_inpaint_through_openai_sends_a_transparent_mask(providers_stack, fakes,
 
 def test_upscale_is_not_offered_to_openai(providers_stack, fakes, client):
     openai, replicate = fakes
-    clear_cooldowns(providers_stack)
     edits = len(openai.edits)
     r = client.api("POST", "/api/v1/images/transform", data={"mode": "upscale", "scale": "2"},
                    files={"image": ("p.png", imagefiles.solid_png(32, 32), "image/png")})
@@ -233,7 +224,6 @@ def test_upscale_is_not_offered_to_openai(providers_stack, fakes, client):
 
 def test_enhancement_uses_openais_chat_model(providers_stack, fakes, client):
     openai, replicate = fakes
-    clear_cooldowns(providers_stack)
     openai.chat_answer = "Here is a better prompt:\nA copper fox at dawn, mist, rim light"
     r = client.api("POST", "/api/v1/prompts/enhance", {"prompt": "a fox", "style": "cinematic"})
     assert r.status_code == 200, r.text
@@ -245,13 +235,13 @@ def test_enhancement_uses_openais_chat_model(providers_stack, fakes, client):
 
 def test_enhancement_falls_back_when_openai_fails(providers_stack, fakes, client):
     openai, replicate = fakes
-    clear_cooldowns(providers_stack)
+    asked = len(openai.requests_to("POST", "/v1/chat/completions"))
     openai.fail_next(3, status=500)
     replicate.llm_tokens = ["A ", "fox ", "from Replicate"]
     r = client.api("POST", "/api/v1/prompts/enhance", {"prompt": "a fox"})
     assert r.status_code == 200, r.text
     assert r.json()["prompt"] == "A fox from Replicate"
-    clear_cooldowns(providers_stack)
+    assert len(openai.requests_to("POST", "/v1/chat/completions")) == asked + 1, "OpenAI, first in the list, was not asked"
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +281,6 @@ def test_a_request_openai_rejects_goes_on_without_cooling_openai_down(providers_
     """A 400 for this job's request (not a safety refusal) is this job's problem: the next provider takes
     it, and OpenAI stays first for everyone else."""
     openai, replicate = fakes
-    clear_cooldowns(providers_stack)
     openai.fail_next(1, status=400)
     done = client.wait_generation(submit_image(client, "a request OpenAI does not take")["id"], ("succeeded", "failed"), timeout=60)
     assert done["status"] == "succeeded" and done["provider"] == "replicate", done

@@ -92,7 +92,6 @@ uploaded bytes), `chats` (each answered chat completion), `file_gets`, `dropped_
 import base64
 import colorsys
 import hashlib
-import http.server
 import json
 import math
 import re
@@ -102,6 +101,8 @@ import threading
 import time
 import urllib.parse
 import zlib
+
+from .serving import DispatchHandler, DispatchServer, ServedFake
 
 DEFAULT_API_KEY = "sk-test"
 DEFAULT_CHAT_ANSWER = "A vivid fox in golden light, detailed fur"
@@ -690,36 +691,11 @@ def _nearest_size(width, height):
 
 # ---- the HTTP server ----------------------------------------------------------------------------------
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(DispatchHandler):
     server_version = "OpenAIFake/1.0"
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
 
-    def do_GET(self):
-        self.server.fake._dispatch(self, "GET")
-
-    def do_HEAD(self):
-        self.server.fake._dispatch(self, "HEAD")
-
-    def do_POST(self):
-        self.server.fake._dispatch(self, "POST")
-
-    def do_PUT(self):
-        self.server.fake._dispatch(self, "PUT")
-
-    def do_PATCH(self):
-        self.server.fake._dispatch(self, "PATCH")
-
-    def do_DELETE(self):
-        self.server.fake._dispatch(self, "DELETE")
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(DispatchServer):
     def verify_request(self, request, client_address):
         """While the fake is down, each new connection is closed at once, unanswered."""
         fake = self.fake
@@ -730,7 +706,9 @@ class _Server(http.server.ThreadingHTTPServer):
         return True
 
 
-class OpenAIFake:
+class OpenAIFake(ServedFake):
+    server_class, handler_class, thread_name = _Server, _Handler, "openai-fake"
+
     def __init__(self, api_key=DEFAULT_API_KEY, port=0, host="127.0.0.1"):
         self.api_key = api_key
         self.host = host
@@ -749,20 +727,6 @@ class OpenAIFake:
         self.reset()
 
     # ---- running ----
-
-    def start(self):
-        self._server = _Server((self.host, self.port), _Handler)
-        self._server.fake = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="openai-fake", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     @property
     def root_url(self):

@@ -47,7 +47,6 @@ of those calls, with the subscription id), `deliveries` (every webhook sent and 
 import base64
 import hashlib
 import hmac
-import http.server
 import json
 import re
 import secrets
@@ -56,6 +55,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from .serving import DispatchHandler, ServedFake
 
 TERMINAL = ("cancelled", "completed", "expired")
 # The webhook each status change fires (RZ-MD webhooks/subscriptions.md).
@@ -136,35 +137,13 @@ class Delivery:
 
 # ---- the server -------------------------------------------------------------------------------------
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(DispatchHandler):
     server_version = "RazorpayFake/1.0"
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
 
-    def do_GET(self):
-        self.server.fake._dispatch(self, "GET")
+class RazorpayFake(ServedFake):
+    handler_class, thread_name = _Handler, "razorpay-fake"
 
-    def do_POST(self):
-        self.server.fake._dispatch(self, "POST")
-
-    def do_PATCH(self):
-        self.server.fake._dispatch(self, "PATCH")
-
-    def do_PUT(self):
-        self.server.fake._dispatch(self, "PUT")
-
-    def do_DELETE(self):
-        self.server.fake._dispatch(self, "DELETE")
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class RazorpayFake:
     def __init__(self, key_id="rzp_test_x", key_secret=None, webhook_secret=None, plan_id="plan_test",
                  plan_amount=49900, account_id="acc_test", port=0, host="127.0.0.1"):
         self.key_id = key_id
@@ -187,20 +166,6 @@ class RazorpayFake:
         self.reset()
 
     # ---- running ----
-
-    def start(self):
-        self._server = _Server((self.host, self.port), _Handler)
-        self._server.fake = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="razorpay-fake", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     @property
     def root_url(self):

@@ -47,7 +47,6 @@ import base64
 import datetime
 import hashlib
 import hmac
-import http.server
 import json
 import math
 import re
@@ -59,6 +58,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
+
+from .serving import DispatchHandler, ServedFake
 
 DEFAULT_SECRET = "whsec_" + base64.b64encode(b"atelier replicate fake secret!!!").decode()
 
@@ -267,38 +268,13 @@ class _Prediction:
         self.inputs = {}                       # input field -> the bytes of a file input, as fetched
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(DispatchHandler):
     server_version = "ReplicateFake/1.0"
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
 
-    def do_GET(self):
-        self.server.fake._dispatch(self, "GET")
+class ReplicateFake(ServedFake):
+    handler_class, thread_name = _Handler, "replicate-fake"
 
-    def do_HEAD(self):
-        self.server.fake._dispatch(self, "HEAD")
-
-    def do_POST(self):
-        self.server.fake._dispatch(self, "POST")
-
-    def do_PUT(self):
-        self.server.fake._dispatch(self, "PUT")
-
-    def do_PATCH(self):
-        self.server.fake._dispatch(self, "PATCH")
-
-    def do_DELETE(self):
-        self.server.fake._dispatch(self, "DELETE")
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class ReplicateFake:
     def __init__(self, secret=DEFAULT_SECRET, token="r8_test", port=0, host="127.0.0.1",
                  starting_delay=0.3, processing_delay=0.6):
         self.secret = secret
@@ -324,23 +300,12 @@ class ReplicateFake:
 
     # ---- running ----
 
-    def start(self):
-        self._server = _Server((self.host, self.port), _Handler)
-        self._server.fake = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="replicate-fake", daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self):
         self._stopping.set()
         with self._lock:
             for state in self._state.values():
                 state.interrupted.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
 
     @property
     def root_url(self):
