@@ -9,25 +9,31 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+/// The kit's layers, each depending only on those below it (the compiler refuses an import upwards):
+/// core (configuration, JSON, crypto, clocks, counters) → runtime (FastCGI loop, requests, routing, errors
+/// as HTTP) and stores (PostgreSQL, Redis) → domain (`SharedKit`: accounts, sessions, keys, quota, billing,
+/// generation, and the services a function builds) → integrations (HTTP clients, then media).
+let kit: [Target.Dependency] = ["SharedKit", "SharedKitCore", "SharedKitRuntime", "SharedKitStores"]
+
 /// Every HTTP function: one executable under Functions/<name>/ linking the kit.
 let functions: [String: [Target.Dependency]] = [
-    "health": ["SharedKit"],
-    "register": ["SharedKit", "SharedKitHTTP"],
-    "verify-otp": ["SharedKit"],
-    "session": ["SharedKit"],
-    "profile": ["SharedKit", "SharedKitHTTP"],
-    "generate": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
-    "enhance": ["SharedKit", "SharedKitHTTP"],
-    "keys": ["SharedKit"],
-    "admin": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
-    "billing": ["SharedKit", "SharedKitHTTP"],
-    "razorpay-webhook": ["SharedKit"],
-    "renew-cron": ["SharedKit", "SharedKitHTTP"],
-    "replicate-webhook": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
-    "maintenance-cron": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
-    "transform": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
-    "video": ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
-    "share": ["SharedKit", "SharedKitHTTP"],
+    "health": kit,
+    "register": kit + ["SharedKitHTTP"],
+    "verify-otp": kit,
+    "session": kit,
+    "profile": kit + ["SharedKitHTTP"],
+    "generate": kit + ["SharedKitHTTP", "SharedKitMedia"],
+    "enhance": kit + ["SharedKitHTTP"],
+    "keys": kit,
+    "admin": kit + ["SharedKitHTTP", "SharedKitMedia"],
+    "billing": kit + ["SharedKitHTTP"],
+    "razorpay-webhook": kit,
+    "renew-cron": kit + ["SharedKitHTTP"],
+    "replicate-webhook": kit + ["SharedKitHTTP", "SharedKitMedia"],
+    "maintenance-cron": kit + ["SharedKitHTTP", "SharedKitMedia"],
+    "transform": kit + ["SharedKitHTTP", "SharedKitMedia"],
+    "video": kit + ["SharedKitHTTP", "SharedKitMedia"],
+    "share": kit + ["SharedKitHTTP"],
 ]
 
 func system(_ name: String, _ pkg: String, _ apt: String) -> Target {
@@ -37,7 +43,9 @@ func system(_ name: String, _ pkg: String, _ apt: String) -> Target {
 let package = Package(
     name: "Atelier",
     products: [
-        .library(name: "SharedKit", targets: ["SharedKit", "SharedKitHTTP", "SharedKitMedia"]),
+        .library(
+            name: "SharedKit",
+            targets: ["SharedKitCore", "SharedKitRuntime", "SharedKitStores", "SharedKit", "SharedKitHTTP", "SharedKitMedia"]),
         .executable(name: "atelier", targets: ["atelier"]),
     ] + functions.keys.sorted().map { .executable(name: $0, targets: [$0]) },
     dependencies: [
@@ -54,31 +62,41 @@ let package = Package(
         system("CVips", "vips", "libvips-dev"),
         .systemLibrary(name: "CZxcvbn", path: "CLibs/CZxcvbn", providers: [.apt(["libzxcvbn-dev"])]),
 
-        // The kit proper: runtime, PostgreSQL, Redis, crypto, configuration. libcurl and libvips live in
-        // their own modules of the kit so that a function which needs neither does not load them (each
-        // pulls dozens of shared libraries, which shows in cold start and RSS).
+        // The kit, bottom up. libcurl and libvips live in the integration modules so that a function which
+        // needs neither does not load them (each pulls dozens of shared libraries, which shows in cold
+        // start and RSS).
+        .target(name: "SharedKitCore", dependencies: ["CSodium"], path: "SharedKit/Core", swiftSettings: strict),
+        .target(
+            name: "SharedKitRuntime",
+            dependencies: ["SharedKitCore", "CFastCGI", .product(name: "Logging", package: "swift-log")],
+            path: "SharedKit/Runtime", swiftSettings: strict),
+        .target(
+            name: "SharedKitStores", dependencies: ["SharedKitCore", "CPostgres", "CRedis"], path: "SharedKit/Stores",
+            swiftSettings: strict),
         .target(
             name: "SharedKit",
-            dependencies: ["CFastCGI", "CPostgres", "CRedis", "CSodium", "CZxcvbn", .product(name: "Logging", package: "swift-log")],
-            path: "SharedKit",
-            exclude: ["HTTP", "Media"],
+            dependencies: [
+                "SharedKitCore", "SharedKitRuntime", "SharedKitStores", "CSodium", "CZxcvbn",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "SharedKit/Domain",
             swiftSettings: strict
         ),
         .target(
-            name: "SharedKitHTTP", dependencies: ["SharedKit", "CCurl", .product(name: "Logging", package: "swift-log")],
+            name: "SharedKitHTTP", dependencies: kit + ["CCurl", .product(name: "Logging", package: "swift-log")],
             path: "SharedKit/HTTP", swiftSettings: strict),
         .target(
-            name: "SharedKitMedia", dependencies: ["SharedKit", "SharedKitHTTP", "CVips", .product(name: "Logging", package: "swift-log")],
+            name: "SharedKitMedia", dependencies: kit + ["SharedKitHTTP", "CVips", .product(name: "Logging", package: "swift-log")],
             path: "SharedKit/Media", swiftSettings: strict),
 
         .executableTarget(
             name: "atelier",
-            dependencies: ["SharedKit", "SharedKitHTTP", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: kit + ["SharedKitHTTP", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "CLI/atelier", swiftSettings: strict),
-        .executableTarget(name: "runtime-probe", dependencies: ["SharedKit"], path: "Tests/Fixtures/runtime-probe", swiftSettings: strict),
+        .executableTarget(name: "runtime-probe", dependencies: kit, path: "Tests/Fixtures/runtime-probe", swiftSettings: strict),
         .testTarget(
             name: "SharedKitTests",
-            dependencies: ["SharedKit", "SharedKitHTTP", "SharedKitMedia"],
+            dependencies: kit + ["SharedKitHTTP", "SharedKitMedia"],
             path: "Tests/SharedKitTests",
             swiftSettings: strict
         ),

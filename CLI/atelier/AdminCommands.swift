@@ -1,5 +1,7 @@
 import SharedKit
+import SharedKitCore
 import SharedKitHTTP
+import SharedKitStores
 
 #if canImport(Glibc)
 import Glibc
@@ -62,7 +64,7 @@ enum AdminCommands {
 
     /// The context of an operator command: the same configuration the functions read.
     static func context() throws -> Context {
-        FunctionRuntime.bootstrap(name: "atelier", media: MediaStorages.configured)
+        Services.start(function: "atelier", media: MediaStorages.configured).standaloneContext()
     }
 
     static func user(email raw: String, _ context: Context) throws -> User {
@@ -80,7 +82,7 @@ enum AdminCommands {
         if untilText == "none" {
             until = nil
         } else {
-            guard let date = PostgresTimestamp.parse(untilText.count == 10 ? untilText + " 00:00:00+00" : untilText) else {
+            guard let date = Timestamp.parse(untilText.count == 10 ? untilText + " 00:00:00+00" : untilText) else {
                 throw Commands.UsageError(message: "--until must be a date like 2027-01-31")
             }
             until = date
@@ -100,11 +102,11 @@ enum AdminCommands {
             try AuditLog(context.db).record(
                 actorID: nil, actorLabel: "cli", action: until == nil ? "revoke_premium" : "grant_premium", targetUserID: user.id,
                 targetEmail: user.email,
-                before: ["premium_until": user.premiumUntil.map { .string(PostgresTimestamp.format($0)) } ?? .null],
-                after: ["premium_until": until.map { .string(PostgresTimestamp.format($0)) } ?? .null], requestID: nil)
+                before: ["premium_until": user.premiumUntil.map { .string(Timestamp.format($0)) } ?? .null],
+                after: ["premium_until": until.map { .string(Timestamp.format($0)) } ?? .null], requestID: nil)
         }
         print(
-            "grant-premium: \(user.email) " + (until.map { "is premium until \(PostgresTimestamp.format($0))" } ?? "is no longer premium"))
+            "grant-premium: \(user.email) " + (until.map { "is premium until \(Timestamp.format($0))" } ?? "is no longer premium"))
         return 0
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SharedKit
+import SharedKitCore
 
 /// The operator CLI: `atelier <command> [options]`. Each command exits 0 on success; a failure is one line
 /// on stderr and status 1, a usage mistake (an unknown flag, a missing option) status 64 with the usage.

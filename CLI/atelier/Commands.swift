@@ -1,5 +1,7 @@
 import SharedKit
+import SharedKitCore
 import SharedKitHTTP
+import SharedKitStores
 
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,8 @@
 import SharedKit
+import SharedKitCore
 import SharedKitHTTP
+import SharedKitRuntime
+import SharedKitStores
 
 #if canImport(Glibc)
 import Glibc

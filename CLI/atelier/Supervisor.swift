@@ -1,4 +1,5 @@
 import SharedKit
+import SharedKitCore
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import SharedKit
+import SharedKitRuntime
 
 enum AdminAccess {
     /// The acting admin: a browser session (an API key is 401) whose user is an admin in PostgreSQL right

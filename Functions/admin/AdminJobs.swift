@@ -1,5 +1,8 @@
 import SharedKit
+import SharedKitCore
 import SharedKitMedia
+import SharedKitRuntime
+import SharedKitStores
 
 /// The stuck-job view: open generations older than a job of their kind should take, with the provider's
 /// last word on each, and reconciling one by hand (what maintenance-cron does for every job, for this one).

@@ -1,4 +1,7 @@
 import SharedKit
+import SharedKitCore
+import SharedKitRuntime
+import SharedKitStores
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -274,7 +277,7 @@ enum AdminUsers {
     }
 
     static func timestamp(_ date: Date?) -> JSONValue {
-        date.map { .string(PostgresTimestamp.format($0)) } ?? .null
+        date.map { .string(Timestamp.format($0)) } ?? .null
     }
 
     struct Deletion: Decodable {

@@ -1,4 +1,6 @@
 import SharedKit
+import SharedKitRuntime
+import SharedKitStores
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

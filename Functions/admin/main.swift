@@ -1,9 +1,10 @@
 import SharedKit
 import SharedKitHTTP
+import SharedKitRuntime
 
 // The admin dashboard's API: a browser session of an admin only (re-checked on every request).
-FunctionRuntime(name: "admin", media: MediaStorages.configured).serve(
-    Router()
+Services.start(function: "admin", media: MediaStorages.configured).serve(
+    Router<Context>()
         .get("/api/v1/admin/users", AdminUsers.list)
         .get("/api/v1/admin/users/:id", AdminUsers.detail)
         .patch("/api/v1/admin/users/:id", AdminUsers.update)

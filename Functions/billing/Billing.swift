@@ -1,6 +1,9 @@
 import Logging
 import SharedKit
+import SharedKitCore
 import SharedKitHTTP
+import SharedKitRuntime
+import SharedKitStores
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -1,7 +1,8 @@
 import SharedKit
+import SharedKitRuntime
 
-FunctionRuntime(name: "billing").serve(
-    Router()
+Services.start(function: "billing").serve(
+    Router<Context>()
         .get("/api/v1/plans", Billing.plans)
         .get("/api/v1/subscription", Billing.show)
         .post("/api/v1/subscription", Billing.subscribe)

@@ -1,6 +1,8 @@
 import Logging
 import SharedKit
+import SharedKitCore
 import SharedKitHTTP
+import SharedKitRuntime
 
 /// `POST /api/v1/prompts/enhance`: a richer prompt to show the user before they use it. It costs no
 /// image quota.

@@ -1,6 +1,7 @@
 import SharedKit
+import SharedKitRuntime
 
-FunctionRuntime(name: "enhance").serve(
-    Router()
+Services.start(function: "enhance").serve(
+    Router<Context>()
         .post("/api/v1/prompts/enhance", Enhance.suggest)
 )

@@ -1,6 +1,8 @@
 import SharedKit
 import SharedKitHTTP
 import SharedKitMedia
+import SharedKitRuntime
+import SharedKitStores
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

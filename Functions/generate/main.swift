@@ -1,8 +1,9 @@
 import SharedKit
 import SharedKitHTTP
+import SharedKitRuntime
 
-FunctionRuntime(name: "generate", media: MediaStorages.configured).serve(
-    Router()
+Services.start(function: "generate", media: MediaStorages.configured).serve(
+    Router<Context>()
         .post("/api/v1/images", Images.create)
         .get("/api/v1/images", Images.list)
         .get("/api/v1/images/:id", Images.show)

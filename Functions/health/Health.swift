@@ -1,4 +1,7 @@
 import SharedKit
+import SharedKitCore
+import SharedKitRuntime
+import SharedKitStores
 
 /// Two answers, for two audiences:
 /// - `GET /api/v1/health` (readiness): whether this function can reach PostgreSQL and Redis right now,

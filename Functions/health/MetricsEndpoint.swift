@@ -1,4 +1,7 @@
 import SharedKit
+import SharedKitCore
+import SharedKitRuntime
+import SharedKitStores
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,7 @@
 import SharedKit
+import SharedKitCore
+import SharedKitRuntime
+import SharedKitStores
 
 /// API keys are managed from a browser session only: a key cannot mint or revoke keys.
 enum Keys {

@@ -1,7 +1,8 @@
 import SharedKit
+import SharedKitRuntime
 
-FunctionRuntime(name: "keys").serve(
-    Router()
+Services.start(function: "keys").serve(
+    Router<Context>()
         .get("/api/v1/keys", Keys.list)
         .post("/api/v1/keys", Keys.create)
         .delete("/api/v1/keys/:id", Keys.revoke)

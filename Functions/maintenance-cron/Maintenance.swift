@@ -1,7 +1,9 @@
 import Logging
 import SharedKit
+import SharedKitCore
 import SharedKitHTTP
 import SharedKitMedia
+import SharedKitStores
 
 #if canImport(Glibc)
 import Glibc

@@ -1,8 +1,9 @@
 import SharedKit
 import SharedKitHTTP
+import SharedKitRuntime
 
-FunctionRuntime(name: "profile", media: MediaStorages.configured).serve(
-    Router()
+Services.start(function: "profile", media: MediaStorages.configured).serve(
+    Router<Context>()
         .get("/api/v1/profile", Profiles.show)
         .patch("/api/v1/profile", Profiles.update)
         .post("/api/v1/profile/password", Profiles.changePassword)

@@ -1,6 +1,7 @@
 import SharedKit
+import SharedKitRuntime
 
-FunctionRuntime(name: "razorpay-webhook").serve(
-    Router()
+Services.start(function: "razorpay-webhook").serve(
+    Router<Context>()
         .post("/hooks/razorpay", maxBodyBytes: 256 * 1024, RazorpayWebhook.receive)
 )

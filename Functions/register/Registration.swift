@@ -1,6 +1,9 @@
 import Logging
 import SharedKit
+import SharedKitCore
 import SharedKitHTTP
+import SharedKitRuntime
+import SharedKitStores
 
 /// Sign-up and "send me a code". Every answer here is the same whether or not the address has an
 /// account, so these endpoints cannot be used to find out who uses Atelier.
@@ -105,7 +108,7 @@ enum Registration {
     /// one that did not. Failures do not change the answer either; they are logged without the message,
     /// and the user can ask again after the cooldown.
     static func deliver(_ message: MailMessage, _ context: Context) {
-        context.afterResponse.append {
+        context.afterResponse {
             do {
                 try Mailers.make(context.config).send(message)
             } catch {

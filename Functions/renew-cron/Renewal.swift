@@ -1,6 +1,8 @@
 import Logging
 import SharedKit
+import SharedKitCore
 import SharedKitHTTP
+import SharedKitStores
 
 enum Renewal {
     static func run(_ context: Context) -> Int32 {

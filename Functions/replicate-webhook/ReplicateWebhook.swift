@@ -1,6 +1,9 @@
 import SharedKit
+import SharedKitCore
 import SharedKitHTTP
 import SharedKitMedia
+import SharedKitRuntime
+import SharedKitStores
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -1,7 +1,8 @@
 import SharedKit
 import SharedKitHTTP
+import SharedKitRuntime
 
-FunctionRuntime(name: "replicate-webhook", media: MediaStorages.configured).serve(
-    Router()
+Services.start(function: "replicate-webhook", media: MediaStorages.configured).serve(
+    Router<Context>()
         .post("/hooks/replicate", maxBodyBytes: 256 * 1024, ReplicateWebhook.receive)
 )

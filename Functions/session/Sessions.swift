@@ -1,4 +1,6 @@
 import SharedKit
+import SharedKitCore
+import SharedKitRuntime
 
 enum Sessions {
     struct Credentials: Decodable {

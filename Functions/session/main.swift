@@ -1,7 +1,8 @@
 import SharedKit
+import SharedKitRuntime
 
-FunctionRuntime(name: "session").serve(
-    Router()
+Services.start(function: "session").serve(
+    Router<Context>()
         .post("/api/v1/login", Sessions.login)
         .post("/api/v1/logout", Sessions.logout)
         .get("/api/v1/session", Sessions.current)

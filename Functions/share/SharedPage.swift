@@ -1,4 +1,6 @@
 import SharedKit
+import SharedKitCore
+import SharedKitRuntime
 
 /// The visitor's side of share links: a page rendered here (so link previews get OpenGraph and Twitter
 /// tags without running JavaScript) and the item's files, served only while the link is live. The page

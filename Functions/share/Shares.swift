@@ -1,4 +1,6 @@
 import SharedKit
+import SharedKitCore
+import SharedKitRuntime
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -1,8 +1,9 @@
 import SharedKit
 import SharedKitHTTP
+import SharedKitRuntime
 
-FunctionRuntime(name: "share", media: MediaStorages.configured).serve(
-    Router()
+Services.start(function: "share", media: MediaStorages.configured).serve(
+    Router<Context>()
         .post("/api/v1/shares", Shares.create)
         .get("/api/v1/shares", Shares.list)
         .delete("/api/v1/shares/:id", Shares.revoke)

@@ -1,6 +1,9 @@
 import SharedKit
+import SharedKitCore
 import SharedKitHTTP
 import SharedKitMedia
+import SharedKitRuntime
+import SharedKitStores
 
 /// `POST /api/v1/images/transform` (multipart): upscale an image, or repaint its masked part. The source
 /// is an upload (kept in the gallery as `uploaded`) or an image already in the gallery (`image_id`).

@@ -1,7 +1,8 @@
 import SharedKit
 import SharedKitHTTP
+import SharedKitRuntime
 
-FunctionRuntime(name: "transform", media: MediaStorages.configured).serve(
-    Router()
+Services.start(function: "transform", media: MediaStorages.configured).serve(
+    Router<Context>()
         .post("/api/v1/images/transform", maxBodyBytes: Transform.maxBodyBytes, Transform.create)
 )

@@ -1,4 +1,7 @@
 import SharedKit
+import SharedKitCore
+import SharedKitRuntime
+import SharedKitStores
 
 enum CodeRedemption {
     struct Verification: Decodable {

@@ -1,8 +1,9 @@
 import SharedKit
+import SharedKitRuntime
 
 // Everything that redeems an emailed code.
-FunctionRuntime(name: "verify-otp").serve(
-    Router()
+Services.start(function: "verify-otp").serve(
+    Router<Context>()
         .post("/api/v1/verify-otp", CodeRedemption.verifyEmail)
         .post("/api/v1/password/reset", CodeRedemption.resetPassword)
 )

@@ -1,7 +1,10 @@
 import Logging
 import SharedKit
+import SharedKitCore
 import SharedKitHTTP
 import SharedKitMedia
+import SharedKitRuntime
+import SharedKitStores
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

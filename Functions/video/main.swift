@@ -1,8 +1,9 @@
 import SharedKit
 import SharedKitHTTP
+import SharedKitRuntime
 
-FunctionRuntime(name: "video", media: MediaStorages.configured).serve(
-    Router()
+Services.start(function: "video", media: MediaStorages.configured).serve(
+    Router<Context>()
         .post("/api/v1/videos", Videos.create)
         .get("/api/v1/videos", Videos.list)
         .get("/api/v1/videos/options", Videos.options)

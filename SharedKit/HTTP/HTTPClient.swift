@@ -1,5 +1,7 @@
 import CCurl
 import SharedKit
+import SharedKitCore
+import SharedKitRuntime
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,6 @@
-public import SharedKit
+import SharedKit
+public import SharedKitCore
+import SharedKitRuntime
 
 #if canImport(Glibc)
 import Glibc

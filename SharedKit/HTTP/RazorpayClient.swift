@@ -1,4 +1,6 @@
 public import SharedKit
+import SharedKitCore
+import SharedKitRuntime
 
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 import CCurl
 public import SharedKit
+public import SharedKitCore
 
 /// SMTP through libcurl. `smtps://` uses implicit TLS; `smtp://` upgrades with STARTTLS (RFC 3207), and
 /// whether it must is `tls`: with credentials in the URL TLS is required, so a network that strips

@@ -1,5 +1,8 @@
 import Logging
 public import SharedKit
+import SharedKitCore
+import SharedKitRuntime
+import SharedKitStores
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

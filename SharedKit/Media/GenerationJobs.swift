@@ -1,6 +1,9 @@
 import Logging
 public import SharedKit
+public import SharedKitCore
 import SharedKitHTTP
+public import SharedKitRuntime
+import SharedKitStores
 
 /// The one flow every generation takes (images, videos, transforms): reserve the quota and record the job,
 /// then either hand it to the providers (answered 202 with the generation to follow) or make it with the
@@ -109,7 +112,7 @@ public struct GenerationJobs {
                 guard try generations.assign(generationID, to: .openai, model: jobs.model(for: job)) else { return }
                 if inRequest {
                     let remaining = rest
-                    context.afterResponse.append { try self.hand(generationID, to: [.openai] + remaining, work: work, inRequest: false) }
+                    context.afterResponse { try self.hand(generationID, to: [.openai] + remaining, work: work, inRequest: false) }
                     return
                 }
                 do {
@@ -167,7 +170,7 @@ public struct GenerationJobs {
     /// After the response: the job's completion webhook if it has ended by then (later, maintenance-cron).
     func deliverWebhookSoon(_ generationID: String) {
         let context = context
-        context.afterResponse.append { try WebhookDelivery(context).deliverDue(generationID: generationID, limit: 1) }
+        context.afterResponse { try WebhookDelivery(context).deliverDue(generationID: generationID, limit: 1) }
     }
 
     /// Fails the job (refunding it once) and removes its stored mask.

@@ -1,5 +1,6 @@
 import CVips
 import SharedKit
+import SharedKitCore
 
 /// An 8-bit sRGB image in memory, three bytes a pixel, row by row.
 public struct RGBImage: Sendable {

@@ -1,5 +1,6 @@
 import Logging
 public import SharedKit
+import SharedKitStores
 
 /// Images the embedded provider finishes inside the request: render or transform, encode, store the file
 /// and its thumbnail, and record the image (through `GenerationJobs`' one flow), and uploads kept as the

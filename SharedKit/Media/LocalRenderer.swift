@@ -1,4 +1,5 @@
 public import SharedKit
+import SharedKitCore
 
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 import Logging
 public import SharedKit
+import SharedKitCore
 public import SharedKitHTTP
 
 /// Generations made by OpenAI's Images API (or a server speaking it): the answer carries the image, which

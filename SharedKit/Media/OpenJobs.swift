@@ -1,5 +1,7 @@
 public import SharedKit
+public import SharedKitCore
 import SharedKitHTTP
+import SharedKitStores
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -1,4 +1,5 @@
 public import SharedKit
+import SharedKitRuntime
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,8 @@
 import Logging
 public import SharedKit
+import SharedKitCore
 import SharedKitHTTP
+import SharedKitStores
 
 /// What a provider made, brought into our own storage and recorded: each output is fetched, checked,
 /// marked as AI-made (with the model that made it) and stored with its thumbnail; then, in one

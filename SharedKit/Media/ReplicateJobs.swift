@@ -1,6 +1,8 @@
 import Logging
 public import SharedKit
+public import SharedKitCore
 public import SharedKitHTTP
+import SharedKitStores
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -195,7 +197,7 @@ public struct ReplicateJobs {
         let context = context
         defer {
             if prediction.isTerminal {
-                context.afterResponse.append { try WebhookDelivery(context).deliverDue(generationID: id, limit: 1) }
+                context.afterResponse { try WebhookDelivery(context).deliverDue(generationID: id, limit: 1) }
             }
         }
         switch prediction.status {
@@ -220,7 +222,7 @@ public struct ReplicateJobs {
                 WHERE id = \(id) AND status IN \(GenerationStatus.sql(GenerationStatus.open)) AND pending_outputs IS NULL
                 """)
             if copyLater {
-                context.afterResponse.append { _ = try copyPending(id) }
+                context.afterResponse { _ = try copyPending(id) }
             } else {
                 try copyPending(id)
             }

@@ -1,3 +1,5 @@
+import SharedKitCore
+
 /// Cookie parsing and `Set-Cookie` rendering (RFC 6265).
 public enum Cookies {
     /// Parses a `Cookie` header; the first occurrence of a name wins.
@@ -46,15 +48,5 @@ public struct SetCookie: Sendable {
         if httpOnly { parts.append("HttpOnly") }
         parts.append("SameSite=\(sameSite.rawValue)")
         return parts.joined(separator: "; ")
-    }
-}
-
-extension StringProtocol {
-    /// Without leading and trailing whitespace.
-    public func trimmingWhitespace() -> Substring {
-        let s = Substring(self)
-        guard let start = s.firstIndex(where: { !$0.isWhitespace }) else { return "" }
-        let end = s.lastIndex(where: { !$0.isWhitespace })!
-        return s[start...end]
     }
 }

@@ -1,4 +1,5 @@
-import Logging
+public import Logging
+public import SharedKitCore
 
 #if canImport(Glibc)
 import Glibc
@@ -6,26 +7,42 @@ import Glibc
 
 /// Turns one request's CGI parameters and body stream into a response: routing, body cap, the handler,
 /// and error rendering. No I/O of its own, so tests drive it directly.
-public struct Dispatcher: Sendable {
-    public let router: Router
+public struct Dispatcher<Context> {
+    public let router: Router<Context>
+    /// The site's own origin (`https://atelier.example`): a state-changing request from any other is refused.
+    let publicOrigin: String
+    let logger: Logger
+    let metrics: ProcessMetrics?
+    /// The handlers' context for one request, made from the runtime's.
+    let makeContext: (RequestContext) -> Context
 
-    public init(router: Router) {
+    public init(
+        router: Router<Context>, publicOrigin: String, logger: Logger, metrics: ProcessMetrics?,
+        context: @escaping (RequestContext) -> Context
+    ) {
         self.router = router
+        self.publicOrigin = publicOrigin
+        self.logger = logger
+        self.metrics = metrics
+        self.makeContext = context
     }
 
     /// - Parameter readBody: reads at most the given number of bytes of the request body.
-    public func respond(to params: [String: String], readBody: (Int) -> [UInt8], context: Context) -> Response {
+    /// - Returns: the response, and the request's context (its work after the response is still to run).
+    public func respond(to params: [String: String], readBody: (Int) -> [UInt8]) -> (response: Response, context: RequestContext) {
         let started = Monotonic.now()
         var request = Request(cgi: params)
-        context.beginRequest(request)
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = .string(request.id)
+        let context = RequestContext(requestID: request.id, logger: logger)
         var route = "unmatched"
         var response = respond(to: &request, route: &route, readBody: readBody, context: context)
         for (name, value) in context.responseHeaders where response.header(name) == nil {
             response.headers.append((name, value))
         }
         let millis = Double(Monotonic.now() - started) / 1_000_000
-        context.metrics.request(route: route, method: request.method, status: response.status.code, seconds: millis / 1000)
-        context.logger.info(
+        metrics?.request(route: route, method: request.method, status: response.status.code, seconds: millis / 1000)
+        logger.info(
             "request",
             metadata: [
                 "http.method": .string(request.method),
@@ -33,10 +50,12 @@ public struct Dispatcher: Sendable {
                 "http.status": .stringConvertible(response.status.code),
                 "duration_ms": .string(String(format3: millis)),
             ])
-        return response
+        return (response, context)
     }
 
-    private func respond(to request: inout Request, route name: inout String, readBody: (Int) -> [UInt8], context: Context) -> Response {
+    private func respond(
+        to request: inout Request, route name: inout String, readBody: (Int) -> [UInt8], context: RequestContext
+    ) -> Response {
         switch router.resolve(method: request.method, path: request.path) {
         case .notFound:
             return .error(HTTPError(.notFound, code: "not_found", message: "There is nothing at \(request.path)."), requestID: request.id)
@@ -49,7 +68,7 @@ public struct Dispatcher: Sendable {
         case .matched(let route, let parameters):
             name = route.pattern
             request.parameters = parameters
-            if let refusal = crossOriginRefusal(request, context) { return .error(refusal, requestID: request.id) }
+            if let refusal = crossOriginRefusal(request) { return .error(refusal, requestID: request.id) }
             let declared = request.header("content-length").flatMap { Int($0) } ?? 0
             if declared > route.maxBodyBytes {
                 return .error(tooLarge(route.maxBodyBytes), requestID: request.id)
@@ -72,9 +91,9 @@ public struct Dispatcher: Sendable {
         }
     }
 
-    private func invoke(_ handler: Handler, _ request: Request, _ context: Context) -> Response {
+    private func invoke(_ handler: Handler<Context>, _ request: Request, _ context: RequestContext) -> Response {
         do {
-            return try handler(request, context)
+            return try handler(request, makeContext(context))
         } catch let error as any HTTPErrorConvertible {
             let httpError = error.httpError
             if httpError.status.code >= 500 {
@@ -92,9 +111,9 @@ public struct Dispatcher: Sendable {
 
     /// A browser sends `Origin` with every state-changing request; one from another site is refused before
     /// any handler runs (CSRF defence in depth, login included). Programs and webhooks send no Origin.
-    private func crossOriginRefusal(_ request: Request, _ context: Context) -> HTTPError? {
+    private func crossOriginRefusal(_ request: Request) -> HTTPError? {
         guard !["GET", "HEAD", "OPTIONS"].contains(request.method) else { return nil }
-        let foreignOrigin = request.header("origin").map { $0 != context.config.publicOrigin } ?? false
+        let foreignOrigin = request.header("origin").map { $0 != publicOrigin } ?? false
         let crossSite = request.header("sec-fetch-site") == "cross-site"
         guard foreignOrigin || crossSite else { return nil }
         return HTTPError(.forbidden, code: "csrf_failed", message: "Requests from other sites are not accepted.")
@@ -103,15 +122,6 @@ public struct Dispatcher: Sendable {
     private func tooLarge(_ cap: Int) -> HTTPError {
         HTTPError(
             .payloadTooLarge, code: "body_too_large", message: "The request body is larger than the \(cap)-byte limit for this endpoint.")
-    }
-}
-
-/// Monotonic nanoseconds, for durations.
-public enum Monotonic {
-    public static func now() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 }
 

@@ -1,6 +1,6 @@
 import CFastCGI
-import CRedis  // where the importer finds timeval (hiredis includes sys/time.h first)
-import Logging
+public import Logging
+public import SharedKitCore
 
 #if canImport(Glibc)
 import Glibc
@@ -8,6 +8,8 @@ import Glibc
 
 /// Set from the SIGTERM handler; read by the accept loop between requests.
 nonisolated(unsafe) private var terminationRequested: sig_atomic_t = 0
+/// Whether the JSON log handler is installed (swift-log allows it once per process). Set on the one thread.
+nonisolated(unsafe) private var loggingReady = false
 
 /// The process around a function: configuration, logging, then a blocking FastCGI accept loop on fd 0
 /// (the listening socket systemd or the supervisor hands over), one request at a time. Started without
@@ -18,23 +20,29 @@ nonisolated(unsafe) private var terminationRequested: sig_atomic_t = 0
 /// again on the next connection, so nothing queued is lost. Unset or 0: the process stays resident.
 public struct FunctionRuntime {
     public let name: String
-    /// Makes the remote media storage from the configuration (nil when none is configured).
-    public let media: (@Sendable (Config) throws -> (any MediaStorage)?)?
+    /// The site's own origin, for the dispatcher's cross-site refusal.
+    public let publicOrigin: String
+    public let logger: Logger
+    /// Where requests are counted (nil: not counted).
+    public let metrics: ProcessMetrics?
 
-    public init(name: String, media: (@Sendable (Config) throws -> (any MediaStorage)?)? = nil) {
+    public init(name: String, publicOrigin: String, logger: Logger, metrics: ProcessMetrics?) {
         self.name = name
-        self.media = media
+        self.publicOrigin = publicOrigin
+        self.logger = logger
+        self.metrics = metrics
     }
 
-    public func serve(_ router: Router) -> Never {
-        let context = Self.bootstrap(name: name, media: media)
-        let dispatcher = Dispatcher(router: router)
+    /// Serves `router` until SIGTERM (or the idle timeout); `context` makes each handler's context from
+    /// the runtime's per-request one.
+    public func serve<Context>(_ router: Router<Context>, context: @escaping (RequestContext) -> Context) -> Never {
+        let dispatcher = Dispatcher(router: router, publicOrigin: publicOrigin, logger: logger, metrics: metrics, context: context)
 
         guard FCGX_Init() == 0 else { Self.fail("\(name): cannot initialise libfcgi") }
         if FCGX_IsCGI() != 0 {
-            serveCGI(dispatcher, context)
+            let served = serveCGI(dispatcher)
             close(1)
-            context.runAfterResponse()
+            served.runAfterResponse()
             exit(0)
         }
         Self.installSignalHandlers()
@@ -87,13 +95,11 @@ public struct FunctionRuntime {
                 FCGX_Finish_r(&request)
                 continue
             }
-            serveFastCGI(&request, dispatcher, context)
+            let served = serveFastCGI(&request, dispatcher)
             FCGX_Finish_r(&request)
-            context.runAfterResponse()
+            served.runAfterResponse()
             lastRequest = Monotonic.now()
         }
-        var logger = context.logger
-        logger[metadataKey: "request.id"] = nil  // the last request's, not this line's
         logger.info("stopping", metadata: ["reason": .string(reason)])
         exit(status)
     }
@@ -123,24 +129,17 @@ public struct FunctionRuntime {
         return ok && allowed.contains(String(nulTerminated: text))
     }
 
-    /// Logging, libsodium and configuration: everything a function needs before its first request.
-    /// A configuration problem ends the process here with one line naming the variable.
-    public static func bootstrap(name: String, media: (@Sendable (Config) throws -> (any MediaStorage)?)? = nil) -> Context {
-        LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
-        var logger = Logger(label: name)
-        Random.initialise()
-        do {
-            let config = try Config.fromProcess()
-            logger.logLevel = Logger.Level(rawValue: config.logLevel) ?? .info
-            let context = try Context(config: config, functionName: name, logger: logger)
-            context.remoteMedia = try media?(config)
-            return context
-        } catch {
-            fail("\(name): configuration error: \(error)")
+    /// The process's logger, writing one JSON object per line to stderr (the first call sets that up).
+    public static func logger(name: String) -> Logger {
+        if !loggingReady {
+            LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
+            loggingReady = true
         }
+        return Logger(label: name)
     }
 
-    static func fail(_ line: String) -> Never {
+    /// Ends a process that cannot start (a configuration error), with one line naming the problem.
+    public static func fail(_ line: String) -> Never {
         var bytes = Array((line + "\n").utf8)
         _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
         exit(78)  // EX_CONFIG
@@ -171,7 +170,7 @@ public struct FunctionRuntime {
         return value
     }
 
-    private func serveFastCGI(_ request: inout FCGX_Request, _ dispatcher: Dispatcher, _ context: Context) {
+    private func serveFastCGI<Context>(_ request: inout FCGX_Request, _ dispatcher: Dispatcher<Context>) -> RequestContext {
         var params: [String: String] = [:]
         params.reserveCapacity(32)
         if var pointer = request.envp {
@@ -189,7 +188,7 @@ public struct FunctionRuntime {
             }
         }
         let input = request.in
-        let response = dispatcher.respond(
+        let (response, served) = dispatcher.respond(
             to: params,
             readBody: { limit in
                 var body = [UInt8](repeating: 0, count: limit)
@@ -202,17 +201,18 @@ public struct FunctionRuntime {
                     filled += Int(n)
                 }
                 return Array(body[..<filled])
-            }, context: context)
+            })
         var bytes = response.cgiBytes(includeBody: params["REQUEST_METHOD"] != "HEAD")
         let output = request.out
         _ = bytes.withUnsafeMutableBytes { raw in
             FCGX_PutStr(raw.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(raw.count), output)
         }
+        return served
     }
 
-    private func serveCGI(_ dispatcher: Dispatcher, _ context: Context) {
+    private func serveCGI<Context>(_ dispatcher: Dispatcher<Context>) -> RequestContext {
         let params = Config.processEnvironment()
-        let response = dispatcher.respond(
+        let (response, served) = dispatcher.respond(
             to: params,
             readBody: { limit in
                 var body = [UInt8](repeating: 0, count: limit)
@@ -223,7 +223,7 @@ public struct FunctionRuntime {
                     filled += n
                 }
                 return Array(body[..<filled])
-            }, context: context)
+            })
         var bytes = response.cgiBytes(includeBody: params["REQUEST_METHOD"] != "HEAD")
         var written = 0
         while written < bytes.count {
@@ -231,5 +231,6 @@ public struct FunctionRuntime {
             if n <= 0 { break }
             written += n
         }
+        return served
     }
 }

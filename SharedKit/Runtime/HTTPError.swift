@@ -1,3 +1,5 @@
+public import SharedKitCore
+
 /// An error the client is meant to see: its status, a stable snake_case code a program can branch on,
 /// and a sentence a person understands. Everything that is not an `HTTPError` (or convertible to one)
 /// becomes an opaque 500 whose detail goes to the log only.
@@ -26,26 +28,9 @@ extension HTTPError: HTTPErrorConvertible {
     public var httpError: HTTPError { self }
 }
 
-/// A dependency that cannot be reached right now. Rendered as 503 with a code naming it, so a client
-/// (and nginx's logs) can tell "try again later" from a bug.
-public struct DependencyUnavailable: HTTPErrorConvertible, CustomStringConvertible {
-    public enum Dependency: String, Sendable {
-        case database
-        case redis
-        case storage
-        case provider
-        case mail
-    }
-
-    public let dependency: Dependency
-    /// Log-only detail (never sent to the client).
-    public let detail: String
-
-    public init(_ dependency: Dependency, detail: String) {
-        self.dependency = dependency
-        self.detail = detail
-    }
-
+/// A dependency that cannot be reached right now is a 503 with a code naming it, so a client (and nginx's
+/// logs) can tell "try again later" from a bug.
+extension DependencyUnavailable: HTTPErrorConvertible {
     public var httpError: HTTPError {
         let what: String
         switch dependency {
@@ -60,6 +45,4 @@ public struct DependencyUnavailable: HTTPErrorConvertible, CustomStringConvertib
             message: "\(what) is unavailable right now; nothing was changed. Please try again shortly.",
             headers: [("Retry-After", "5")])
     }
-
-    public var description: String { "\(dependency.rawValue) unavailable: \(detail)" }
 }

@@ -1,4 +1,5 @@
 public import Logging
+import SharedKitCore
 
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,5 @@
+import SharedKitCore
+
 /// `multipart/form-data` bodies (RFC 7578): named parts, each a field or a file.
 public struct MultipartForm: Sendable {
     public struct Part: Sendable {

@@ -1,3 +1,5 @@
+import SharedKitCore
+
 /// One HTTP request as nginx hands it over FastCGI (or a web server over CGI): the parameters of the
 /// CGI environment, and the body read up to the route's cap.
 public struct Request: Sendable {

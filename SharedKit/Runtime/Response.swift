@@ -1,3 +1,5 @@
+public import SharedKitCore
+
 /// What a handler returns: a status, headers and a body. Helpers build the usual shapes.
 public struct Response: Sendable {
     public var status: HTTPStatus

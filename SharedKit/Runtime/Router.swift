@@ -1,9 +1,14 @@
-/// A handler: a plain function of the request and the process context.
-public typealias Handler = @Sendable (Request, Context) throws -> Response
+import SharedKitCore
 
-/// Method + path patterns (`/api/v1/keys/:id`) to handlers, with a body cap per route.
-public struct Router: Sendable {
-    public static let defaultMaxBodyBytes = 64 * 1024
+/// A handler: a plain function of the request and the context the function gives its handlers.
+public typealias Handler<Context> = @Sendable (Request, Context) throws -> Response
+
+/// Method + path patterns (`/api/v1/keys/:id`) to handlers, with a body cap per route. `Context` is what
+/// each handler gets besides the request: the runtime knows nothing of it; the function that serves the
+/// router says how one is made from the runtime's per-request `RequestContext` (its services beside it).
+public struct Router<Context>: Sendable {
+    /// The body cap of a route that names none.
+    public static var defaultMaxBodyBytes: Int { 64 * 1024 }
 
     struct Route: Sendable {
         enum Segment: Sendable, Equatable { case literal(String), parameter(String) }
@@ -12,7 +17,7 @@ public struct Router: Sendable {
         let pattern: String
         let segments: [Segment]
         let maxBodyBytes: Int
-        let handler: Handler
+        let handler: Handler<Context>
     }
 
     enum Resolution {
@@ -25,27 +30,27 @@ public struct Router: Sendable {
 
     public init() {}
 
-    public func get(_ pattern: String, _ handler: @escaping Handler) -> Router {
+    public func get(_ pattern: String, _ handler: @escaping Handler<Context>) -> Router {
         adding("GET", pattern, Self.defaultMaxBodyBytes, handler)
     }
 
-    public func post(_ pattern: String, maxBodyBytes: Int = Router.defaultMaxBodyBytes, _ handler: @escaping Handler) -> Router {
+    public func post(_ pattern: String, maxBodyBytes: Int = Self.defaultMaxBodyBytes, _ handler: @escaping Handler<Context>) -> Router {
         adding("POST", pattern, maxBodyBytes, handler)
     }
 
-    public func put(_ pattern: String, maxBodyBytes: Int = Router.defaultMaxBodyBytes, _ handler: @escaping Handler) -> Router {
+    public func put(_ pattern: String, maxBodyBytes: Int = Self.defaultMaxBodyBytes, _ handler: @escaping Handler<Context>) -> Router {
         adding("PUT", pattern, maxBodyBytes, handler)
     }
 
-    public func patch(_ pattern: String, maxBodyBytes: Int = Router.defaultMaxBodyBytes, _ handler: @escaping Handler) -> Router {
+    public func patch(_ pattern: String, maxBodyBytes: Int = Self.defaultMaxBodyBytes, _ handler: @escaping Handler<Context>) -> Router {
         adding("PATCH", pattern, maxBodyBytes, handler)
     }
 
-    public func delete(_ pattern: String, maxBodyBytes: Int = Router.defaultMaxBodyBytes, _ handler: @escaping Handler) -> Router {
+    public func delete(_ pattern: String, maxBodyBytes: Int = Self.defaultMaxBodyBytes, _ handler: @escaping Handler<Context>) -> Router {
         adding("DELETE", pattern, maxBodyBytes, handler)
     }
 
-    private func adding(_ method: String, _ pattern: String, _ maxBodyBytes: Int, _ handler: @escaping Handler) -> Router {
+    private func adding(_ method: String, _ pattern: String, _ maxBodyBytes: Int, _ handler: @escaping Handler<Context>) -> Router {
         var copy = self
         let segments: [Route.Segment] = pattern.split(separator: "/").map { part in
             part.hasPrefix(":") ? .parameter(String(part.dropFirst())) : .literal(String(part))

@@ -1,6 +1,9 @@
 import Testing
 
 @testable import SharedKit
+@testable import SharedKitCore
+@testable import SharedKitRuntime
+@testable import SharedKitStores
 
 #if canImport(Glibc)
 import Glibc

@@ -1,8 +1,10 @@
 import Testing
 
 @testable import SharedKit
+@testable import SharedKitCore
 @testable import SharedKitHTTP
 @testable import SharedKitMedia
+@testable import SharedKitRuntime
 
 #if canImport(Glibc)
 import Glibc

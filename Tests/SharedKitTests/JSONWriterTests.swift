@@ -1,6 +1,8 @@
 import Testing
 
 @testable import SharedKit
+@testable import SharedKitCore
+@testable import SharedKitStores
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -205,6 +207,6 @@ import Foundation
         #expect(String(decoding: direct, as: UTF8.self) == String(decoding: made, as: UTF8.self))
         let cursor = try PageCursor(row: result.rows[1], from: 2, VideoRecord.self)
         #expect(cursor.id == "0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f14")
-        #expect(PostgresTimestamp.format(cursor.createdAt) == "2026-02-03T04:05:06.000001Z")
+        #expect(Timestamp.format(cursor.createdAt) == "2026-02-03T04:05:06.000001Z")
     }
 }

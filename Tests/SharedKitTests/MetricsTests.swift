@@ -1,6 +1,7 @@
 import Testing
 
 @testable import SharedKit
+@testable import SharedKitCore
 
 #if canImport(Glibc)
 import Glibc

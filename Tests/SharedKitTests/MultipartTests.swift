@@ -1,6 +1,7 @@
 import Testing
 
 @testable import SharedKit
+@testable import SharedKitRuntime
 
 @Suite struct MultipartTests {
     @Test func findsEveryOccurrenceFromTheGivenOffset() {

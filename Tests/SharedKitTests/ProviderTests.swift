@@ -1,6 +1,7 @@
 import Testing
 
 @testable import SharedKit
+@testable import SharedKitCore
 @testable import SharedKitHTTP
 @testable import SharedKitMedia
 

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import SharedKit
+@testable import SharedKitCore
+@testable import SharedKitStores
 
 @Suite(.serialized) struct RedisTests {
     let redis = RedisConnection(url: TestSupport.redisURL, timeoutMs: 2000)

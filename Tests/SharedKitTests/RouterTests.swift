@@ -1,6 +1,9 @@
+import Logging
 import Testing
 
 @testable import SharedKit
+@testable import SharedKitCore
+@testable import SharedKitRuntime
 
 private struct Widget: Codable, Equatable {
     let name: String
@@ -11,8 +14,9 @@ private struct Widget: Codable, Equatable {
 private struct Unexpected: Error {}
 
 @Suite struct RouterTests {
+    // The runtime alone: its handlers' context here is nothing at all (the runtime knows no domain).
     let dispatcher = Dispatcher(
-        router: Router()
+        router: Router<Void>()
             .get(
                 "/api/v1/widgets/:id",
                 { request, _ in
@@ -26,7 +30,9 @@ private struct Unexpected: Error {}
             .post("/api/v1/widgets", { request, _ in try .json(try request.decode(Widget.self), status: .created) })
             .post("/api/v1/small", maxBodyBytes: 10, { request, _ in .text("\(request.body.count)") })
             .get("/api/v1/cookies", { request, _ in try .json(request.cookies) })
-            .get("/api/v1/boom", { _, _ in throw Unexpected() })
+            .get("/api/v1/boom", { _, _ in throw Unexpected() }),
+        publicOrigin: "http://127.0.0.1:8080", logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, metrics: nil,
+        context: { _ in () }
     )
 
     func send(_ method: String, _ uri: String, body: String = "", headers: [String: String] = [:]) throws -> (Response, [String: Any]) {
@@ -35,7 +41,7 @@ private struct Unexpected: Error {}
         if let type = headers["Content-Type"] { params["CONTENT_TYPE"] = type }
         let bytes = Array(body.utf8)
         if !bytes.isEmpty { params["CONTENT_LENGTH"] = String(bytes.count) }
-        let response = dispatcher.respond(to: params, readBody: { limit in Array(bytes.prefix(limit)) }, context: try TestSupport.context())
+        let (response, _) = dispatcher.respond(to: params, readBody: { limit in Array(bytes.prefix(limit)) })
         return (response, try JSONTestParser.object(response.body))
     }
 

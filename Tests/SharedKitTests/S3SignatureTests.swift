@@ -1,6 +1,7 @@
 import Testing
 
 @testable import SharedKit
+@testable import SharedKitCore
 @testable import SharedKitHTTP
 
 /// Signature V4 against the examples AWS publishes in "Authenticating Requests: Using the Authorization

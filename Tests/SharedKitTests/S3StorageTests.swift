@@ -1,6 +1,7 @@
 import Testing
 
 @testable import SharedKit
+@testable import SharedKitCore
 @testable import SharedKitHTTP
 
 #if canImport(FoundationEssentials)

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import SharedKit
+@testable import SharedKitCore
+@testable import SharedKitStores
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -41,11 +43,11 @@ import Foundation
     }
 
     @Test func timestampsRoundTripThroughText() throws {
-        let date = try #require(PostgresTimestamp.parse("2026-11-25 16:50:51.123456+00"))
+        let date = try #require(Timestamp.parse("2026-11-25 16:50:51.123456+00"))
         #expect(abs(date.timeIntervalSince1970 - 1_795_625_451.123456) < 0.000_01)
-        let offset = try #require(PostgresTimestamp.parse("2026-11-25 18:50:51+02"))
+        let offset = try #require(Timestamp.parse("2026-11-25 18:50:51+02"))
         #expect(offset.timeIntervalSince1970 == 1_795_625_451)
-        #expect(PostgresTimestamp.parse(PostgresTimestamp.format(date))?.timeIntervalSince1970 == date.timeIntervalSince1970)
+        #expect(Timestamp.parse(Timestamp.format(date))?.timeIntervalSince1970 == date.timeIntervalSince1970)
     }
 
     @Test func textArraysEscapeQuotes() {

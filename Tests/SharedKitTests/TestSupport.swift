@@ -1,6 +1,7 @@
 import Logging
 
 @testable import SharedKit
+@testable import SharedKitCore
 
 #if canImport(Glibc)
 import Glibc
@@ -44,6 +45,6 @@ enum TestSupport {
         Random.initialise()
         var logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         logger.logLevel = .critical
-        return try Context(config: try config(overrides), functionName: "test", logger: logger)
+        return try Services(config: try config(overrides), functionName: "test", logger: logger).standaloneContext()
     }
 }

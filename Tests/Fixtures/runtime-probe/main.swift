@@ -1,4 +1,6 @@
 import SharedKit
+import SharedKitRuntime
+import SharedKitStores
 
 #if canImport(Glibc)
 import Glibc
@@ -12,8 +14,8 @@ struct Echo: Codable {
 
 struct Boom: Error {}
 
-FunctionRuntime(name: "runtime-probe").serve(
-    Router()
+Services.start(function: "runtime-probe").serve(
+    Router<Context>()
         .get(
             "/probe/ok",
             { request, _ in

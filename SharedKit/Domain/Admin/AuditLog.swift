@@ -1,0 +1,24 @@
+public import SharedKitCore
+public import SharedKitStores
+
+/// The audit trail of admin actions. Rows are written inside the transaction of the change they record.
+public struct AuditLog {
+    let db: PostgresConnection
+
+    public init(_ db: PostgresConnection) {
+        self.db = db
+    }
+
+    /// - Parameters: before/after are the changed fields only, as JSON objects.
+    public func record(
+        actorID: String?, actorLabel: String, action: String, targetUserID: String?, targetEmail: String?,
+        before: [String: JSONValue]?, after: [String: JSONValue]?, requestID: String?
+    ) throws {
+        try db.execute(
+            """
+            INSERT INTO audit_log (actor_id, actor_label, action, target_user_id, target_email, before, after, request_id)
+            VALUES (\(actorID)::uuid, \(actorLabel), \(action), \(targetUserID)::uuid, \(targetEmail),
+                    \(before.map { PostgresJSON(JSONValue.object($0)) }), \(after.map { PostgresJSON(JSONValue.object($0)) }), \(requestID))
+            """)
+    }
+}
