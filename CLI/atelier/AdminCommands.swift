@@ -42,7 +42,7 @@ enum AdminCommands {
                 }
                 return true
             }
-            let id: String = try db.query(
+            let id: UserID = try db.query(
                 """
                 INSERT INTO users (email, password_hash, verified, is_admin) VALUES (\(email), \(hash), true, true) RETURNING id
                 """

@@ -69,11 +69,11 @@ enum AdminAudit {
                 }
                 filter = "id < \(id)"
             }
-            if let target = request.query("user_id"), !target.isEmpty {
-                guard UUIDText.isValid(target) else {
+            if let text = request.query("user_id"), !text.isEmpty {
+                guard let target = UserID(text) else {
                     throw HTTPError(.badRequest, code: "invalid_filter", message: "user_id must be a user id.")
                 }
-                filter.append(" AND target_user_id = \(target)::uuid")
+                filter.append(" AND target_user_id = \(target)")
             }
             return "SELECT \(Entry.columns) FROM audit_log WHERE \(filter) ORDER BY id DESC LIMIT \(limit + 1)"
         }.rows

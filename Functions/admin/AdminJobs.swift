@@ -71,20 +71,18 @@ enum AdminJobs {
     /// refunds the job if it is past its timeout. Audited with the job's state before and after.
     static func reconcile(_ request: Request, _ context: Context) throws -> Response {
         let admin = try AdminAccess.require(request, context)
-        let id = try request.parameter("id")
+        let notFound = HTTPError(.notFound, code: "not_found", message: "No such generation.")
+        guard let id: GenerationID = try request.id("id") else { throw notFound }
         let timeouts = try OpenJobs.Timeouts(context.config)
         func load() throws -> PostgresRow? {
-            guard UUIDText.isValid(id) else { return nil }
-            return try context.db.query(
+            try context.db.query(
                 """
                 SELECT \(item(timeouts)) AS j, g.status, g.provider, g.provider_status, u.id AS user_id, u.email
                 FROM generations g JOIN users u ON u.id = g.user_id WHERE g.id = \(id)
                 """
             ).first
         }
-        guard let before = try load() else {
-            throw HTTPError(.notFound, code: "not_found", message: "No such generation.")
-        }
+        guard let before = try load() else { throw notFound }
         let status: String = try before.get("status")
         guard ["queued", "running"].contains(status) else {
             throw HTTPError(
@@ -112,7 +110,7 @@ enum AdminJobs {
         try AuditLog(context.db).record(
             actorID: admin.id, actorLabel: admin.email, action: "reconcile_generation",
             targetUserID: try before.get("user_id"), targetEmail: try before.get("email"),
-            before: try state(before).merging(["generation_id": .string(id)]) { a, _ in a },
+            before: try state(before).merging(["generation_id": .string(id.text)]) { a, _ in a },
             after: changed, requestID: request.id)
         return .json(JSONValue.object(["step": .string(step.rawValue), "generation": try after.get("j", as: JSONValue.self)]))
     }

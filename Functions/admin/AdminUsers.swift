@@ -11,7 +11,7 @@ import Foundation
 
 enum AdminUsers {
     struct ListedUser: JSONWritable {
-        let id: String
+        let id: UserID
         let email: String
         let username: String?
         let verified: Bool
@@ -87,7 +87,7 @@ enum AdminUsers {
             return "SELECT \(User.columns) FROM users WHERE \(filter) ORDER BY \(order) LIMIT \(limit + 1)"
         }.rows
         let page = Array(users.prefix(limit))
-        let next = users.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: $0.id).token } : nil
+        let next = users.count > limit ? page.last.map { PageCursor(createdAt: $0.createdAt, id: ID($0.id)).token } : nil
         return .json(Page(items: page.map { listed($0, context) }, nextCursor: next))
     }
 
@@ -116,7 +116,7 @@ enum AdminUsers {
     }
 
     static func target(_ request: Request, _ context: Context) throws -> User {
-        guard let user = try Users(context.db).find(id: try request.parameter("id")) else {
+        guard let id: UserID = try request.id("id"), let user = try Users(context.db).find(id: id) else {
             throw HTTPError(.notFound, code: "not_found", message: "No such user.")
         }
         return user

@@ -82,13 +82,13 @@ enum Images {
 
     static func show(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.read).user
-        return .json(ImageView(try owned(try request.parameter("id"), by: user, context), storage: context.media))
+        return .json(ImageView(try owned(try request.id("id"), by: user, context), storage: context.media))
     }
 
     /// Removes the row and its files.
     static func delete(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.read).user
-        let record = try owned(try request.parameter("id"), by: user, context)
+        let record = try owned(try request.id("id"), by: user, context)
         try context.db.execute("DELETE FROM images WHERE id = \(record.id) AND user_id = \(user.id)")
         for key in [record.storageKey, record.thumbnailKey].compactMap({ $0 }) {
             try? context.media.delete(key: key)
@@ -97,9 +97,9 @@ enum Images {
     }
 
     static func generation(_ request: Request, _ context: Context) throws -> Response {
-        let id = try request.parameter("id")
+        let id: GenerationID? = try request.id("id")
         let found = try context.read(request, .owner(\.read), Generations.View.self) { userID in
-            guard UUIDText.isValid(id) else { throw notFound }
+            guard let id else { throw notFound }
             return Generations.viewQuery(id: id, userID: userID)
         }
         guard let view = found.rows.first else { throw notFound }
@@ -107,8 +107,8 @@ enum Images {
     }
 
     /// Another user's image is "not found", never "forbidden": ids reveal nothing.
-    static func owned(_ id: String, by user: User, _ context: Context) throws -> ImageRecord {
-        guard UUIDText.isValid(id),
+    static func owned(_ id: ImageID?, by user: User, _ context: Context) throws -> ImageRecord {
+        guard let id,
             let record = try context.db.query(
                 """
                 SELECT \(ImageRecord.columns) FROM images WHERE id = \(id) AND user_id = \(user.id)

@@ -1,7 +1,6 @@
 import SharedKit
 import SharedKitCore
 import SharedKitRuntime
-import SharedKitStores
 
 /// API keys are managed from a browser session only: a key cannot mint or revoke keys.
 enum Keys {
@@ -34,7 +33,8 @@ enum Keys {
 
     static func revoke(_ request: Request, _ context: Context) throws -> Response {
         let (user, _) = try context.authenticate(request)
-        try APIKeys(context.db).revoke(userID: user.id, id: try request.parameter("id"))
+        guard let id: ID<APIKeys.Listed> = try request.id("id") else { throw APIKeys.notFound }
+        try APIKeys(context.db).revoke(userID: user.id, id: id)
         return .empty()
     }
 }

@@ -45,7 +45,7 @@ enum Webhooks {
         return .json(try current(user.id, context))
     }
 
-    static func current(_ userID: String, _ context: Context) throws -> Secret {
+    static func current(_ userID: UserID, _ context: Context) throws -> Secret {
         guard
             let row = try context.db.query(
                 """
@@ -64,7 +64,7 @@ enum Webhooks {
 
     struct Delivery: JSONWritable, PostgresRecord, Sendable {
         let id: String
-        let generationId: String
+        let generationId: GenerationID
         let url: String
         let event: String
         let status: String
@@ -128,14 +128,14 @@ enum Webhooks {
         let found = try context.read(request, .owner(\.read), Delivery.self) { userID in
             let limit = try PageCursor.limit(request, default: 50)
             var filter: SQLQuery = ""
-            if let generation = request.query("generation_id"), !generation.isEmpty {
-                guard UUIDText.isValid(generation) else {
+            if let text = request.query("generation_id"), !text.isEmpty {
+                guard let generation = GenerationID(text) else {
                     throw HTTPError(.badRequest, code: "invalid_generation_id", message: "generation_id must be a generation's id.")
                 }
-                filter = " AND generation_id = \(generation)::uuid"
+                filter = " AND generation_id = \(generation)"
             }
             return """
-                SELECT \(Delivery.columns) FROM completion_webhooks WHERE user_id = \(userID)::uuid\(filter)
+                SELECT \(Delivery.columns) FROM completion_webhooks WHERE user_id = \(userID)\(filter)
                 ORDER BY created_at DESC, id DESC LIMIT \(limit)
                 """
         }
@@ -146,8 +146,7 @@ enum Webhooks {
     /// webhook-id (receivers deduplicate on it), within a minute, with a fresh day of retries.
     static func redeliver(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.read).user
-        let id = try request.parameter("id")
-        guard UUIDText.isValid(id),
+        guard let id: ID<Delivery> = try request.id("id"),
             let delivery = try context.db.query(
                 """
                 UPDATE completion_webhooks SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL, lease = NULL

@@ -90,14 +90,14 @@ enum Maintenance {
         /// Each job's step by itself: one that fails is logged and the others still go.
         func reconcile(_ query: SQLQuery, counting counted: OpenJobs.Step, as name: String, stopAt stop: OpenJobs.Step? = nil) throws {
             for row in try context.db.query(query).rows {
-                let id: String = try row.get("id")
+                let id: GenerationID = try row.get("id")
                 try lease.extend()
                 do {
                     let step = try open.reconcile(id)
                     if step == counted { summary[name, default: 0] += 1 }
                     if step == stop { break }
                 } catch {
-                    context.logger.error("reconcile failed", metadata: ["generation.id": .string(id), "error": .string("\(error)")])
+                    context.logger.error("reconcile failed", metadata: ["generation.id": .string(id.text), "error": .string("\(error)")])
                 }
             }
         }

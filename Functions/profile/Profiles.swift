@@ -11,7 +11,7 @@ import Foundation
 
 enum Profiles {
     struct Profile: JSONWritable {
-        let id: String
+        let id: UserID
         let email: String
         let username: String?
         let verified: Bool

@@ -18,7 +18,7 @@ enum Sessions {
             let email = try? AccountRules.email(input.email)
         else { throw invalid }
         let throttle = LoginThrottle(redis: context.redis)
-        var account: (id: String, hash: String, verified: Bool)?
+        var account: (id: UserID, hash: String, verified: Bool)?
         guard
             try throttle.guarded(
                 email: email, address: request.clientAddress,

@@ -59,21 +59,24 @@ enum Shares {
     static func create(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.read).user
         let input = try request.decode(CreateShare.self)
+        let noImage = HTTPError(.notFound, code: "not_found", message: "No such image.")
+        let noVideo = HTTPError(.notFound, code: "not_found", message: "No such video.")
         let item: ShareLinks.Item
         switch (input.imageId, input.videoId) {
-        case (let image?, nil): item = .image(image)
-        case (nil, let video?): item = .video(video)
+        case (let image?, nil):
+            guard let id = ImageID(image) else { throw noImage }
+            item = .image(id)
+        case (nil, let video?):
+            guard let id = VideoID(video) else { throw noVideo }
+            item = .video(id)
         default:
             throw HTTPError(.badRequest, code: "invalid_item", message: "Name what to share: one 'image_id' or one 'video_id'.")
         }
-        let missing: HTTPError =
+        let missing =
             switch item {
-            case .image: HTTPError(.notFound, code: "not_found", message: "No such image.")
-            case .video: HTTPError(.notFound, code: "not_found", message: "No such video.")
+            case .image: noImage
+            case .video: noVideo
             }
-        switch item {
-        case .image(let id), .video(let id): guard UUIDText.isValid(id) else { throw missing }
-        }
         let links = links(context)
         guard let (link, created) = try links.share(item, userID: user.id, showUsername: input.showUsername ?? false) else {
             throw missing
@@ -93,7 +96,7 @@ enum Shares {
     /// 204; the page and its media stop answering at once.
     static func revoke(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.read).user
-        guard try links(context).revoke(id: try request.parameter("id"), userID: user.id) else {
+        guard let id: ID<ShareLinks.Link> = try request.id("id"), try links(context).revoke(id: id, userID: user.id) else {
             throw HTTPError(.notFound, code: "not_found", message: "No such share link.")
         }
         return .empty()

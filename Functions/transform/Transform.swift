@@ -17,7 +17,7 @@ enum Transform {
         let mode: String
         let scale: Int?
         let prompt: String?
-        let sourceImageId: String
+        let sourceImageId: ImageID
         /// Inpainting through Replicate: the mask in our media storage, until the job ends.
         var maskKey: String? = nil
     }
@@ -58,8 +58,8 @@ enum Transform {
         var existing: ImageRecord?
         if let upload {
             source = try decodeChecked(upload.body, what: "image")
-        } else if let id = form.field("image_id"), !id.isEmpty {
-            guard UUIDText.isValid(id),
+        } else if let text = form.field("image_id"), !text.isEmpty {
+            guard let id = ImageID(text),
                 let record = try context.db.query(
                     """
                     SELECT \(ImageRecord.columns) FROM images WHERE id = \(id) AND user_id = \(user.id) AND storage_key IS NOT NULL

@@ -60,7 +60,7 @@ enum CodeRedemption {
         let codes = EmailCodes(db: context.db, secret: context.config.appSecret)
         let guesses = try CodeGuessLimit(context)
         try guesses.check(address: request.clientAddress)
-        let result = try context.db.transaction { () -> (EmailCodes.Outcome, String?) in
+        let result = try context.db.transaction { () -> (EmailCodes.Outcome, UserID?) in
             let outcome = try codes.redeem(email: email, purpose: .reset, code: input.code)
             guard outcome.isAccepted else { return (outcome, nil) }
             // A reset also proves the address. It recovers the account from whoever else may hold its
@@ -69,9 +69,9 @@ enum CodeRedemption {
                 """
                 UPDATE users SET password_hash = \(hash), verified = true, updated_at = now() WHERE email = \(email) RETURNING id
                 """
-            ).first?.get("id", as: String.self)
+            ).first?.get("id", as: UserID.self)
             if let id {
-                try context.db.execute("UPDATE api_keys SET revoked_at = now() WHERE user_id = \(id)::uuid AND revoked_at IS NULL")
+                try context.db.execute("UPDATE api_keys SET revoked_at = now() WHERE user_id = \(id) AND revoked_at IS NULL")
                 // Sign-ups still waiting for a code lose their say too.
                 try context.db.execute("DELETE FROM email_codes WHERE email = \(email) AND purpose = 'verify'")
             }

@@ -166,19 +166,19 @@ enum Videos {
 
     static func show(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.read).user
-        return .json(VideoView(try owned(try request.parameter("id"), by: user, context), storage: context.media))
+        return .json(VideoView(try owned(try request.id("id"), by: user, context), storage: context.media))
     }
 
     static func delete(_ request: Request, _ context: Context) throws -> Response {
         let user = try context.authorize(request, budget: \.read).user
-        let record = try owned(try request.parameter("id"), by: user, context)
+        let record = try owned(try request.id("id"), by: user, context)
         try context.db.execute("DELETE FROM videos WHERE id = \(record.id) AND user_id = \(user.id)")
         for key in [record.storageKey, record.posterKey].compactMap({ $0 }) { try? context.media.delete(key: key) }
         return .empty()
     }
 
-    static func owned(_ id: String, by user: User, _ context: Context) throws -> VideoRecord {
-        guard UUIDText.isValid(id),
+    static func owned(_ id: VideoID?, by user: User, _ context: Context) throws -> VideoRecord {
+        guard let id,
             let record = try context.db.query(
                 """
                 SELECT \(VideoRecord.columns) FROM videos WHERE id = \(id) AND user_id = \(user.id)

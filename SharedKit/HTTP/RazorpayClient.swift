@@ -1,5 +1,5 @@
 public import SharedKit
-import SharedKitCore
+public import SharedKitCore
 import SharedKitRuntime
 
 #if canImport(Glibc)
@@ -49,10 +49,10 @@ public struct RazorpayClient: Sendable {
         self.base = billing.apiBase
     }
 
-    public func createSubscription(planID: String, totalCount: Int, userID: String) throws -> SubscriptionLedger.Entity {
+    public func createSubscription(planID: String, totalCount: Int, userID: UserID) throws -> SubscriptionLedger.Entity {
         let body: JSONValue = .object([
             "plan_id": .string(planID), "total_count": .number(Double(totalCount)), "customer_notify": .number(1),
-            "notes": .object(["user_id": .string(userID)]),
+            "notes": .object(["user_id": .string(userID.text)]),
         ])
         return try send("POST", "/subscriptions", body: try JSON.encode(body))
     }
@@ -81,13 +81,13 @@ public struct RazorpayClient: Sendable {
 
     /// The newest subscription to `planID` created since `since` (Unix seconds) whose notes name
     /// `userID`: the one a create whose answer was lost made, if it did (GET /v1/subscriptions).
-    public func findSubscription(planID: String, userID: String, since: Int64) throws -> SubscriptionLedger.Entity? {
+    public func findSubscription(planID: String, userID: UserID, since: Int64) throws -> SubscriptionLedger.Entity? {
         let query = (Self.isID(planID) ? "?plan_id=\(planID)&" : "?") + "from=\(since)&count=100"
         let body = try sendRaw("GET", "/subscriptions" + query, body: nil)
         guard let page = try? JSON.decoder().decode(Collection.self, from: Data(body)) else {
             throw DependencyUnavailable(.provider, detail: "razorpay: unreadable subscription list")
         }
-        return page.items.filter { $0.notes?["user_id"]?.string == userID }.max { ($0.createdAt ?? 0) < ($1.createdAt ?? 0) }
+        return page.items.filter { $0.notes?["user_id"]?.string == userID.text }.max { ($0.createdAt ?? 0) < ($1.createdAt ?? 0) }
     }
 
     public func cancelSubscription(_ id: String, atCycleEnd: Bool) throws -> SubscriptionLedger.Entity {

@@ -32,11 +32,11 @@ public struct ReplicateClient: Sendable {
         public var isTerminal: Bool { ["succeeded", "failed", "canceled", "aborted"].contains(status) }
 
         /// The generation named in the webhook URL's `generation` parameter, if it is a UUID.
-        public var generationReference: String? {
+        public var generationReference: GenerationID? {
             guard let webhook, let query = webhook.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
             for pair in query.split(separator: "&") where pair.hasPrefix("generation=") {
                 let value = String(pair.dropFirst("generation=".count))
-                return UUIDText.isValid(value) ? value.lowercased() : nil
+                return GenerationID(value)
             }
             return nil
         }
@@ -105,10 +105,10 @@ public struct ReplicateClient: Sendable {
     /// Starts a prediction that reports back through the webhook.
     /// `reference` (a generation id) goes into the webhook URL, so the prediction can be recognised even
     /// if the answer to this request is lost.
-    public func create(model: String, input: [String: JSONValue], reference: String) throws -> Prediction {
+    public func create(model: String, input: [String: JSONValue], reference: GenerationID) throws -> Prediction {
         var body: [String: JSONValue] = [
             "input": .object(input),
-            "webhook": .string(webhookURL + "?generation=" + reference),
+            "webhook": .string(webhookURL + "?generation=" + reference.text),
             "webhook_events_filter": .array([.string("start"), .string("completed")]),
         ]
         let path: String
@@ -148,12 +148,12 @@ public struct ReplicateClient: Sendable {
     }
 
     /// The prediction created for `reference`, among the 100 newest (GET /v1/predictions), if any.
-    public func find(reference: String) throws -> Prediction? {
+    public func find(reference: GenerationID) throws -> Prediction? {
         let response = try sendRaw("GET", "/predictions", body: nil, extraHeaders: [])
         guard let page = try? JSON.decoder().decode(Page.self, from: Data(response)) else {
             throw DependencyUnavailable(.provider, detail: "unreadable prediction list")
         }
-        return page.results.first { $0.generationReference == reference.lowercased() }
+        return page.results.first { $0.generationReference == reference }
     }
 
     /// Runs a short prediction synchronously (`Prefer: wait`), polling briefly if it is not done.

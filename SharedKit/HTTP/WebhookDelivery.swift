@@ -1,6 +1,6 @@
 import Logging
 public import SharedKit
-import SharedKitCore
+public import SharedKitCore
 import SharedKitRuntime
 import SharedKitStores
 
@@ -37,7 +37,7 @@ public struct WebhookDelivery {
 
     /// Sends due messages (of one generation, or any), oldest first, at most `limit`; what each did.
     @discardableResult
-    public func deliverDue(generationID: String? = nil, limit: Int = 50, beforeEach: () throws -> Void = {}) throws -> [Outcome] {
+    public func deliverDue(generationID: GenerationID? = nil, limit: Int = 50, beforeEach: () throws -> Void = {}) throws -> [Outcome] {
         var outcomes: [Outcome] = []
         while outcomes.count < limit {
             try beforeEach()
@@ -58,8 +58,8 @@ public struct WebhookDelivery {
 
     struct Message {
         let id: String
-        let userID: String
-        let generationID: String
+        let userID: UserID
+        let generationID: GenerationID
         let url: String
         let event: String
         let payload: String?
@@ -72,7 +72,7 @@ public struct WebhookDelivery {
 
     /// Takes one due message for this attempt: its next attempt is pushed a few minutes on (a lease),
     /// so a concurrent sender does not take it too, and a sender that dies midway leaves it due again.
-    func claim(generationID: String?) throws -> Message? {
+    func claim(generationID: GenerationID?) throws -> Message? {
         let only: SQLQuery = generationID.map { " AND generation_id = \($0)" } ?? ""
         guard
             let row = try context.db.query(
@@ -193,7 +193,7 @@ public struct WebhookDelivery {
     }
 
     /// The user's current signing secret, and the previous one for a day after a rotation.
-    func signingSecrets(userID: String) throws -> [String] {
+    func signingSecrets(userID: UserID) throws -> [String] {
         guard
             let row = try context.db.query(
                 """

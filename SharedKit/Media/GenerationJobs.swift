@@ -54,7 +54,7 @@ public struct GenerationJobs {
     /// generation and its `Location`. When no provider takes it the job is failed and refunded, and the
     /// answer is 503.
     public func submit<Input: Codable & Sendable>(
-        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String? = nil, webhookURL: String? = nil,
+        userID: UserID, task: Generations.Task, input: Input, cost: Int, sourceImageID: ImageID? = nil, webhookURL: String? = nil,
         chain: [ProviderName], work: Work
     ) throws -> Response {
         let generationID = try generations.create(
@@ -71,7 +71,7 @@ public struct GenerationJobs {
     /// Offers the job to each provider of `chain` in turn until one takes it. In the request, OpenAI's
     /// work (and the rest of the list, should it fail) is left for after the response. Throws 503 once
     /// the job was failed and refunded because no provider took it.
-    func hand(_ generationID: String, to chain: ArraySlice<ProviderName>, work: Work, inRequest: Bool) throws {
+    func hand(_ generationID: GenerationID, to chain: ArraySlice<ProviderName>, work: Work, inRequest: Bool) throws {
         let providers = try Providers(context.config)
         let replicate = work.replicate != nil ? ReplicateJobs(context) : nil
         let openai = work.openai != nil ? OpenAIJobs(context) : nil
@@ -120,7 +120,8 @@ public struct GenerationJobs {
                     return
                 } catch let refused as OpenAIClient.Refused {
                     context.logger.notice(
-                        "openai refused the job", metadata: ["generation.id": .string(generationID), "error": .string(refused.description)])
+                        "openai refused the job",
+                        metadata: ["generation.id": .string(generationID.text), "error": .string(refused.description)])
                     try giveUp(generationID, message: OpenAIClient.refusalMessage)
                     return
                 } catch let unavailable as OpenAIClient.Unavailable {
@@ -139,7 +140,7 @@ public struct GenerationJobs {
                         generationID, pending: false, outputs: [{ try Imaging.encode(image, as: .png, mark: nil) }])
                     {
                         context.logger.notice(
-                            "the job ended before the embedded renderer's image", metadata: ["generation.id": .string(generationID)])
+                            "the job ended before the embedded renderer's image", metadata: ["generation.id": .string(generationID.text)])
                     }
                     return
                 } catch let error as DependencyUnavailable where error.dependency == .database {
@@ -148,7 +149,7 @@ public struct GenerationJobs {
                     // The last resort failed too: the job ends now, refunded, rather than at its timeout.
                     context.logger.error(
                         "the embedded renderer failed the job",
-                        metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+                        metadata: ["generation.id": .string(generationID.text), "error": .string("\(error)")])
                     try giveUp(generationID, message: "The image could not be made; your quota was refunded. Please try again.")
                     throw error is DependencyUnavailable
                         ? error
@@ -158,7 +159,8 @@ public struct GenerationJobs {
                 }
             }
         }
-        context.logger.error("no provider took the job", metadata: ["generation.id": .string(generationID), "error": .string(lastFailure)])
+        context.logger.error(
+            "no provider took the job", metadata: ["generation.id": .string(generationID.text), "error": .string(lastFailure)])
         try giveUp(generationID, message: "The image provider is unavailable right now; your quota was refunded. Please try again.")
         throw HTTPError(
             .serviceUnavailable, code: "provider_unavailable",
@@ -168,13 +170,13 @@ public struct GenerationJobs {
     }
 
     /// After the response: the job's completion webhook if it has ended by then (later, maintenance-cron).
-    func deliverWebhookSoon(_ generationID: String) {
+    func deliverWebhookSoon(_ generationID: GenerationID) {
         let context = context
         context.afterResponse { try WebhookDelivery(context).deliverDue(generationID: generationID, limit: 1) }
     }
 
     /// Fails the job (refunding it once) and removes its stored mask.
-    public func giveUp(_ generationID: String, message: String) throws {
+    public func giveUp(_ generationID: GenerationID, message: String) throws {
         try generations.markFailed(generationID, error: message)
         if let maskKey = try context.db.query("SELECT input->>'mask_key' AS mask_key FROM generations WHERE id = \(generationID)").first?
             .get("mask_key", as: String?.self)
@@ -188,14 +190,14 @@ public struct GenerationJobs {
     /// refunded (with `failure` as its message) and the files removed; a storage outage is answered 503,
     /// anything else 500 `generation_failed`.
     public func runLocally<Input: Codable & Sendable, Output>(
-        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String? = nil, webhookURL: String? = nil,
-        failure: String, make: (_ generationID: String, _ written: inout [String]) throws -> Output
-    ) throws -> (generationID: String, output: Output) {
+        userID: UserID, task: Generations.Task, input: Input, cost: Int, sourceImageID: ImageID? = nil, webhookURL: String? = nil,
+        failure: String, make: (_ generationID: GenerationID, _ written: inout [String]) throws -> Output
+    ) throws -> (generationID: GenerationID, output: Output) {
         let storage = context.media
         var written: [String] = []
-        var committedID: String?
+        var committedID: GenerationID?
         do {
-            let outcome: Result<(String, Output), any Error> = try context.db.transaction {
+            let outcome: Result<(GenerationID, Output), any Error> = try context.db.transaction {
                 let generationID = try generations.create(
                     userID: userID, task: task, provider: .local, model: LocalRenderer.model, input: input, cost: cost,
                     sourceImageID: sourceImageID, webhookURL: webhookURL)
@@ -215,7 +217,7 @@ public struct GenerationJobs {
                     for key in written { try? storage.delete(key: key) }
                     written = []
                     context.logger.error(
-                        "local job failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+                        "local job failed", metadata: ["generation.id": .string(generationID.text), "error": .string("\(error)")])
                     let storageDown = error is DependencyUnavailable
                     let what = task == .video ? "video" : "image"
                     try generations.markFailed(

@@ -13,12 +13,12 @@ public struct LocalImageJobs {
     }
 
     public struct Stored: Sendable {
-        public let generationID: String
+        public let generationID: GenerationID
         public let image: ImageRecord
     }
 
     /// Keeps an upload in the gallery (kind `uploaded`, no quota) so a transform can name its source.
-    public func storeUpload(userID: String, image: RGBImage) throws -> ImageRecord {
+    public func storeUpload(userID: UserID, image: RGBImage) throws -> ImageRecord {
         let storage = context.media
         let key = FileMediaStorage.newKey(extension: "webp")
         let thumbnailKey = FileMediaStorage.newKey(extension: "webp")
@@ -44,7 +44,7 @@ public struct LocalImageJobs {
     /// thumbnail with the AI-content mark, and record it. `fromUpload`: the source is a picture the user
     /// uploaded (the result is marked as a composite).
     public func run<Input: Codable & Sendable>(
-        userID: String, task: Generations.Task, input: Input, cost: Int, sourceImageID: String?, webhookURL: String? = nil,
+        userID: UserID, task: Generations.Task, input: Input, cost: Int, sourceImageID: ImageID?, webhookURL: String? = nil,
         fromUpload: Bool = false, kind: ImageKind,
         prompt: String, style: String?, colour: String?, seed: Int64?, make: () throws -> RGBImage
     ) throws -> Stored {

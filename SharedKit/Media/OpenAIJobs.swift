@@ -1,6 +1,6 @@
 import Logging
 public import SharedKit
-import SharedKitCore
+public import SharedKitCore
 public import SharedKitHTTP
 
 /// Generations made by OpenAI's Images API (or a server speaking it): the answer carries the image, which
@@ -34,7 +34,7 @@ public struct OpenAIJobs {
     /// `OpenAIClient.Refused` (the safety system said no); an image our storage cannot take fails the job.
     /// The job stays queued until the image is recorded: should OpenAI fail, the next provider (Replicate
     /// defers a throttled start only for a queued job) takes it as any new job.
-    public func make(_ generationID: String, _ work: Work) throws {
+    public func make(_ generationID: GenerationID, _ work: Work) throws {
         let model = model(for: work)
         let outputs: [OpenAIClient.Output]
         switch work {
@@ -59,14 +59,14 @@ public struct OpenAIJobs {
                     }
                 })
             if !recorded {
-                context.logger.notice("the job ended before OpenAI's image came", metadata: ["generation.id": .string(generationID)])
+                context.logger.notice("the job ended before OpenAI's image came", metadata: ["generation.id": .string(generationID.text)])
             }
         } catch let error as DependencyUnavailable where error.dependency == .database {
             throw error
         } catch let error as DependencyUnavailable {
             // Our storage, not the provider: no other provider would do better.
             context.logger.error(
-                "storing openai's image failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+                "storing openai's image failed", metadata: ["generation.id": .string(generationID.text), "error": .string("\(error)")])
             try Generations(context).markFailed(
                 generationID, error: "The image could not be saved; your quota was refunded. Please try again.")
         } catch {

@@ -58,7 +58,7 @@ public struct OpenJobs {
 
     /// The maintenance step for one open Replicate job: copy pending outputs, ask the provider about a job
     /// it knows, start a deferred one, or look for the prediction of a lost create answer.
-    public func reconcile(_ generationID: String) throws -> Step {
+    public func reconcile(_ generationID: GenerationID) throws -> Step {
         guard let jobs = replicate,
             let row = try context.db.query(
                 """
@@ -85,7 +85,7 @@ public struct OpenJobs {
     }
 
     /// Cancels the job at the provider (best effort), fails it and refunds it once; its inpainting mask goes.
-    public func timeOut(_ generationID: String, providerID: String?, maskKey: String?) throws {
+    public func timeOut(_ generationID: GenerationID, providerID: String?, maskKey: String?) throws {
         if let jobs = replicate, let providerID { _ = try? jobs.client.cancel(providerID) }
         try Generations(context).markFailed(
             generationID, error: "The job took too long and was stopped; your quota was refunded.", status: .failed)
@@ -93,7 +93,7 @@ public struct OpenJobs {
     }
 
     /// One job by hand: reconcile it, then stop it if it is still open past its timeout.
-    public func settle(_ generationID: String, timeouts: Timeouts) throws -> Step {
+    public func settle(_ generationID: GenerationID, timeouts: Timeouts) throws -> Step {
         let step = try reconcile(generationID)
         guard
             let row = try context.db.query(

@@ -1,6 +1,6 @@
 import Logging
 public import SharedKit
-import SharedKitCore
+public import SharedKitCore
 import SharedKitHTTP
 import SharedKitStores
 
@@ -23,7 +23,7 @@ public struct ProviderOutputs {
     /// requires the outputs to be recorded as pending (Replicate's copy, which the reconciler may retry).
     /// True when this call ended the job; false when it was no longer open (what was stored is removed).
     /// A fetch or store that fails removes what was stored and throws.
-    public func record(_ generationID: String, pending: Bool, outputs: [Fetch]) throws -> Bool {
+    public func record(_ generationID: GenerationID, pending: Bool, outputs: [Fetch]) throws -> Bool {
         guard
             let row = try context.db.query(
                 """
@@ -35,7 +35,7 @@ public struct ProviderOutputs {
         let userID: String = try row.get("user_id")
         let task = Generations.Task(rawValue: try row.get("task")) ?? .image
         let job = try row.get("input", as: PostgresJSON<ReplicateJobs.StoredJob>.self).value
-        let sourceImageID: String? = try row.get("source_image_id")
+        let sourceImageID: ImageID? = try row.get("source_image_id")
         let provider: String = try row.get("provider")
         // Jobs started before providers recorded their model made it with the configured one.
         let model =

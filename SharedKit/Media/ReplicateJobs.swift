@@ -48,14 +48,14 @@ public struct ReplicateJobs {
     /// exist and be billed: the generation stays queued without a provider id, nothing is sent again, and
     /// the webhook (whose URL names the generation) or the reconciler (`adopt`) finds it; a job never
     /// found times out and is refunded like any other.
-    public func start(generationID: String, model: String, input: [String: JSONValue]) throws {
+    public func start(generationID: GenerationID, model: String, input: [String: JSONValue]) throws {
         let prediction: ReplicateClient.Prediction
         do {
             prediction = try client.create(model: model, input: input, reference: generationID)
         } catch let uncertain as ReplicateClient.Uncertain {
             context.logger.warning(
                 "replicate create uncertain; waiting for its webhook or the reconciler",
-                metadata: ["generation.id": .string(generationID), "error": .string(uncertain.description)])
+                metadata: ["generation.id": .string(generationID.text), "error": .string(uncertain.description)])
             return
         } catch let throttled as ReplicateClient.Throttled {
             throw throttled
@@ -78,8 +78,8 @@ public struct ReplicateJobs {
 
     /// A job Replicate throttled with no other provider to go to: it waits, queued, for maintenance-cron
     /// to start it (`startDeferred`).
-    public func deferStart(generationID: String, model: String, input: [String: JSONValue]) throws {
-        context.logger.notice("replicate throttled; the job is started later", metadata: ["generation.id": .string(generationID)])
+    public func deferStart(generationID: GenerationID, model: String, input: [String: JSONValue]) throws {
+        context.logger.notice("replicate throttled; the job is started later", metadata: ["generation.id": .string(generationID.text)])
         try context.db.execute(
             """
             UPDATE generations SET deferred_start = \(DeferredStart(model: model, input: input).json)::jsonb, updated_at = now()
@@ -115,7 +115,7 @@ public struct ReplicateJobs {
     /// Starts a job that was throttled at creation (maintenance-cron). True when it was started or handed
     /// to the reconciler; false while Replicate still throttles (the caller stops for this run). A create
     /// that provably did not happen is put back for the next run.
-    public func startDeferred(generationID: String, _ deferred: DeferredStart) throws -> Bool {
+    public func startDeferred(generationID: GenerationID, _ deferred: DeferredStart) throws -> Bool {
         // Claimed before sending: if this process dies after Replicate took the job, nothing sends it
         // again; the prediction is adopted through its webhook URL like any lost answer.
         let claimed = try context.db.execute(
@@ -192,7 +192,7 @@ public struct ReplicateJobs {
             context.logger.notice("webhook for an unknown prediction", metadata: ["prediction.id": .string(prediction.id)])
             return false
         }
-        let id: String = try row.get("id")
+        let id: GenerationID = try row.get("id")
         // Its completion webhook once the job has ended: queued as this returns, so after a copy left for later.
         let context = context
         defer {
@@ -242,7 +242,7 @@ public struct ReplicateJobs {
     /// Copies a finished job's outputs into media storage and records them. A failed copy is counted and
     /// left for the reconciler; after `maxCopyAttempts` the job fails and is refunded.
     @discardableResult
-    public func copyPending(_ generationID: String) throws -> Bool {
+    public func copyPending(_ generationID: GenerationID) throws -> Bool {
         guard
             let row = try context.db.query(
                 """
@@ -261,7 +261,7 @@ public struct ReplicateJobs {
             throw error
         } catch {
             context.logger.error(
-                "copying provider output failed", metadata: ["generation.id": .string(generationID), "error": .string("\(error)")])
+                "copying provider output failed", metadata: ["generation.id": .string(generationID.text), "error": .string("\(error)")])
             let attempts =
                 try context.db.query(
                     """

@@ -1,4 +1,4 @@
-import SharedKitCore
+public import SharedKitCore
 
 /// One HTTP request as nginx hands it over FastCGI (or a web server over CGI): the parameters of the
 /// CGI environment, and the body read up to the route's cap.
@@ -98,6 +98,10 @@ public struct Request: Sendable {
 
     /// Decodes a JSON body: 415 for another content type, 400 `invalid_json` for malformed JSON, and a 400
     /// naming the field for a missing or mistyped one.
+    /// A path parameter that names a row (`/api/v1/images/:id`): nil when it is not a UUID, which to a
+    /// lookup means "not found".
+    public func id<Entity>(_ name: String) throws -> ID<Entity>? { ID(try parameter(name)) }
+
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
         guard mediaType == "application/json" else {
             throw HTTPError(

@@ -89,31 +89,33 @@ import Glibc
 
     @Test func redisHoldsOnlyAHashOfTheToken() throws {
         let sessions = try store(now: { 1_000 })
-        let issued = try sessions.create(userID: "user-a", isAdmin: false)
+        let userA: UserID = TestSupport.newID()
+        let issued = try sessions.create(userID: userA, isAdmin: false)
         #expect(issued.token.count == 43)  // 256 bits, base64url
         #expect(try redis.command("EXISTS", "session:\(issued.token)").integer == 0)
         #expect(try redis.command("EXISTS", "session:\(SessionStore.id(forToken: issued.token))").integer == 1)
-        #expect(try sessions.find(token: issued.token)?.userID == "user-a")
+        #expect(try sessions.find(token: issued.token)?.userID == userA)
         #expect(try sessions.find(token: "made-up-token") == nil)
     }
 
     @Test func absoluteLifetimeEndsAnActiveSession() throws {
         nonisolated(unsafe) var clock: Int64 = 10_000
         let sessions = try store(now: { clock }, idle: 3600, absolute: 7200)
-        let issued = try sessions.create(userID: "user-b", isAdmin: false)
+        let userB: UserID = TestSupport.newID()
+        let issued = try sessions.create(userID: userB, isAdmin: false)
         clock += 7199
         #expect(try sessions.find(token: issued.token) != nil)
         clock += 2
         #expect(try sessions.find(token: issued.token) == nil)
         #expect(try redis.command("EXISTS", "session:\(issued.session.id)").integer == 0)
-        #expect(try redis.command("SISMEMBER", "user_sessions:user-b", issued.session.id).integer == 0)
+        #expect(try redis.command("SISMEMBER", "user_sessions:\(userB)", issued.session.id).integer == 0)
     }
 
     /// The signed-in read's one Redis round trip: the session found and renewed, and one request spent
     /// from its owner's bucket (`rl:<budget>:u:<user>`), the same bucket `RateLimiter` keeps.
     @Test func findingASessionCanChargeItsOwnersBudget() throws {
         let sessions = try store(now: { WallClock.nowSeconds() })
-        let userID = "user-\(Random.hex(byteCount: 4))"
+        let userID: UserID = TestSupport.newID()
         let issued = try sessions.create(userID: userID, isAdmin: false)
         let budget = RateLimiter.Budget(name: "read", perMinute: 60, burst: 3)
         var decisions: [RateLimiter.Decision] = []
@@ -137,8 +139,8 @@ import Glibc
     @Test func idleTimeoutIsTheRedisTTLAndAdminsGetAShorterOne() throws {
         let config = try TestSupport.config(["SESSION_IDLE_SECONDS": "3600", "ADMIN_SESSION_IDLE_SECONDS": "600"])
         let sessions = SessionStore(redis: redis, lifetimes: try .init(config: config), now: { WallClock.nowSeconds() })
-        let user = try sessions.create(userID: "user-c", isAdmin: false)
-        let admin = try sessions.create(userID: "admin-c", isAdmin: true)
+        let user = try sessions.create(userID: TestSupport.newID(), isAdmin: false)
+        let admin = try sessions.create(userID: TestSupport.newID(), isAdmin: true)
         #expect((3590...3600).contains(try redis.command("TTL", "session:\(user.session.id)").integer ?? 0))
         #expect((590...600).contains(try redis.command("TTL", "session:\(admin.session.id)").integer ?? 0))
         // Idle past the timeout: Redis expires the key and the session is gone.
@@ -150,7 +152,7 @@ import Glibc
 
     @Test func revokeAllKeepsOnlyTheOneAskedFor() throws {
         let sessions = try store(now: { WallClock.nowSeconds() })
-        let userID = "user-\(Random.hex(byteCount: 4))"
+        let userID: UserID = TestSupport.newID()
         let a = try sessions.create(userID: userID, isAdmin: false)
         let b = try sessions.create(userID: userID, isAdmin: false)
         let c = try sessions.create(userID: userID, isAdmin: false)

@@ -99,13 +99,15 @@ import Foundation
         try expectCanonical(Page(items: [ImageView](), nextCursor: nil))
 
         let video = VideoRecord(
-            id: "0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f12", userId: "u", storageKey: "cd/v.webp", posterKey: nil, prompt: "a cat",
+            id: "0b7f7d8e-1c1a-4c4e-9d55-2f0c2d9b8f12", userId: "5d3c1a2b-0000-4000-8000-000000000001", storageKey: "cd/v.webp",
+            posterKey: nil, prompt: "a cat",
             style: nil, colour: "teal", width: 1280, height: 720, durationSeconds: 3.5, model: nil, seed: nil, status: "succeeded",
             error: nil, generationId: nil, createdAt: Self.created, provider: "replicate")
         try expectCanonical(Page(items: [VideoView(video, storage: storage)], nextCursor: nil))
 
         let generation = Generations.View(
-            id: "g", task: "image", provider: "openai", model: "gpt-image-1", webhookUrl: "https://example.com/h", status: "failed",
+            id: "a1b2c3d4-0000-4000-8000-000000000002", task: "image", provider: "openai", model: "gpt-image-1",
+            webhookUrl: "https://example.com/h", status: "failed",
             error: "The model said no.", cost: 1, refunded: true, imageIds: ["i1", "i2"],
             videoIds: [], createdAt: Self.created, startedAt: nil, completedAt: Self.created)
         try expectCanonical(generation)
@@ -115,8 +117,11 @@ import Foundation
 
         try expectCanonical([
             APIKeys.Listed(
-                id: "k", name: "ci \"deploy\"", prefix: "atl_abcd", createdAt: Self.created, lastUsedAt: nil, revokedAt: Self.created),
-            APIKeys.Listed(id: "k2", name: "n", prefix: "atl_efgh", createdAt: Self.created, lastUsedAt: Self.created, revokedAt: nil),
+                id: "6a000000-0000-4000-8000-00000000000a", name: "ci \"deploy\"", prefix: "atl_abcd", createdAt: Self.created,
+                lastUsedAt: nil, revokedAt: Self.created),
+            APIKeys.Listed(
+                id: "6a000000-0000-4000-8000-00000000000b", name: "n", prefix: "atl_efgh", createdAt: Self.created,
+                lastUsedAt: Self.created, revokedAt: nil),
         ])
         try expectCanonical(UserView.Premium(active: false, until: nil))
         try expectCanonical(QuotaPolicy.State(used: 3, limit: 10, period: "day", periodStart: Self.created, renewsAt: Self.created))

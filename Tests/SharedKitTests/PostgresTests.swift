@@ -74,7 +74,7 @@ import Foundation
             }
         }
         #expect(try db.query("SELECT 1 FROM \(unsafeSQL: table) WHERE name = 'rolled back'").isEmpty)
-        try db.transaction { try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('kept')") }
+        _ = try db.transaction { try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('kept')") }
         #expect(try db.query("SELECT 1 FROM \(unsafeSQL: table) WHERE name = 'kept'").rows.count == 1)
     }
 
@@ -127,7 +127,7 @@ import Foundation
         }
         #expect(afterLoss == ["refused"])
         // The next transaction gets a fresh connection and works; nothing of the lost one was kept.
-        try db.transaction { try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('after')") }
+        _ = try db.transaction { try db.execute("INSERT INTO \(unsafeSQL: table) (name) VALUES ('after')") }
         let names = try db.query("SELECT name FROM \(unsafeSQL: table) WHERE name IN ('lost outer', 'lost inner', 'escaped', 'after')").rows
         #expect(try names.map { try $0.get("name", as: String.self) } == ["after"])
     }

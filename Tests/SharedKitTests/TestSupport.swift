@@ -1,7 +1,7 @@
 import Logging
 
 @testable import SharedKit
-@testable import SharedKitCore
+@testable public import SharedKitCore
 
 #if canImport(Glibc)
 import Glibc
@@ -41,10 +41,25 @@ enum TestSupport {
         return try Config(environment: env)
     }
 
+    /// A fresh id of any kind, as PostgreSQL's gen_random_uuid() would make one.
+    static func newID<Entity>() -> ID<Entity> {
+        let hex = Array(Random.hex(byteCount: 16))
+        let text = [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { String(hex[$0]) }.joined(separator: "-")
+        return ID(text)!
+    }
+
     static func context(_ overrides: [String: String] = [:]) throws -> Context {
         Random.initialise()
         var logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         logger.logLevel = .critical
         return try Services(config: try config(overrides), functionName: "test", logger: logger).standaloneContext()
+    }
+}
+
+/// Ids written out in tests: a literal that is not a UUID stops the test at once.
+extension ID: ExpressibleByStringLiteral {
+    public init(stringLiteral text: String) {
+        guard let id = ID(text) else { fatalError("\(text) is not a UUID") }
+        self = id
     }
 }

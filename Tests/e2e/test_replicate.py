@@ -39,7 +39,7 @@ VIDEO_MODEL_PATH = "/v1/models/minimax/video-01/predictions"
 ENHANCE_MODEL_PATH = "/v1/models/meta/meta-llama-3-8b-instruct/predictions"
 UPSCALER = "nightmareai/real-esrgan"
 UPSCALER_VERSION = "f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa"
-# What SharedKit/Generation/Catalog.swift adds to a provider's prompt for these choices.
+# What SharedKit/Domain/Generation/Catalog.swift adds to a provider's prompt for these choices.
 CINEMATIC_TERMS = "cinematic still, dramatic lighting, anamorphic, film grain"
 WARM_TERMS = "warm colour palette, amber and crimson tones"
 GENERATION_KEYS = {"id", "task", "status", "error", "cost", "refunded", "image_ids", "video_ids",

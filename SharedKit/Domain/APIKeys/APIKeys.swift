@@ -1,5 +1,5 @@
 public import SharedKitCore
-import SharedKitRuntime
+public import SharedKitRuntime
 public import SharedKitStores
 
 #if canImport(FoundationEssentials)
@@ -18,7 +18,7 @@ public struct APIKeys {
     public static let maxActivePerUserDefault = 20
 
     public struct Issued: Encodable, Sendable {
-        public let id: String
+        public let id: ID<Listed>
         public let name: String
         public let prefix: String
         public let secret: String
@@ -26,7 +26,7 @@ public struct APIKeys {
     }
 
     public struct Listed: Decodable, PostgresRecord, JSONWritable, Sendable {
-        public let id: String
+        public let id: ID<Listed>
         public let name: String
         public let prefix: String
         public let createdAt: Date
@@ -40,7 +40,7 @@ public struct APIKeys {
                 lastUsedAt: try row.next(), revokedAt: try row.next())
         }
 
-        public init(id: String, name: String, prefix: String, createdAt: Date, lastUsedAt: Date?, revokedAt: Date?) {
+        public init(id: ID<Listed>, name: String, prefix: String, createdAt: Date, lastUsedAt: Date?, revokedAt: Date?) {
             self.id = id
             self.name = name
             self.prefix = prefix
@@ -69,7 +69,7 @@ public struct APIKeys {
     }
 
     /// A new key for the user (the secret is returned this once).
-    public func issue(userID: String, name: String, maxActive: Int) throws -> Issued {
+    public func issue(userID: UserID, name: String, maxActive: Int) throws -> Issued {
         let name = name.trimmingWhitespace().description
         guard (1...64).contains(name.count) else {
             throw HTTPError(.badRequest, code: "invalid_name", message: "Give the key a name of 1 to 64 characters.")
@@ -95,12 +95,12 @@ public struct APIKeys {
         }
     }
 
-    public func list(userID: String) throws -> [Listed] {
+    public func list(userID: UserID) throws -> [Listed] {
         try db.query(Self.listQuery(userID: userID)).records(Listed.self)
     }
 
     /// A user's keys, newest first, in the columns of `Listed`.
-    public static func listQuery(userID: String) -> SQLQuery {
+    public static func listQuery(userID: UserID) -> SQLQuery {
         """
         SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE user_id = \(userID)::uuid
         ORDER BY created_at DESC
@@ -108,16 +108,18 @@ public struct APIKeys {
     }
 
     /// Revokes a key of the user; effective on the very next request (every request checks it).
-    public func revoke(userID: String, id: String) throws {
-        guard UUIDText.isValid(id),
+    public func revoke(userID: UserID, id: ID<Listed>) throws {
+        guard
             try db.execute(
                 """
                 UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = \(id) AND user_id = \(userID)
                 """) == 1
         else {
-            throw HTTPError(.notFound, code: "not_found", message: "No such key.")
+            throw Self.notFound
         }
     }
+
+    public static let notFound = HTTPError(.notFound, code: "not_found", message: "No such key.")
 
     /// The key's owner for a presented key (nil when unknown or revoked), in one round trip: the key's
     /// last use is stamped (at most once a minute) and the call counted for today's usage.

@@ -13,7 +13,7 @@ public struct AccountDeletion {
     }
 
     /// - Parameter alsoInTransaction: more work for the same transaction (the admin's audit row).
-    public func delete(userID: String, alsoInTransaction: () throws -> Void = {}) throws {
+    public func delete(userID: UserID, alsoInTransaction: () throws -> Void = {}) throws {
         let db = context.db
         let keys: [String] = try db.transaction {
             let rows = try db.query(
@@ -26,7 +26,7 @@ public struct AccountDeletion {
             // The last admin stays (also against their own DELETE /profile): admins are locked in one order,
             // so two admins deleting themselves at once cannot both pass.
             let admins = try db.query("SELECT id FROM users WHERE is_admin ORDER BY id FOR UPDATE").rows
-            if admins.count <= 1, try admins.contains(where: { try $0.get("id", as: String.self) == userID }) {
+            if admins.count <= 1, try admins.contains(where: { try $0.get("id", as: UserID.self) == userID }) {
                 throw HTTPError(.conflict, code: "last_admin", message: "This is the last admin; promote someone else first.")
             }
             try db.execute("DELETE FROM users WHERE id = \(userID)")

@@ -9,7 +9,7 @@ public import Foundation
 
 /// An account as the database holds it (without the password hash).
 public struct User: Decodable, PostgresRecord, Sendable {
-    public let id: String
+    public let id: UserID
     public let email: String
     public let username: String?
     public let verified: Bool
@@ -69,7 +69,7 @@ public struct UserView: Encodable, Sendable {
         enum CodingKeys: String, CodingKey { case active, until }
     }
 
-    public let id: String
+    public let id: UserID
     public let email: String
     public let username: String?
     public let verified: Bool
@@ -109,8 +109,7 @@ public struct Users {
         self.db = db
     }
 
-    public func find(id: String) throws -> User? {
-        guard UUIDText.isValid(id) else { return nil }
+    public func find(id: UserID) throws -> User? {
         return try db.query("SELECT \(User.columns) FROM users WHERE id = \(id)").records(User.self).first
     }
 
@@ -119,42 +118,29 @@ public struct Users {
     }
 
     /// The stored argon2id hash, for verification only.
-    public func passwordHash(id: String) throws -> String? {
+    public func passwordHash(id: UserID) throws -> String? {
         try db.query("SELECT password_hash FROM users WHERE id = \(id)").first?.get("password_hash")
     }
 
-    public func passwordHash(email: String) throws -> (id: String, hash: String, verified: Bool)? {
+    public func passwordHash(email: String) throws -> (id: UserID, hash: String, verified: Bool)? {
         guard let row = try db.query("SELECT id, password_hash, verified FROM users WHERE email = \(email)").first else { return nil }
         return (try row.get("id"), try row.get("password_hash"), try row.get("verified"))
     }
 
     /// Whether `password` is the account's (false for an over-long one, unchecked, or an unknown id).
-    public func verifyPassword(id: String, _ password: String) throws -> Bool {
+    public func verifyPassword(id: UserID, _ password: String) throws -> Bool {
         guard password.utf8.count <= AccountRules.maximumPasswordBytes, let hash = try passwordHash(id: id) else { return false }
         return PasswordHasher().verify(password, against: hash)
     }
 
-    public func setPassword(id: String, hash: String) throws {
+    public func setPassword(id: UserID, hash: String) throws {
         try db.execute("UPDATE users SET password_hash = \(hash), updated_at = now() WHERE id = \(id)")
     }
 
-    public func recordLogin(id: String) throws {
+    public func recordLogin(id: UserID) throws {
         try db.execute("UPDATE users SET last_login_at = now() WHERE id = \(id)")
     }
 }
 
-/// UUIDs arrive in paths; anything that is not one is "not found", not a database error.
-public enum UUIDText {
-    public static func isValid(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
-        guard bytes.count == 36 else { return false }
-        for (i, c) in bytes.enumerated() {
-            if [8, 13, 18, 23].contains(i) {
-                if c != UInt8(ascii: "-") { return false }
-            } else if !((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46)) {
-                return false
-            }
-        }
-        return true
-    }
-}
+/// Accounts are named by `ID<User>` everywhere: in rows, sessions, Redis keys and every lookup.
+public typealias UserID = ID<User>

@@ -11,13 +11,13 @@ public struct AuditLog {
 
     /// - Parameters: before/after are the changed fields only, as JSON objects.
     public func record(
-        actorID: String?, actorLabel: String, action: String, targetUserID: String?, targetEmail: String?,
+        actorID: UserID?, actorLabel: String, action: String, targetUserID: UserID?, targetEmail: String?,
         before: [String: JSONValue]?, after: [String: JSONValue]?, requestID: String?
     ) throws {
         try db.execute(
             """
             INSERT INTO audit_log (actor_id, actor_label, action, target_user_id, target_email, before, after, request_id)
-            VALUES (\(actorID)::uuid, \(actorLabel), \(action), \(targetUserID)::uuid, \(targetEmail),
+            VALUES (\(actorID), \(actorLabel), \(action), \(targetUserID), \(targetEmail),
                     \(before.map { PostgresJSON(JSONValue.object($0)) }), \(after.map { PostgresJSON(JSONValue.object($0)) }), \(requestID))
             """)
     }

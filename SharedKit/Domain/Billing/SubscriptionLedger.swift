@@ -46,7 +46,7 @@ public struct SubscriptionLedger {
             SELECT id, user_id, status, current_end FROM subscriptions WHERE razorpay_subscription_id = \(entity.id) FOR UPDATE
             """
         ).first
-        if row == nil, let userID = entity.notes?["user_id"]?.string, UUIDText.isValid(userID),
+        if row == nil, let userID = entity.notes?["user_id"]?.string.flatMap(UserID.init),
             try db.query("SELECT 1 FROM users WHERE id = \(userID)").first != nil
         {
             row = try db.query(

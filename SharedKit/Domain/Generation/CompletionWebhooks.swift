@@ -50,9 +50,9 @@ public enum CompletionWebhooks {
 
     /// The user's signing secret (`whsec_` and 32 bytes, base64): derived from APP_SECRET, the user and
     /// the secret's version, so it is never stored; rotating bumps the version.
-    public static func secret(userID: String, version: Int, appSecret: String) -> String {
+    public static func secret(userID: UserID, version: Int, appSecret: String) -> String {
         "whsec_"
-            + Encoding.base64(Digest.hmacSHA256(key: appSecret, message: "completion-webhook-secret|\(userID.lowercased())|\(version)"))
+            + Encoding.base64(Digest.hmacSHA256(key: appSecret, message: "completion-webhook-secret|\(userID)|\(version)"))
     }
 
     /// How long after a rotation deliveries are still signed with the previous secret as well.

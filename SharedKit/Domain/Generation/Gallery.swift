@@ -8,24 +8,27 @@ public import FoundationEssentials
 public import Foundation
 #endif
 
+/// An image is named by `ID<ImageRecord>`.
+public typealias ImageID = ID<ImageRecord>
+
 /// Images and videos as stored, and as the API shows them.
 public struct ImageRecord: Decodable, PostgresRecord, Sendable {
-    public let id: String
-    public let userId: String
+    public let id: ImageID
+    public let userId: UserID
     public let storageKey: String?
     public let thumbnailKey: String?
     public let prompt: String
     public let style: String?
     public let colour: String?
     public let kind: String
-    public let sourceImageId: String?
+    public let sourceImageId: ImageID?
     public let width: Int?
     public let height: Int?
     public let model: String?
     public let seed: Int64?
     public let status: String
     public let error: String?
-    public let generationId: String?
+    public let generationId: GenerationID?
     public let createdAt: Date
     public let completedAt: Date?
     public let provider: String?
@@ -58,7 +61,7 @@ extension ImageRecord {
 }
 
 public struct ImageView: JSONWritable, Sendable {
-    public let id: String
+    public let id: ImageID
     public let status: String
     public let kind: String
     public let prompt: String
@@ -71,8 +74,8 @@ public struct ImageView: JSONWritable, Sendable {
     public let provider: String?
     public let url: String?
     public let thumbnailUrl: String?
-    public let sourceImageId: String?
-    public let generationId: String?
+    public let sourceImageId: ImageID?
+    public let generationId: GenerationID?
     public let createdAt: Date
 
     public init(_ record: ImageRecord, storage: any MediaStorage) {
@@ -213,9 +216,10 @@ public struct Page<Items: JSONWritable>: JSONWritable {
 /// meanwhile never shift a page (no duplicates, no gaps).
 public struct PageCursor: Sendable {
     public let createdAt: Date
-    public let id: String
+    /// The last row shown: an image or a video.
+    public let id: ID<PageCursor>
 
-    public init(createdAt: Date, id: String) {
+    public init(createdAt: Date, id: ID<PageCursor>) {
         self.createdAt = createdAt
         self.id = id
     }
@@ -234,8 +238,7 @@ public struct PageCursor: Sendable {
         else {
             throw HTTPError(.badRequest, code: "invalid_cursor", message: "The cursor is not one this API gave out.")
         }
-        let id = String(text[text.index(after: bar)...])
-        guard UUIDText.isValid(id) else {
+        guard let id = ID<PageCursor>(String(text[text.index(after: bar)...])) else {
             throw HTTPError(.badRequest, code: "invalid_cursor", message: "The cursor is not one this API gave out.")
         }
         return PageCursor(createdAt: date, id: id)

@@ -24,7 +24,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// Whether the image is, or was made from, a picture a user uploaded, however many transforms back
     /// (an upscale of an inpaint of an upload is still a composite with someone's picture). A chain cut by a
     /// deleted ancestor counts as far as it is known.
-    public static func comesFromUpload(_ imageID: String, _ db: PostgresConnection) throws -> Bool {
+    public static func comesFromUpload(_ imageID: ImageID, _ db: PostgresConnection) throws -> Bool {
         try db.query(
             """
             WITH RECURSIVE chain (kind, source_image_id, depth) AS (

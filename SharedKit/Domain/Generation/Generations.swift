@@ -9,6 +9,9 @@ public import Foundation
 
 /// Provider jobs and their state machine: queued → running → succeeded | failed | canceled. A status only
 /// moves forward; a job that ends without success gives its quota back exactly once.
+/// A generation (one job: an image, a transform or a video) is named by `ID<Generations.View>`.
+public typealias GenerationID = ID<Generations.View>
+
 public struct Generations {
     public enum Task: String, Sendable { case image, upscale, inpaint, video }
 
@@ -45,9 +48,9 @@ public struct Generations {
 
     /// Reserves the quota and records the job in one transaction: a refused reservation leaves no job.
     public func create<Input: Codable & Sendable>(
-        userID: String, task: Task, provider: ProviderName, model: String?, input: Input, cost: Int,
-        sourceImageID: String? = nil, status: GenerationStatus = .running, webhookURL: String? = nil
-    ) throws -> String {
+        userID: UserID, task: Task, provider: ProviderName, model: String?, input: Input, cost: Int,
+        sourceImageID: ImageID? = nil, status: GenerationStatus = .running, webhookURL: String? = nil
+    ) throws -> GenerationID {
         try db.transaction {
             let reservation = try ledger.reserve(userID: userID, cost: cost)
             let row = try db.query(
@@ -65,7 +68,7 @@ public struct Generations {
     /// The provider (and model) a job is handed to, before it is sent: a webhook that comes back at once
     /// finds it as that provider's.
     /// False when the job is no longer open (timed out meanwhile): it must not be sent anywhere.
-    public func assign(_ id: String, to provider: ProviderName, model: String) throws -> Bool {
+    public func assign(_ id: GenerationID, to provider: ProviderName, model: String) throws -> Bool {
         try db.execute(
             """
             UPDATE generations SET provider = \(provider.rawValue), model = \(model), updated_at = now()
@@ -73,7 +76,7 @@ public struct Generations {
             """) == 1
     }
 
-    public func markSucceeded(_ id: String) throws {
+    public func markSucceeded(_ id: GenerationID) throws {
         try db.execute(
             """
             UPDATE generations SET status = 'succeeded', error = NULL, pending_outputs = NULL,
@@ -83,7 +86,7 @@ public struct Generations {
     }
 
     /// Ends the job as failed (or canceled) with a message for the user, and refunds it once.
-    public func markFailed(_ id: String, error: String, status: GenerationStatus = .failed) throws {
+    public func markFailed(_ id: GenerationID, error: String, status: GenerationStatus = .failed) throws {
         let refundedTask = try db.transaction { () -> String? in
             let task = try db.query(
                 """
@@ -101,7 +104,7 @@ public struct Generations {
     }
 
     public struct View: JSONWritable, Sendable {
-        public let id: String
+        public let id: GenerationID
         public let task: String
         public let provider: String
         public let model: String?
@@ -137,14 +140,13 @@ public struct Generations {
     }
 
     /// The job as its owner sees it; another user's id is simply not found.
-    public func view(id: String, userID: String) throws -> View? {
-        guard UUIDText.isValid(id) else { return nil }
+    public func view(id: GenerationID, userID: UserID) throws -> View? {
         return try db.query(Self.viewQuery(id: id, userID: userID)).records(View.self).first
     }
 
     /// The job just made for the request: a typed error (not a crash that answers nginx's 503 after the
     /// quota was charged) should it be missing.
-    public func made(id: String, userID: String) throws -> View {
+    public func made(id: GenerationID, userID: UserID) throws -> View {
         guard let view = try view(id: id, userID: userID) else {
             throw DependencyUnavailable(.database, detail: "generation \(id) vanished right after it was made")
         }
@@ -152,7 +154,7 @@ public struct Generations {
     }
 
     /// One job of a user in the columns of `View`, for `Context.read` (the id must be a valid UUID).
-    public static func viewQuery(id: String, userID: String) -> SQLQuery {
+    public static func viewQuery(id: GenerationID, userID: UserID) -> SQLQuery {
         """
         SELECT g.id, g.task, g.provider, g.model, g.webhook_url, g.status, g.error, g.cost, g.refunded,
                COALESCE((SELECT json_agg(i.id ORDER BY i.created_at) FROM images i WHERE i.generation_id = g.id), '[]') AS image_ids,

@@ -1,4 +1,4 @@
-import SharedKitCore
+public import SharedKitCore
 public import SharedKitStores
 
 #if canImport(FoundationEssentials)
@@ -28,24 +28,24 @@ public struct ShareLinks {
 
     // MARK: tokens
 
-    public func token(for id: String) -> String {
-        let raw = Self.uuidBytes(id) ?? []
+    public func token(for id: ID<Link>) -> String {
+        let raw = Self.uuidBytes(id)
         return Encoding.base64URL(raw + Array(Digest.hmacSHA256(key: key, message: raw).prefix(16)))
     }
 
     /// The link id a token stands for, when its MAC is ours; nil for anything else (no database read).
-    public func id(fromToken token: String) -> String? {
+    public func id(fromToken token: String) -> ID<Link>? {
         guard token.utf8.count == 43, let raw = Encoding.fromBase64URL(token), raw.count == 32 else { return nil }
         let id = Array(raw.prefix(16))
         guard Digest.constantTimeEquals(Array(raw.suffix(16)), Array(Digest.hmacSHA256(key: key, message: id).prefix(16))) else {
             return nil
         }
-        return Self.uuidText(id)
+        return ID(Self.uuidText(id))
     }
 
-    static func uuidBytes(_ text: String) -> [UInt8]? {
-        guard UUIDText.isValid(text) else { return nil }
-        return Encoding.fromHex(String(text.lowercased().filter { $0 != "-" }))
+    /// The id's 16 bytes (its text is a checked UUID: 32 hex digits and four dashes).
+    static func uuidBytes(_ id: ID<Link>) -> [UInt8] {
+        Encoding.fromHex(String(id.text.filter { $0 != "-" })) ?? []
     }
 
     static func uuidText(_ bytes: [UInt8]) -> String {
@@ -57,9 +57,9 @@ public struct ShareLinks {
 
     /// A link as its owner sees it.
     public struct Link: PostgresRecord, Sendable {
-        public let id: String
-        public let imageId: String?
-        public let videoId: String?
+        public let id: ID<Link>
+        public let imageId: ImageID?
+        public let videoId: VideoID?
         public let showUsername: Bool
         public let views: Int64
         public let createdAt: Date
@@ -78,14 +78,14 @@ public struct ShareLinks {
 
     /// What is shared: an image or a video of the owner.
     public enum Item: Sendable {
-        case image(String)
-        case video(String)
+        case image(ImageID)
+        case video(VideoID)
     }
 
     /// The item's live link with `showUsername` as asked (created: false), or a new one (created: true);
     /// nil when the user has no such finished item.
-    public func share(_ item: Item, userID: String, showUsername: Bool) throws -> (link: Link, created: Bool)? {
-        let imageID: String?, videoID: String?
+    public func share(_ item: Item, userID: UserID, showUsername: Bool) throws -> (link: Link, created: Bool)? {
+        let imageID: ImageID?, videoID: VideoID?
         switch item {
         case .image(let id): (imageID, videoID) = (id, nil)
         case .video(let id): (imageID, videoID) = (nil, id)
@@ -118,7 +118,7 @@ public struct ShareLinks {
     }
 
     /// The user's live links, newest first (at most `listLimit`), and whether there are more.
-    public func live(userID: String) throws -> (links: [Link], more: Bool) {
+    public func live(userID: UserID) throws -> (links: [Link], more: Bool) {
         let links = try db.query(
             """
             SELECT \(Link.columns) FROM share_links WHERE user_id = \(userID) AND revoked_at IS NULL
@@ -129,8 +129,7 @@ public struct ShareLinks {
     }
 
     /// Revokes the user's live link `id`; false when there is none.
-    public func revoke(id: String, userID: String) throws -> Bool {
-        guard UUIDText.isValid(id) else { return false }
+    public func revoke(id: ID<Link>, userID: UserID) throws -> Bool {
         return try db.execute(
             """
             UPDATE share_links SET revoked_at = now() WHERE id = \(id) AND user_id = \(userID) AND revoked_at IS NULL

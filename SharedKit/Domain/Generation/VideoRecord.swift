@@ -7,9 +7,12 @@ public import FoundationEssentials
 public import Foundation
 #endif
 
+/// A video is named by `ID<VideoRecord>`.
+public typealias VideoID = ID<VideoRecord>
+
 public struct VideoRecord: Decodable, PostgresRecord, Sendable {
-    public let id: String
-    public let userId: String
+    public let id: VideoID
+    public let userId: UserID
     public let storageKey: String?
     public let posterKey: String?
     public let prompt: String
@@ -22,7 +25,7 @@ public struct VideoRecord: Decodable, PostgresRecord, Sendable {
     public let seed: Int64?
     public let status: String
     public let error: String?
-    public let generationId: String?
+    public let generationId: GenerationID?
     public let createdAt: Date
     public let provider: String?
 

@@ -1,4 +1,4 @@
-import SharedKitCore
+public import SharedKitCore
 public import SharedKitRuntime
 import SharedKitStores
 
@@ -8,7 +8,7 @@ import SharedKitStores
 /// one key cannot both run; the same key with a different request is refused.
 public enum Idempotency {
 
-    public static func run(_ request: Request, _ context: Context, userID: String, _ work: () throws -> Response) throws -> Response {
+    public static func run(_ request: Request, _ context: Context, userID: UserID, _ work: () throws -> Response) throws -> Response {
         guard let key = request.header("idempotency-key") else { return try work() }
         guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) else {
             throw HTTPError(

@@ -1,4 +1,4 @@
-import SharedKitCore
+public import SharedKitCore
 import SharedKitRuntime
 public import SharedKitStores
 
@@ -29,7 +29,7 @@ public struct QuotaLedger {
     }
 
     /// Charges `cost` units, or throws 429 `quota_exhausted` saying when the quota renews.
-    public func reserve(userID: String, cost: Int) throws -> Reservation {
+    public func reserve(userID: UserID, cost: Int) throws -> Reservation {
         let rows = try db.query(
             """
             UPDATE users SET
@@ -71,7 +71,7 @@ public struct QuotaLedger {
     /// Gives a generation's reservation back, once: the generation row's `refunded` flag is flipped in
     /// the same transaction, and a period that has since rolled over has nothing left to give back.
     @discardableResult
-    public func refund(generationID: String) throws -> Bool {
+    public func refund(generationID: GenerationID) throws -> Bool {
         try db.transaction {
             let flipped = try db.execute(
                 """

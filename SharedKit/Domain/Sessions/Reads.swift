@@ -29,7 +29,7 @@ extension Context {
     /// NULL (a row id). It is called once the caller is known, so it is where the request's parameters are
     /// checked (a 400 comes after a 401, as everywhere). For `.admin` it runs only when the caller is an admin.
     public func read<Row: PostgresRecord & Sendable>(
-        _ request: Request, _ access: ReadAccess, _ type: Row.Type, query: (_ userID: String) throws -> SQLQuery
+        _ request: Request, _ access: ReadAccess, _ type: Row.Type, query: (_ userID: UserID) throws -> SQLQuery
     ) throws -> Read<Row> {
         let read = try readRows(request, access, query: query)
         let rows = try read.rows.map { row in
@@ -42,7 +42,7 @@ extension Context {
     /// The same, with the rows as PostgreSQL answered them: `query`'s columns begin at `start` in each row.
     /// For writers that copy columns straight into the response (the galleries).
     public func readRows(
-        _ request: Request, _ access: ReadAccess, query: (_ userID: String) throws -> SQLQuery
+        _ request: Request, _ access: ReadAccess, query: (_ userID: UserID) throws -> SQLQuery
     ) throws -> (principal: Principal, rows: [PostgresRow], start: Int) {
         let session: SessionStore.Session
         switch access {

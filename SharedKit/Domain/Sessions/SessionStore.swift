@@ -8,7 +8,7 @@ public struct SessionStore {
     public struct Session: Sendable {
         /// Hex SHA-256 of the token: the session's identity in Redis and in logs.
         public let id: String
-        public let userID: String
+        public let userID: UserID
         public let csrfToken: String
         public let createdAt: Int64
         public let isAdmin: Bool
@@ -42,11 +42,11 @@ public struct SessionStore {
     }
 
     static func key(_ id: String) -> String { "session:\(id)" }
-    static func userKey(_ userID: String) -> String { "user_sessions:\(userID)" }
+    static func userKey(_ userID: UserID) -> String { "user_sessions:\(userID)" }
     public static func id(forToken token: String) -> String { Encoding.hex(Digest.sha256(token)) }
 
     /// A new session with a new token (never one the client offered: no fixation).
-    public func create(userID: String, isAdmin: Bool) throws -> Issued {
+    public func create(userID: UserID, isAdmin: Bool) throws -> Issued {
         let token = Random.token(byteCount: 32)
         let session = Session(
             id: Self.id(forToken: token), userID: userID, csrfToken: Random.token(byteCount: 32),
@@ -55,7 +55,7 @@ public struct SessionStore {
         try redis.run(
             Self.createScript, keys: [Self.key(session.id), Self.userKey(userID)],
             arguments: [
-                userID, session.csrfToken, String(session.createdAt), isAdmin ? "1" : "0", String(idle),
+                userID.text, session.csrfToken, String(session.createdAt), isAdmin ? "1" : "0", String(idle),
                 String(lifetimes.absoluteSeconds), session.id,
             ])
         return Issued(token: token, session: session)
@@ -79,7 +79,8 @@ public struct SessionStore {
                 String(now()), String(lifetimes.absoluteSeconds), id,
             ] + (budget.map { [$0.name] + $0.scriptArguments } ?? []))
         guard let parts = reply.array, let fields = parts.first?.array, fields.count == 4,
-            let userID = fields[0].string, let csrf = fields[1].string, let created = fields[2].string.flatMap({ Int64($0) })
+            let userID = fields[0].string.flatMap(UserID.init), let csrf = fields[1].string,
+            let created = fields[2].string.flatMap({ Int64($0) })
         else {
             return nil
         }
@@ -97,20 +98,20 @@ public struct SessionStore {
         try redis.command("EXPIRE", Self.key(session.id), String(min(lifetimes.adminIdleSeconds, lifetimes.idleSeconds)))
     }
 
-    public func delete(id: String, userID: String) throws {
+    public func delete(id: String, userID: UserID) throws {
         try redis.command("DEL", Self.key(id))
         try redis.command("SREM", Self.userKey(userID), id)
     }
 
     /// Ends every session of a user, except one when given (a password change keeps the current one).
     @discardableResult
-    public func revokeAll(userID: String, except keep: String? = nil) throws -> Int {
+    public func revokeAll(userID: UserID, except keep: String? = nil) throws -> Int {
         let reply = try redis.run(Self.revokeScript, keys: [Self.userKey(userID)], arguments: [keep ?? ""])
         return reply.integer ?? 0
     }
 
     /// How many live sessions a user has (dead index entries are pruned on the way).
-    public func count(userID: String) throws -> Int {
+    public func count(userID: UserID) throws -> Int {
         try redis.run(Self.countScript, keys: [Self.userKey(userID)], arguments: []).integer ?? 0
     }
 

@@ -202,3 +202,16 @@ extension JSONValue: PostgresDecodable {
         return value
     }
 }
+
+/// A typed id binds as its text (PostgreSQL casts it to `uuid`) and reads from a `uuid` column; a column
+/// that holds anything else is a decoding error, not an id.
+extension ID: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String { text }
+
+    public static func decode(postgresText: String?) throws -> ID<Entity> {
+        guard let text = postgresText, let id = ID(text) else {
+            throw PostgresDecodingError(column: "?", expected: "a UUID")
+        }
+        return id
+    }
+}
