@@ -154,7 +154,7 @@ enum Transform {
                     chain: chain,
                     work: GenerationJobs.Work(
                         replicate: { replicate in (replicate.client.models.model(for: task), input) }, openai: openai, local: localResult))
-            } catch let refused as HTTPError {
+            } catch let refused as any HTTPErrorConvertible {
                 // Refused before the job existed (the quota ran out meanwhile), nothing else removes the
                 // mask; when no provider took the job, giving it up removed the mask already (no harm twice).
                 if let maskKey = job.maskKey { try? context.media.delete(key: maskKey) }

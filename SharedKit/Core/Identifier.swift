@@ -8,8 +8,22 @@ public struct ID<Entity>: Hashable, Sendable, Codable, CustomStringConvertible {
 
     /// Nil unless `text` is a UUID in its 36-character form (either case).
     public init?(_ text: String) {
-        guard Self.isUUID(text) else { return nil }
-        self.text = text.lowercased()
+        var text = text
+        let form = text.withUTF8 { Self.form(of: $0) }
+        switch form {
+        case .lowercase: self.text = text
+        case .mixedCase: self.text = text.lowercased()
+        case nil: return nil
+        }
+    }
+
+    /// From the bytes PostgreSQL writes for a `uuid` (always lowercase): one check, one string.
+    package init?(utf8 bytes: UnsafeBufferPointer<UInt8>) {
+        switch Self.form(of: bytes) {
+        case .lowercase: self.text = String(decoding: bytes, as: UTF8.self)
+        case .mixedCase: self.text = String(decoding: bytes, as: UTF8.self).lowercased()
+        case nil: return nil
+        }
     }
 
     /// The same id naming another kind of row (a generation's id is its images' `generation_id`).
@@ -32,16 +46,25 @@ public struct ID<Entity>: Hashable, Sendable, Codable, CustomStringConvertible {
         try container.encode(text)
     }
 
-    static func isUUID(_ text: String) -> Bool {
-        guard text.utf8.count == 36 else { return false }
-        for (i, c) in text.utf8.enumerated() {
+    enum Form { case lowercase, mixedCase }
+
+    /// Whether `bytes` are 8-4-4-4-12 hex digits, and whether any of them is upper case.
+    static func form(of bytes: UnsafeBufferPointer<UInt8>) -> Form? {
+        guard bytes.count == 36 else { return nil }
+        var upper = false
+        for i in 0..<36 {
+            let c = bytes[i]
             if i == 8 || i == 13 || i == 18 || i == 23 {
-                if c != UInt8(ascii: "-") { return false }
-            } else if !((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46)) {
-                return false
+                if c != UInt8(ascii: "-") { return nil }
+            } else if (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) {
+                continue
+            } else if c >= 0x41 && c <= 0x46 {
+                upper = true
+            } else {
+                return nil
             }
         }
-        return true
+        return upper ? .mixedCase : .lowercase
     }
 }
 

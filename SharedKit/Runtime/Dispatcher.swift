@@ -56,7 +56,7 @@ public struct Dispatcher<Context> {
     private func respond(
         to request: inout Request, route name: inout String, readBody: (Int) -> [UInt8], context: RequestContext
     ) -> Response {
-        switch router.resolve(method: request.method, path: request.path) {
+        switch router.table.resolve(method: request.method, path: request.path) {
         case .notFound:
             return .error(HTTPError(.notFound, code: "not_found", message: "There is nothing at \(request.path)."), requestID: request.id)
         case .methodNotAllowed(let allow):
@@ -79,7 +79,7 @@ public struct Dispatcher<Context> {
                 if body.count > route.maxBodyBytes { return .error(tooLarge(route.maxBodyBytes), requestID: request.id) }
                 request.body = body
             }
-            var response = invoke(route.handler, request, context)
+            var response = invoke(router.handler(of: route), request, context)
             if request.method == "HEAD" {
                 // The GET's headers, its length included, without its body (RFC 9110 §9.3.2).
                 if response.header("Content-Length") == nil, response.status.code != 204 {

@@ -96,12 +96,12 @@ public struct Request: Sendable {
         return type.split(separator: ";", maxSplits: 1).first.map { $0.trimmingWhitespace().lowercased() }
     }
 
-    /// Decodes a JSON body: 415 for another content type, 400 `invalid_json` for malformed JSON, and a 400
-    /// naming the field for a missing or mistyped one.
     /// A path parameter that names a row (`/api/v1/images/:id`): nil when it is not a UUID, which to a
     /// lookup means "not found".
     public func id<Entity>(_ name: String) throws -> ID<Entity>? { ID(try parameter(name)) }
 
+    /// Decodes a JSON body: 415 for another content type, 400 `invalid_json` for malformed JSON, and a 400
+    /// naming the field for a missing or mistyped one.
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
         guard mediaType == "application/json" else {
             throw HTTPError(

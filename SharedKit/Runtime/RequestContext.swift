@@ -21,7 +21,7 @@ public final class RequestContext {
     }
 
     /// Runs the work queued for after the response; a failure is logged, never raised.
-    public func runAfterResponse() {
+    func runAfterResponse() {
         // Work may queue more work (a provider job that ends queues its webhook): run until none is left.
         while !afterResponse.isEmpty {
             let work = afterResponse

@@ -10,23 +10,11 @@ public struct Router<Context>: Sendable {
     /// The body cap of a route that names none.
     public static var defaultMaxBodyBytes: Int { 64 * 1024 }
 
-    struct Route: Sendable {
-        enum Segment: Sendable, Equatable { case literal(String), parameter(String) }
-        let method: String
-        /// As declared (`/api/v1/keys/:id`): the route's name in metrics.
-        let pattern: String
-        let segments: [Segment]
-        let maxBodyBytes: Int
-        let handler: Handler<Context>
-    }
-
-    enum Resolution {
-        case matched(Route, parameters: [String: String])
-        case notFound
-        case methodNotAllowed(allow: [String])
-    }
-
-    private(set) var routes: [Route] = []
+    /// Where requests go, which knows nothing of the handlers' context (so matching is plain code, the same
+    /// for every function, with no generic type to look up per request).
+    private(set) var table = RouteTable()
+    /// The handler of each route, in the table's order.
+    private var handlers: [Handler<Context>] = []
 
     public init() {}
 
@@ -52,11 +40,40 @@ public struct Router<Context>: Sendable {
 
     private func adding(_ method: String, _ pattern: String, _ maxBodyBytes: Int, _ handler: @escaping Handler<Context>) -> Router {
         var copy = self
+        copy.table.add(method, pattern, maxBodyBytes)
+        copy.handlers.append(handler)
+        return copy
+    }
+
+    func handler(of route: RouteTable.Route) -> Handler<Context> { handlers[route.index] }
+}
+
+/// Method + path patterns and their body caps, matched against a request's method and path.
+struct RouteTable: Sendable {
+    struct Route: Sendable {
+        enum Segment: Sendable, Equatable { case literal(String), parameter(String) }
+        /// The route's place in its router (its handler's).
+        let index: Int
+        let method: String
+        /// As declared (`/api/v1/keys/:id`): the route's name in metrics.
+        let pattern: String
+        let segments: [Segment]
+        let maxBodyBytes: Int
+    }
+
+    enum Resolution {
+        case matched(Route, parameters: [String: String])
+        case notFound
+        case methodNotAllowed(allow: [String])
+    }
+
+    private(set) var routes: [Route] = []
+
+    mutating func add(_ method: String, _ pattern: String, _ maxBodyBytes: Int) {
         let segments: [Route.Segment] = pattern.split(separator: "/").map { part in
             part.hasPrefix(":") ? .parameter(String(part.dropFirst())) : .literal(String(part))
         }
-        copy.routes.append(Route(method: method, pattern: pattern, segments: segments, maxBodyBytes: maxBodyBytes, handler: handler))
-        return copy
+        routes.append(Route(index: routes.count, method: method, pattern: pattern, segments: segments, maxBodyBytes: maxBodyBytes))
     }
 
     func resolve(method: String, path: String) -> Resolution {

@@ -7,11 +7,11 @@ public import FoundationEssentials
 public import Foundation
 #endif
 
-/// Provider jobs and their state machine: queued → running → succeeded | failed | canceled. A status only
-/// moves forward; a job that ends without success gives its quota back exactly once.
 /// A generation (one job: an image, a transform or a video) is named by `ID<Generations.View>`.
 public typealias GenerationID = ID<Generations.View>
 
+/// Provider jobs and their state machine: queued → running → succeeded | failed | canceled. A status only
+/// moves forward; a job that ends without success gives its quota back exactly once.
 public struct Generations {
     public enum Task: String, Sendable { case image, upscale, inpaint, video }
 
@@ -153,7 +153,7 @@ public struct Generations {
         return view
     }
 
-    /// One job of a user in the columns of `View`, for `Context.read` (the id must be a valid UUID).
+    /// One job of a user in the columns of `View`, for `Context.read`.
     public static func viewQuery(id: GenerationID, userID: UserID) -> SQLQuery {
         """
         SELECT g.id, g.task, g.provider, g.model, g.webhook_url, g.status, g.error, g.cost, g.refunded,

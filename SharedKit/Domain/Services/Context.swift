@@ -28,7 +28,7 @@ public final class Services {
     public let quota: QuotaPolicy
     public let rateBudgets: RateLimiter.Budgets
     /// Remote media storage (S3), made at start by functions that link the HTTP part of the kit.
-    public internal(set) var remoteMedia: (any MediaStorage)?
+    public let remoteMedia: (any MediaStorage)?
     /// This process's counters (requests, refunds, webhook deliveries), in the host's metrics directory
     /// (METRICS_DIR, default `<RUN_DIR>/metrics`), opened at the first count.
     public let metrics: ProcessMetrics

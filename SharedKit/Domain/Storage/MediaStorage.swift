@@ -124,7 +124,7 @@ public struct FileMediaStorage: MediaStorage {
 
 extension Context {
     /// The configured media storage: an S3-compatible bucket when the function was started with one
-    /// (`FunctionRuntime(media:)`), otherwise files under MEDIA_ROOT. With S3_BUCKET set, a function that
+    /// (`Services.start(function:media:)`), otherwise files under MEDIA_ROOT. With S3_BUCKET set, a function that
     /// cannot reach S3 refuses media work rather than writing files no other host would see.
     public var media: any MediaStorage {
         if let remote = remoteMedia { return remote }

@@ -17,11 +17,10 @@ public enum WebhookLog {
             let response = try handler(&outcome)
             record(provider, outcome, status: response.status.code, context)
             return response
-        } catch let error as HTTPError {
-            record(provider, outcome != "accepted" ? outcome : error.code, status: error.status.code, context)
-            throw error
-        } catch let error as DependencyUnavailable {
-            record(provider, "\(error.dependency.rawValue)_unavailable", status: 503, context)
+        } catch let error as any HTTPErrorConvertible {
+            // An HTTP answer, a dependency that is down (503, `<dependency>_unavailable`) or a store's refusal.
+            let answer = error.httpError
+            record(provider, outcome != "accepted" ? outcome : answer.code, status: answer.status.code, context)
             throw error
         } catch {
             record(provider, "failed", status: 500, context)

@@ -210,7 +210,14 @@ extension ID: PostgresEncodable, PostgresDecodable {
 
     public static func decode(postgresText: String?) throws -> ID<Entity> {
         guard let text = postgresText, let id = ID(text) else {
-            throw PostgresDecodingError(column: "?", expected: "a UUID")
+            throw PostgresDecodingError(column: "", expected: "a UUID")
+        }
+        return id
+    }
+
+    public static func decode(postgresBytes: UnsafeBufferPointer<UInt8>?) throws -> ID<Entity> {
+        guard let bytes = postgresBytes, let id = ID(utf8: bytes) else {
+            throw PostgresDecodingError(column: "", expected: "a UUID")
         }
         return id
     }
