@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(FoundationEssentials)
 public import FoundationEssentials
 #else
@@ -53,15 +55,18 @@ public enum JSON {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// The snake_case keys one encoder has made (one response, one thread, never shared).
-    final class KeyNames {
-        var made: [String: SnakeKey] = [:]
+    /// The snake_case keys one encoder has made. JSONEncoder may call its key strategy from any thread,
+    /// so the table is behind a lock (uncontended: one encoder serves one response).
+    final class KeyNames: Sendable {
+        let made = Mutex<[String: SnakeKey]>([:])
 
         func key(for name: String) -> SnakeKey {
-            if let key = made[name] { return key }
-            let key = SnakeKey(JSON.snakeCase(name))
-            made[name] = key
-            return key
+            made.withLock { made in
+                if let key = made[name] { return key }
+                let key = SnakeKey(JSON.snakeCase(name))
+                made[name] = key
+                return key
+            }
         }
     }
 
