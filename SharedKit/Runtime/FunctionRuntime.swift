@@ -11,9 +11,9 @@ nonisolated(unsafe) private var terminationRequested: sig_atomic_t = 0
 /// Whether the JSON log handler is installed (swift-log allows it once per process). Set on the one thread.
 nonisolated(unsafe) private var loggingReady = false
 
-/// The process around a function: configuration, logging, then a blocking FastCGI accept loop on fd 0
-/// (the listening socket systemd or the supervisor hands over), one request at a time. Started without
-/// a socket it answers one request as plain CGI from the environment and stdin.
+/// The process around a function once it has built its services: a blocking FastCGI accept loop on fd 0
+/// (the listening socket systemd or the supervisor hands over), one request at a time, each answered by the
+/// dispatcher. Started without a socket it answers one request as plain CGI from the environment and stdin.
 ///
 /// Scale to zero: with `FUNCTION_IDLE_SECONDS` above 0 the process exits (status 0) once it has waited
 /// that long for a connection; the socket stays with systemd or the supervisor, which start a process
