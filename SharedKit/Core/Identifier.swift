@@ -26,7 +26,7 @@ public struct ID<Entity>: Hashable, Sendable, Codable, CustomStringConvertible {
         }
     }
 
-    /// The same id naming another kind of row (a generation's id is its images' `generation_id`).
+    /// The same UUID seen as another kind of id: a page cursor keeps the last image or video it showed.
     public init<Other>(_ other: ID<Other>) {
         self.text = other.text
     }
