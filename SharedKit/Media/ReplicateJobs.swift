@@ -64,9 +64,15 @@ public struct ReplicateJobs {
         } catch {
             throw DependencyUnavailable(.provider, detail: "\(error)")
         }
+        try recordCreated(prediction, generationID)
+    }
+
+    /// The prediction Replicate created for a job: its id and status on the job (running once Replicate
+    /// is processing it), and at once its outcome when it has already ended.
+    func recordCreated(_ prediction: ReplicateClient.Prediction, _ generationID: GenerationID) throws {
         try context.db.execute(
             """
-            UPDATE generations SET provider_id = \(prediction.id),
+            UPDATE generations SET provider_id = \(prediction.id), deferred_start = NULL,
                    provider_status = \(prediction.status), provider_checked_at = now(),
                    status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
                    started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
@@ -132,17 +138,7 @@ public struct ReplicateJobs {
                 """)
         }
         do {
-            let prediction = try client.create(model: deferred.model, input: deferred.input, reference: generationID)
-            try context.db.execute(
-                """
-                UPDATE generations SET provider_id = \(prediction.id), deferred_start = NULL,
-                       provider_status = \(prediction.status), provider_checked_at = now(),
-                       status = CASE WHEN \(prediction.status) = 'processing' THEN 'running' ELSE status END,
-                       started_at = CASE WHEN \(prediction.status) = 'processing' THEN now() ELSE started_at END,
-                       updated_at = now()
-                WHERE id = \(generationID) AND status IN \(GenerationStatus.sql(GenerationStatus.open))
-                """)
-            if prediction.isTerminal { try apply(prediction) }
+            try recordCreated(try client.create(model: deferred.model, input: deferred.input, reference: generationID), generationID)
             return true
         } catch is ReplicateClient.Throttled {
             try putBack()

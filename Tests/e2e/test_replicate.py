@@ -29,7 +29,8 @@ import pytest
 import requests
 
 import imagefiles
-from fakes.replicate import WEBHOOK_BACKOFF, ReplicateFake, image_size, new_secret, sign
+from fakes.images import image_dimensions
+from fakes.replicate import WEBHOOK_BACKOFF, ReplicateFake, new_secret, sign
 from test_accounts import register_and_verify, sql_text
 from conftest import wait_until
 
@@ -327,7 +328,7 @@ def test_the_fake_runs_predictions_with_the_real_output_shapes_and_signed_webhoo
     fake.wait_status(r.json()["id"], "succeeded")
     output = fake.prediction(r.json()["id"])["output"]
     assert isinstance(output, str) and output.endswith(".png")
-    assert image_size(requests.get(output).content) == (80, 60)
+    assert image_dimensions(requests.get(output).content) == (80, 60)
     r = requests.post(fake.base_url + "/models/minimax/video-01/predictions", headers={**auth, "Prefer": "wait=5"},
                       json={"input": {"prompt": "waves"}})
     assert r.status_code == 201 and r.json()["status"] == "succeeded", r.text
@@ -922,7 +923,7 @@ def test_upscaling_uses_real_esrgan_by_version_and_keeps_our_copy(replicate_stac
 
     done = client.wait_generation(generation["id"], "succeeded")
     fetched = replicate.inputs_fetched(prediction_id).get("image")
-    assert fetched is not None and image_size(fetched) == (64, 48), "the provider did not get the source image"
+    assert fetched is not None and image_dimensions(fetched) == (64, 48), "the provider did not get the source image"
     images = [show_image(client, i) for i in done["image_ids"]]
     upscaled = [i for i in images if i["kind"] == "upscaled"]
     assert len(upscaled) == 1, images
@@ -946,7 +947,7 @@ def test_inpainting_uses_flux_fill_with_the_image_and_mask(replicate_stack, repl
 
     done = client.wait_generation(generation["id"], "succeeded")
     fetched = replicate.inputs_fetched(prediction_id)
-    assert image_size(fetched.get("image", b"")) == (64, 64) and image_size(fetched.get("mask", b"")) == (64, 64), \
+    assert image_dimensions(fetched.get("image", b"")) == (64, 64) and image_dimensions(fetched.get("mask", b"")) == (64, 64), \
         "the provider did not get the image and the mask"
     inpainted = [i for i in (show_image(client, x) for x in done["image_ids"]) if i["kind"] == "inpainted"]
     assert len(inpainted) == 1, done
@@ -968,7 +969,7 @@ def test_inpainting_keeps_the_pictures_size_and_sends_the_mask_by_url(replicate_
     assert sent.get("megapixels") == "match_input", sent
     assert sent["mask"].startswith(replicate_stack.url + "/media/"), sent["mask"][:80]
     done = client.wait_generation(generation["id"], "succeeded")
-    assert image_size(replicate.inputs_fetched(prediction_id)["mask"]) == (1000, 600)
+    assert image_dimensions(replicate.inputs_fetched(prediction_id)["mask"]) == (1000, 600)
     [inpainted] = [i for i in (show_image(client, x) for x in done["image_ids"]) if i["kind"] == "inpainted"]
     assert (inpainted["width"], inpainted["height"]) == (1000, 600), inpainted
     pixels = assert_image_copy(replicate_stack, replicate, prediction_id, inpainted)

@@ -165,16 +165,6 @@ class RazorpayFake(ServedFake):
         self.deliveries = []
         self.reset()
 
-    # ---- running ----
-
-    @property
-    def root_url(self):
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self):
-        return self.root_url + "/v1"
-
     # ---- scenarios ----
 
     def reset(self):

@@ -57,8 +57,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zlib
 
+from .images import image_dimensions, solid_png, solid_webp
 from .serving import DispatchHandler, ServedFake
 
 DEFAULT_SECRET = "whsec_" + base64.b64encode(b"atelier replicate fake secret!!!").decode()
@@ -123,62 +123,6 @@ def _now_iso():
 
 # ---- output files -----------------------------------------------------------------------------------
 
-def _png_chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def solid_png(width, height, rgb):
-    """An 8-bit RGB PNG of one colour."""
-    row = b"\x00" + bytes(rgb) * width
-    compressor = zlib.compressobj(6)
-    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b""))
-
-
-class _Bits:
-    """An LSB-first bit writer, as VP8L packs its bits."""
-
-    def __init__(self):
-        self.value, self.count = 0, 0
-
-    def put(self, value, bits):
-        self.value |= (value & ((1 << bits) - 1)) << self.count
-        self.count += bits
-
-    def bytes(self):
-        return self.value.to_bytes((self.count + 7) // 8, "little")
-
-
-def solid_webp(width, height, rgb):
-    """A lossless WebP (VP8L) of one colour: no transforms, no colour cache, and five one-symbol "simple"
-    prefix codes (green, red, blue, alpha, distance), so every pixel takes zero bits and any size is a
-    few bytes."""
-    r, g, b = rgb
-    bits = _Bits()
-    bits.put(0x2F, 8)
-    bits.put(width - 1, 14)
-    bits.put(height - 1, 14)
-    bits.put(0, 1)   # alpha_is_used
-    bits.put(0, 3)   # version
-    bits.put(0, 1)   # no transform
-    bits.put(0, 1)   # no colour cache
-    bits.put(0, 1)   # no meta prefix codes
-    for symbol in (g, r, b, 255, 0):
-        bits.put(1, 1)   # simple code
-        bits.put(0, 1)   # one symbol
-        if symbol < 2:
-            bits.put(0, 1)
-            bits.put(symbol, 1)
-        else:
-            bits.put(1, 1)
-            bits.put(symbol, 8)
-    data = bits.bytes()
-    pad = b"\x00" if len(data) % 2 else b""
-    chunk = b"VP8L" + struct.pack("<I", len(data)) + data + pad
-    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
-
-
 def fake_mp4(seed):
     """Bytes that start with a valid `ftyp` box (what a server sniffs), then a `free` and an `mdat` box."""
     ftyp = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
@@ -186,35 +130,6 @@ def fake_mp4(seed):
     payload = b"".join(hashlib.sha256(f"{seed}:{i}".encode()).digest() for i in range(128))
     mdat = struct.pack(">I", 8 + len(payload)) + b"mdat" + payload
     return ftyp + free + mdat
-
-
-def image_size(data):
-    """(width, height) of a PNG, WebP or JPEG from its headers, or None."""
-    try:
-        if data[:8] == b"\x89PNG\r\n\x1a\n":
-            return struct.unpack(">II", data[16:24])
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            kind, body = data[12:16], data[20:]
-            if kind == b"VP8L":
-                v = int.from_bytes(body[1:5], "little")
-                return (v & 0x3FFF) + 1, ((v >> 14) & 0x3FFF) + 1
-            if kind == b"VP8X":
-                return 1 + int.from_bytes(body[4:7], "little"), 1 + int.from_bytes(body[7:10], "little")
-            if kind == b"VP8 ":
-                return struct.unpack("<H", body[6:8])[0] & 0x3FFF, struct.unpack("<H", body[8:10])[0] & 0x3FFF
-        if data[:2] == b"\xff\xd8":
-            pos = 2
-            while pos + 9 < len(data):
-                if data[pos] != 0xFF:
-                    return None
-                marker, length = data[pos + 1], struct.unpack(">H", data[pos + 2:pos + 4])[0]
-                if marker in (0xC0, 0xC1, 0xC2):
-                    height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
-                    return width, height
-                pos += 2 + length
-    except (struct.error, IndexError):
-        pass
-    return None
 
 
 def _decode_data_uri(value):
@@ -306,14 +221,6 @@ class ReplicateFake(ServedFake):
             for state in self._state.values():
                 state.interrupted.set()
         super().stop()
-
-    @property
-    def root_url(self):
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self):
-        return self.root_url + "/v1"
 
     # ---- scenarios ----
 
@@ -780,7 +687,7 @@ class ReplicateFake(ServedFake):
         if model.output == "video":
             self.files[f"{pid}.mp4"] = (fake_mp4(pid), "video/mp4")
             return f"{self.root_url}/files/{pid}.mp4"
-        source = image_size(state.inputs.get("image", b""))
+        source = image_dimensions(state.inputs.get("image", b""))
         if model.output == "image":
             scale = inputs.get("scale", 4)
             scale = scale if isinstance(scale, (int, float)) and 0 < scale <= 10 else 4

@@ -38,8 +38,8 @@ class DispatchServer(http.server.ThreadingHTTPServer):
 
 
 class ServedFake:
-    """Start and stop for a fake with `host`, `port` (0: a free one, set by `start`), `server_class`,
-    `handler_class` and `thread_name`."""
+    """Start, stop and addresses for a fake with `host`, `port` (0: a free one, set by `start`),
+    `server_class`, `handler_class` and `thread_name`."""
 
     server_class = DispatchServer
     handler_class = DispatchHandler
@@ -55,6 +55,15 @@ class ServedFake:
                                         name=self.thread_name, daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def root_url(self):
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self):
+        """Where the provider's API lives (its version prefix)."""
+        return self.root_url + "/v1"
 
     def stop(self):
         if self._server is not None:
