@@ -16,7 +16,7 @@ import requests
 
 import imagefiles
 from conftest import private_stack
-from fakes.replicate import image_size
+from fakes.images import image_dimensions
 from test_accounts import register_and_verify
 from test_replicate import Client, accepted, create_image, doctor, show_image, transform
 
@@ -146,7 +146,7 @@ def test_an_upscale_sends_replicate_the_buckets_url_of_the_source(s3_stack, clie
     assert sent.startswith(f"{s3.url}/{BUCKET}/") and "X-Amz-Signature=" in sent, sent
     done = client.wait_generation(generation["id"], "succeeded")
     fetched = fake.inputs_fetched(created[0]).get("image")
-    assert fetched is not None and image_size(fetched) == (64, 48), "Replicate could not fetch the source from the bucket"
+    assert fetched is not None and image_dimensions(fetched) == (64, 48), "Replicate could not fetch the source from the bucket"
     upscaled = [show_image(client, i) for i in done["image_ids"]]
     assert any(i["kind"] == "upscaled" for i in upscaled), upscaled
     assert_only_accepted_requests(s3)
